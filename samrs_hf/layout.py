@@ -1,0 +1,138 @@
+"""The build output layout: the one contract between ``samrs build`` and everything that reads it.
+
+::
+
+    OUT/images/<name>.png      the (cropped) image as labelled (uncut sources may keep their bytes
+                               and extension, e.g. DIOR ``.jpg``)
+    OUT/gray/<name>.png        uint8 class ids, 255 unlabelled
+    OUT/color/<name>.png       shared palette, white unlabelled
+    OUT/ins/<name>.json        {"image", "source_image", "offset", "width", "height", "instances"}
+    OUT/ins/<name>.pkl         (--pkl) SAMRS's own instance list
+    OUT/build.json             the build report
+
+All writes go through :func:`atomic_write` (temp file + rename), so a killed build never leaves
+a half-written file under a final name.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+from .records import SourceError
+
+IMAGES, GRAY, COLOR, INS = "images", "gray", "color", "ins"
+REPORT = "build.json"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+INSTANCE_KEYS = ("category", "label", "bbox", "rbox", "segmentation", "area", "score", "truncated")
+
+
+def atomic_write(path, data: bytes) -> None:
+    """Write bytes to ``path`` via a temp file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def png_bytes(array: np.ndarray, mode: str | None = None, palette: list[int] | None = None) -> bytes:
+    """Deterministic PNG encoding (no timestamps, fixed compression)."""
+    im = Image.fromarray(array, mode) if mode else Image.fromarray(array)
+    if palette is not None:
+        im = im.convert("P") if im.mode != "P" else im
+        im.putpalette(palette)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def json_bytes(obj) -> bytes:
+    return (json.dumps(obj, indent=None, separators=(",", ":"), sort_keys=False) + "\n").encode()
+
+
+@dataclass
+class BuildItem:
+    """One labelled image of a build, as packaging and statistics read it."""
+
+    name: str
+    image_path: Path
+    gray_path: Path
+    color_path: Path
+    ins_path: Path
+
+    def load_instances(self) -> dict:
+        """The ``ins/<name>.json`` record; errors name the file."""
+        try:
+            with open(self.ins_path, encoding="utf-8") as f:
+                record = json.load(f)
+        except FileNotFoundError:
+            raise SourceError(f"{self.ins_path}: missing instance file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SourceError(f"{self.ins_path}: corrupt instance file ({exc})") from None
+        missing = {"image", "source_image", "offset", "width", "height", "instances"} - set(record)
+        if missing:
+            raise SourceError(f"{self.ins_path}: instance file lacks {sorted(missing)}")
+        return record
+
+
+def find_image(build_dir: Path, name: str) -> Path | None:
+    base = Path(build_dir) / IMAGES
+    for ext in IMAGE_EXTENSIONS:
+        p = base / f"{name}{ext}"
+        if p.exists():
+            return p
+    return None
+
+
+def is_build_dir(path) -> bool:
+    path = Path(path)
+    return (path / REPORT).is_file() and (path / INS).is_dir()
+
+
+def read_report(build_dir) -> dict:
+    path = Path(build_dir) / REPORT
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SourceError(f"{path}: not a samrs build (no build.json)") from None
+    except json.JSONDecodeError as exc:
+        raise SourceError(f"{path}: corrupt build report ({exc})") from None
+
+
+def iter_build_items(build_dir) -> Iterator[BuildItem]:
+    """Every finished image of a build, sorted by name (the ``ins/*.json`` files define the set).
+
+    An item whose image, gray or color file is missing is still yielded: readers decide whether
+    that is an error or a counted skip.
+    """
+    build_dir = Path(build_dir)
+    if not (build_dir / INS).is_dir():
+        raise SourceError(f"{build_dir}: not a samrs build (no ins/ folder)")
+    for ins_path in sorted((build_dir / INS).glob("*.json")):
+        name = ins_path.stem
+        image = find_image(build_dir, name) or build_dir / IMAGES / f"{name}.png"
+        yield BuildItem(
+            name=name,
+            image_path=image,
+            gray_path=build_dir / GRAY / f"{name}.png",
+            color_path=build_dir / COLOR / f"{name}.png",
+            ins_path=ins_path,
+        )
