@@ -1,0 +1,28 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_REAL = Path(os.environ.get("SAMRS_SHARED", REPO.parent / "shared")) / "fixtures" / "real"
+
+
+@pytest.fixture(scope="session")
+def real_fixtures() -> Path:
+    """The real dataset samples in ../shared/fixtures/real (skips cleanly when absent)."""
+    if not SHARED_REAL.is_dir():
+        pytest.skip(f"real fixtures not found at {SHARED_REAL}")
+    return SHARED_REAL
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _torch_threads():
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.manual_seed(0)
