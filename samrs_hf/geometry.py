@@ -127,3 +127,16 @@ def fractions_inside(polygons, windows) -> np.ndarray:
         for j in touch:
             out[i, j] = fraction_inside(p, wins[j])
     return out
+
+
+def object_corners(obj) -> np.ndarray:
+    """(4, 2) corners of a record's oriented box: its polygon, else its R-Box, else its H-Box.
+
+    Tiling (iof) and the R-Box-based prompts share this so that an object given only as an R-Box
+    (``cx, cy, w, h, theta``) is treated exactly like its four corners.
+    """
+    if getattr(obj, "polygon", None) is not None:
+        return as_polygon(obj.polygon)
+    if getattr(obj, "rbox", None) is not None:
+        return rbox_to_polygon(*obj.rbox)
+    return hbox_to_polygon(obj.hbox)

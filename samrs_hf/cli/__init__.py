@@ -53,8 +53,10 @@ def main(argv=None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (SourceError, FileNotFoundError, FileExistsError, PermissionError, OSError, ValueError) as exc:
-        # Bad input and environment problems: one clear line, no traceback.
+    except (SourceError, OSError, ValueError) as exc:
+        # Bad input and environment problems: one clear line; --verbose keeps the traceback.
+        if args.verbose:
+            raise
         print(f"samrs {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
