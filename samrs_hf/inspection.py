@@ -1,0 +1,141 @@
+"""``samrs inspect``: what a source holds and what a build would make of it, before any SAM run.
+
+One pass over the source gives image and object counts, image sizes, the patches the tiling would
+produce (planned from sizes and boxes only, no pixel decoded) and every problem the reader
+recorded, grouped by kind. The result is a plain JSON-ready dict; :func:`format_inspection`
+renders it as text.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from .readers import Source
+from .tiling import TilingConfig, plan_patches, unassigned_objects
+
+
+def _stats(values: list[int]) -> dict | None:
+    if not values:
+        return None
+    return {"min": min(values), "max": max(values), "mean": round(sum(values) / len(values), 2)}
+
+
+def inspect_source(source: Source, tiling: TilingConfig | None, *, progress: bool = False) -> dict:
+    """Read ``source`` once and summarise it; ``tiling`` None means patch counts are not planned."""
+    images = source.images()
+    if progress:
+        from tqdm import tqdm
+
+        images = tqdm(images, total=len(source), desc=f"inspect {source.format}", unit="img", disable=None)
+    per_class: Counter = Counter()
+    per_split: Counter = Counter()
+    sizes: Counter = Counter()
+    n_images = n_with_objects = n_objects = n_difficult = n_truncated = 0
+    n_unknown_size = n_patches = n_patch_objects = n_unassigned = 0
+    for image in images:
+        n_images += 1
+        per_split[image.split or ""] += 1
+        n_with_objects += bool(image.objects)
+        for obj in image.objects:
+            per_class[obj.category] += 1
+            n_difficult += obj.difficult
+            n_truncated += obj.truncated
+        n_objects += len(image.objects)
+        if image.width is None or image.height is None:
+            n_unknown_size += 1
+            continue
+        sizes[(image.width, image.height)] += 1
+        if tiling is not None:
+            patches = plan_patches(image, tiling)
+            n_patches += len(patches)
+            n_patch_objects += sum(len(p.objects) for p in patches)
+            n_unassigned += len(unassigned_objects(image, patches))
+    widths = [w for (w, _), n in sizes.items() for _ in range(n)]
+    heights = [h for (_, h), n in sizes.items() for _ in range(n)]
+    report = source.report
+    table = source.class_table
+    return {
+        "format": source.format,
+        "root": str(source.root),
+        "class_table": {"subset": table.subset, "num_classes": len(table)},
+        "check_images": source.check_images,
+        "images": {
+            "found": len(source),
+            "read": n_images,
+            "with_objects": n_with_objects,
+            "per_split": {k: per_split[k] for k in sorted(per_split)},
+        },
+        "sizes": {
+            "width": _stats(widths),
+            "height": _stats(heights),
+            "most_common": [[w, h, n] for (w, h), n in sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))[:5]],
+            "unknown": n_unknown_size,
+        },
+        "objects": {
+            "total": n_objects,
+            "difficult": n_difficult,
+            "truncated": n_truncated,
+            # Table order (= class id order), classes without objects left out.
+            "per_class": {name: per_class[name] for name in table.names if per_class[name]},
+        },
+        "tiling": None if tiling is None else {
+            "size": tiling.size,
+            "gap": tiling.gap,
+            "iof_thr": tiling.iof_thr,
+            "patches": n_patches,
+            "objects_in_patches": n_patch_objects,
+            "objects_in_no_patch": n_unassigned,
+            "images_without_size": n_unknown_size,
+        },
+        "problems": {
+            "counts": report.counts(),
+            "skipped": len(report.skips),
+            "noted": len(report.problems) - len(report.skips),
+            "by_kind": {kind: [{"where": p.where, "message": p.message, "skipped": p.skipped} for p in probs]
+                        for kind, probs in report.by_kind().items()},
+        },
+    }
+
+
+def format_inspection(result: dict, max_problems: int = 0) -> str:
+    """Human-readable report; ``max_problems`` > 0 lists at most that many problems per kind."""
+    out = []
+    img, objs, sizes, tiling, probs = (result[k] for k in ("images", "objects", "sizes", "tiling", "problems"))
+    table = result["class_table"]
+    out.append(f"{result['format']} source {result['root']} (class table {table['subset']}, "
+               f"{table['num_classes']} classes{'' if result['check_images'] else ', label-only'})")
+    splits = ", ".join(f"{k or '(root)'} {v}" for k, v in img["per_split"].items())
+    out.append(f"images: {img['read']} read of {img['found']} found" + (f" ({splits})" if splits else "")
+               + f"; {img['with_objects']} with objects")
+    if sizes["width"]:
+        w, h = sizes["width"], sizes["height"]
+        common = ", ".join(f"{a}x{b} ({n})" for a, b, n in sizes["most_common"])
+        out.append(f"sizes: width {w['min']}-{w['max']} (mean {w['mean']}), height {h['min']}-{h['max']} "
+                   f"(mean {h['mean']}); most common: {common}")
+    if sizes["unknown"]:
+        out.append(f"sizes unknown (no readable image): {sizes['unknown']} images")
+    out.append(f"objects: {objs['total']} (difficult {objs['difficult']}, truncated {objs['truncated']})")
+    width = max([len(n) for n in objs["per_class"]] + [8])
+    out += [f"  {name:<{width}} {n:>7}" for name, n in objs["per_class"].items()]
+    if tiling is None:
+        out.append("patches: not planned")
+    else:
+        how = ("uncut (one patch per image with objects)" if tiling["size"] is None else
+               f"{tiling['size']} px windows, gap {tiling['gap']}, object kept when >= {tiling['iof_thr']:.0%} inside")
+        out.append(f"tiling: {how}")
+        line = (f"patches: {tiling['patches']} (objects in patches: {tiling['objects_in_patches']}, "
+                f"objects in no patch: {tiling['objects_in_no_patch']})")
+        if tiling["images_without_size"]:
+            line += f"; {tiling['images_without_size']} images of unknown size not planned"
+        out.append(line)
+    if not probs["counts"]:
+        out.append("problems: none")
+    else:
+        out.append(f"problems: {probs['skipped'] + probs['noted']} ({probs['skipped']} skipped, {probs['noted']} noted)")
+        for kind, items in probs["by_kind"].items():
+            out.append(f"  {kind} ({len(items)})")
+            shown = items if max_problems <= 0 else items[:max_problems]
+            out += [f"    {p['where']}: {p['message']}" + ("" if p["skipped"] else " [noted]") for p in shown]
+            if len(shown) < len(items):
+                out.append(f"    ... {len(items) - len(shown)} more (--max-problems 0 lists all)")
+    return "\n".join(out)
