@@ -1,0 +1,32 @@
+"""Table 1 prompt ablation, distributed with Accelerate.
+
+    accelerate launch builders/ablate_hrsc.py --source HRSC2016 --split test --out ablation/
+    accelerate launch builders/ablate_hrsc.py --source coco.json --format coco --split all \\
+        --prompts "H-Box,CP+H-Box" --out ablation-coco/
+
+Images are dealt round-robin over the processes; the main process gathers the per-instance
+intersections/unions and writes table1.{md,csv,json} and instances.csv (see samrs_hf.ablation).
+"""
+
+import argparse
+import sys
+
+from samrs_hf.ablation import main
+from samrs_hf.cli.cmd_ablate import add_arguments
+from samrs_hf.records import SourceError
+
+
+def cli(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        main(args)
+    except (SourceError, OSError, ValueError) as exc:
+        print(f"ablate_hrsc: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,29 @@
+"""``samrs stats``: Fig. 5/6 statistics and the Table 2 row of a build or packaged dataset."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "stats",
+        help="per-class pixel/instance counts, mask sizes and the Table 2 row (PNG + CSV + JSON)",
+        description="Statistics of a `samrs build` output or a `samrs package` folder, as in the paper's "
+        "Figs. 5-6 and Table 2: class_pixels_instances.png, mask_sizes.png, per_class.csv, "
+        "mask_sizes.csv, table2.csv/.md and stats.json.",
+    )
+    p.add_argument("path", metavar="BUILD_OR_HUB_DIR", help="a samrs build folder or a packaged dataset folder")
+    p.add_argument("--out", required=True, help="folder for figures and tables")
+    p.add_argument("--split", default=None, help="only this split (default: all)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..stats import write_stats
+
+    stats = write_stats(args.path, args.out, split=args.split, progress=True)
+    t2 = stats["table2"]
+    print(f"{t2['dataset']}: {t2['images']:,} images, {t2['categories']} classes, {t2['instances']:,} instances, "
+          f"{t2['labelled_pixels']:,} labelled pixels, image size {t2['image_size']}"
+          + (f", {stats['empty_masks']} empty masks left out" if stats["empty_masks"] else ""))
+    print(f"wrote {', '.join(stats['files'].values())} to {args.out}")
+    return 0

@@ -1,0 +1,176 @@
+"""`samrs stats`: numbers equal counts made by hand from small build and parquet folders."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from samrs_hf.classes import get_class_table
+from samrs_hf.cli import main
+from samrs_hf.stats import SIZE_LABELS, NotADatasetFolder, compute_stats, open_folder, size_bin, write_stats
+
+NAMES = get_class_table("sior").names
+
+# (image name, split, width, height, [(class id, y0, y1, x0, x1)]); a rect with y0 == y1 is an empty mask
+SCENES = [
+    ("img_a", "train", 40, 30, [(0, 0, 5, 0, 10), (13, 10, 20, 10, 30), (13, 0, 0, 0, 0)]),
+    ("img_b", "test", 50, 40, [(0, 0, 20, 0, 30), (18, 15, 25, 25, 35)]),
+]
+
+
+def _rle(mask):
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode()}
+
+
+def make_build(root, scenes=SCENES, subset="sior"):
+    """A build folder in the layout of samrs_hf.layout, made by hand (gray painted in order, last wins)."""
+    for d in ("images", "gray", "color", "ins"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name, split, w, h, rects in scenes:
+        gray = np.full((h, w), 255, np.uint8)
+        instances = []
+        for label, y0, y1, x0, x1 in rects:
+            m = np.zeros((h, w), bool)
+            m[y0:y1, x0:x1] = True
+            gray[m] = label
+            instances.append({
+                "category": NAMES[label], "label": label, "bbox": [x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)],
+                "rbox": None, "segmentation": _rle(m), "area": int(m.sum()), "score": 0.9, "truncated": False,
+            })
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(root / "images" / f"{name}.png")
+        Image.fromarray(gray).save(root / "gray" / f"{name}.png")
+        Image.fromarray(gray).convert("RGB").save(root / "color" / f"{name}.png")
+        (root / "ins" / f"{name}.json").write_text(json.dumps({
+            "image": name, "source_image": name, "offset": [0, 0], "width": w, "height": h, "split": split,
+            "instances": instances}))
+    (root / "build.json").write_text(json.dumps({"subset": subset, "classes": list(NAMES), "model": {"random": True}}))
+    return root
+
+
+def make_hub(root, scenes=SCENES):
+    """The same scenes as a parquet folder with the package's features (no dependency on `samrs package`)."""
+    from datasets import Dataset
+
+    from samrs_hf.features import samrs_features
+
+    build = make_build(root / "build", scenes)
+    rows = {k: [] for k in ("image", "semantic", "objects", "image_id", "source_image", "width", "height", "subset")}
+    oid = 0
+    for name, _split, w, h, _ in scenes:
+        rec = json.loads((build / "ins" / f"{name}.json").read_text())
+        objs = []
+        for inst in rec["instances"]:
+            x0, y0, x1, y1 = inst["bbox"]
+            objs.append({"id": oid, "category": inst["label"], "bbox": [x0, y0, x1 - x0, y1 - y0], "rbox": None,
+                         "segmentation": inst["segmentation"], "area": inst["area"], "score": 0.9, "truncated": False})
+            oid += 1
+        rows["image"].append(str(build / "images" / f"{name}.png"))
+        rows["semantic"].append(str(build / "gray" / f"{name}.png"))
+        rows["objects"].append(objs)
+        rows["image_id"].append(name)
+        rows["source_image"].append(name)
+        rows["width"].append(w)
+        rows["height"].append(h)
+        rows["subset"].append("sior")
+    hub = root / "hub"
+    (hub / "data").mkdir(parents=True)
+    Dataset.from_dict(rows, features=samrs_features("sior")).to_parquet(str(hub / "data" / "train-00000-of-00001.parquet"))
+    return hub
+
+
+def independent_counts(build):
+    """Pixel and instance counts straight from gray/ and ins/ files."""
+    pixels, instances, areas = {}, {}, []
+    for g in sorted((build / "gray").glob("*.png")):
+        vals, cnt = np.unique(np.asarray(Image.open(g)), return_counts=True)
+        for v, c in zip(vals.tolist(), cnt.tolist()):
+            pixels[v] = pixels.get(v, 0) + c
+    for j in sorted((build / "ins").glob("*.json")):
+        for inst in json.loads(j.read_text())["instances"]:
+            area = int(mask_utils.decode({"size": inst["segmentation"]["size"],
+                                          "counts": inst["segmentation"]["counts"].encode()}).sum())
+            if area:
+                instances[inst["label"]] = instances.get(inst["label"], 0) + 1
+                areas.append(area)
+    return pixels, instances, areas
+
+
+def test_size_bins():
+    assert [size_bin(a) for a in (1, 99, 100, 499, 500, 999, 1000, 5000, 10_000, 50_000, 99_999, 100_000, 10**7)] \
+        == [0, 0, 1, 1, 2, 2, 3, 4, 5, 6, 6, 7, 7]
+    assert len(SIZE_LABELS) == 8
+
+
+def test_stats_of_build_equal_independent_counts(tmp_path):
+    build = make_build(tmp_path / "b")
+    stats = compute_stats(build)
+    pixels, instances, areas = independent_counts(build)
+    for row in stats["per_class"]:
+        assert row["pixels"] == pixels.get(row["id"], 0), row
+        assert row["instances"] == instances.get(row["id"], 0), row
+    # hand-computed: airplane = 50 + 600 - 25 (the vehicle painted over it wins), ship 200, vehicle 100
+    by_name = {r["name"]: r for r in stats["per_class"]}
+    assert by_name["airplane"]["pixels"] == 625 and by_name["airplane"]["instances"] == 2
+    assert by_name["ship"]["pixels"] == 200 and by_name["ship"]["instances"] == 1
+    assert by_name["vehicle"]["pixels"] == 100 and by_name["windmill"]["instances"] == 0
+    assert stats["empty_masks"] == 1
+    expected_bins = [0] * len(SIZE_LABELS)
+    for a in areas:
+        expected_bins[size_bin(a)] += 1
+    assert stats["mask_sizes"]["counts"] == expected_bins == [1, 2, 1, 0, 0, 0, 0, 0]
+    t2 = stats["table2"]
+    assert t2["images"] == 2 and t2["categories"] == 20 and t2["instances"] == 4
+    assert t2["labelled_pixels"] == 925 and t2["total_pixels"] == 40 * 30 + 50 * 40
+    assert t2["unlabelled_pixels"] == pixels[255]
+    assert t2["image_size"] == "40 × 30 ~ 50 × 40"
+    assert stats["images_per_split"] == {"train": 1, "test": 1}
+    assert compute_stats(build, split="test")["table2"]["images"] == 1
+
+
+def test_write_stats_files_and_cli(tmp_path):
+    build = make_build(tmp_path / "b")
+    out = tmp_path / "stats"
+    assert main(["stats", str(build), "--out", str(out)]) == 0
+    for name in ("class_pixels_instances.png", "mask_sizes.png", "per_class.csv", "mask_sizes.csv",
+                 "table2.csv", "table2.md", "stats.json"):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader(open(out / "per_class.csv")))
+    assert len(rows) == 20 and rows[0]["name"] == "airplane" and rows[0]["pixels"] == "625"
+    assert json.loads((out / "stats.json").read_text())["table2"]["instances"] == 4
+    # deterministic figures: same bytes on a second run
+    first = (out / "class_pixels_instances.png").read_bytes()
+    write_stats(build, out)
+    assert (out / "class_pixels_instances.png").read_bytes() == first
+    assert Image.open(out / "mask_sizes.png").size == (500, 350)
+
+
+def test_stats_of_packaged_folder_equal_build(tmp_path):
+    hub = make_hub(tmp_path)
+    folder = open_folder(hub)
+    assert folder.kind == "hub" and folder.splits == ("train",) and folder.class_names == NAMES
+    a, b = compute_stats(hub), compute_stats(tmp_path / "build")
+    assert a["per_class"] == b["per_class"]
+    assert a["mask_sizes"] == b["mask_sizes"] and a["empty_masks"] == b["empty_masks"] == 1
+    assert a["table2"] == b["table2"]
+
+
+def test_not_a_dataset_folder(tmp_path, capsys):
+    (tmp_path / "random").mkdir()
+    (tmp_path / "random" / "notes.txt").write_text("hi")
+    with pytest.raises(NotADatasetFolder, match="neither a samrs build"):
+        compute_stats(tmp_path / "random")
+    assert main(["stats", str(tmp_path / "random"), "--out", str(tmp_path / "o")]) == 2
+    assert "neither a samrs build" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_semantic_size_mismatch_names_item(tmp_path):
+    build = make_build(tmp_path / "b")
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(build / "gray" / "img_a.png")
+    with pytest.raises(Exception, match="img_a: semantic map is 5x5, image is 40x30"):
+        compute_stats(build)
