@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -97,6 +98,9 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     target = tmp_path / "gray" / "x.png"
     layout.atomic_write(target, b"abc")
     assert target.read_bytes() == b"abc"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
     def boom(*a, **k):
         raise OSError(28, "No space left on device")

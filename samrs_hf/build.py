@@ -1,0 +1,738 @@
+"""``samrs build``: a detection source in, the SAMRS layout (see :mod:`samrs_hf.layout`) out.
+
+The pipeline per source image: read (``readers``) -> cut (``tiling``) -> prompts (``prompts``) ->
+SAM (``engine``) -> ``images/``, ``gray/``, ``color/``, ``ins/`` files. What makes it a *build*
+rather than a loop lives here:
+
+* **presets** fixing the paper's choices (SOTA / SIOR / FAST) and ``custom`` for any reader format;
+* **distribution**: source image ``i`` (reader order, after ``--limit``) is labelled by Accelerate
+  process ``i % num_processes``; each output depends on its own image only, so the files do not
+  depend on the number of processes;
+* **resume**: every file is written atomically and ``ins/<name>.json`` is written last, so its
+  presence marks a finished image; a rerun skips those and rewrites the rest byte for byte;
+* **refusal**: the options that shape the outputs are fingerprinted into ``.samrs_build.json``
+  at start; an out dir started with other options is refused unless ``--overwrite``;
+* **overlap**: ``--num-workers`` threads decode, cut and make prompts ahead of SAM, SAM runs in
+  the main thread, and writer threads encode PNG / RLE and write.
+
+Determinism: with ``--image-batch-size 1`` (the default) a patch's files depend on the patch only.
+On CUDA a larger image batch lets the kernels (and so the last bits of the embeddings) depend on
+which patches share a batch, which differs after a resume or with another process count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from . import __version__
+from .classes import IGNORE_INDEX
+from .geometry import object_corners
+from .imageio import CorruptImageError
+from .layout import COLOR, GRAY, IMAGE_EXTENSIONS, IMAGES, INS, REPORT, atomic_write, json_bytes, png_bytes
+from .prompts import canonical_prompt_name
+from .records import (
+    CORRUPT_IMAGE,
+    EMPTY_ANNOTATION,
+    MISSING_ANNOTATION,
+    MISSING_IMAGE,
+    NO_OBJECTS,
+    SIZE_MISMATCH,
+    Problem,
+    Report,
+    SourceError,
+    SourceImage,
+)
+from .tiling import TILING_PRESETS, Patch, TilingConfig, load_patches, plan_patches, unassigned_objects
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = ".samrs_build.json"
+"""Written at the start of a build: the fingerprinted options a rerun must match."""
+PARTS_DIR = ".samrs_parts"
+"""Per-process partial reports, merged into ``build.json`` by the main process."""
+LAYOUT_VERSION = 1
+
+OBJECT_IN_NO_WINDOW = "object-in-no-window"
+"""Build-time skip: tiling kept the object in no window (below the iof rule in every window)."""
+
+IMAGE_PROBLEMS = (MISSING_IMAGE, CORRUPT_IMAGE, MISSING_ANNOTATION, EMPTY_ANNOTATION, NO_OBJECTS, SIZE_MISMATCH)
+"""Problem kinds that drop a whole image (every other skip drops one object)."""
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A paper preset: the source format and prompt; windows come from ``TILING_PRESETS[format]``."""
+
+    name: str
+    format: str | None
+    prompt: str
+    about: str
+
+
+PRESETS: dict[str, Preset] = {
+    "sota": Preset("sota", "dota", "H-Box",
+                   "SOTA: DOTA-v2.0 train+val, 1024x1024 windows (gap 200, object kept if >= 70 % inside), H-Box"),
+    "sior": Preset("sior", "dior", "H-Box",
+                   "SIOR: DIOR trainval (+ test when present, marked split=test), 800x800 uncut, H-Box"),
+    "fast": Preset("fast", "fair1m", "RH-Box",
+                   "FAST: FAIR1M-2.0 train+validation, 600x600 windows (gap 150, >= 50 % inside), RH-Box"),
+    "custom": Preset("custom", None, "H-Box",
+                     "any reader format (coco included); windows from --tile-size/--gap/--iof-thr, else the "
+                     "format's default (dota 1024, fair1m 600, others uncut); prompt from --prompt"),
+}
+
+
+class BuildRefused(SourceError):
+    """The out dir holds another build (or other files); the message says how to proceed."""
+
+
+class OutputWriteError(OSError):
+    """Writing an output failed (disk full, permission): the message names the file."""
+
+
+@dataclass
+class BuildConfig:
+    """Everything ``samrs build`` takes; ``None`` means "the preset's choice"."""
+
+    preset: str
+    source: Path
+    out: Path
+    format: str | None = None
+    prompt: str | None = None
+    splits: tuple[str, ...] | None = None
+    tile_size: int | None = None
+    """Window side; 0 keeps images uncut."""
+    gap: int | None = None
+    iof_thr: float | None = None
+    model: str = "facebook/sam-vit-huge"
+    dtype: str = "float32"
+    device: str | None = None
+    limit: int | None = None
+    """Label only the first N source images (reader order)."""
+    overwrite: bool = False
+    strict: bool = False
+    pkl: bool = False
+    image_batch_size: int = 1
+    num_workers: int = 2
+    writer_threads: int = 2
+    max_masks_per_chunk: int | None = None
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """The resolved options that shape the output files (the fingerprinted part of a build)."""
+
+    preset: str
+    format: str
+    source: str
+    splits: tuple[str, ...] | None
+    tiling: TilingConfig | None
+    prompt: str
+    model: str
+    dtype: str
+    pkl: bool
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["splits"] = list(self.splits) if self.splits else None
+        d["tiling"] = tiling_dict(self.tiling)
+        d["layout_version"] = LAYOUT_VERSION
+        return d
+
+    @property
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def tiling_dict(cfg: TilingConfig | None) -> dict | None:
+    if cfg is None or cfg.uncut:
+        return None
+    return {"size": cfg.size, "gap": cfg.gap, "iof_thr": cfg.iof_thr, "img_rate_thr": cfg.img_rate_thr,
+            "pad_value": list(cfg.pad_value)}
+
+
+def _model_identity(spec: str) -> str:
+    """A local path (checkpoint or folder) as an absolute path, so ``./m.pth`` == ``/x/m.pth``."""
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
+
+
+def resolve(config: BuildConfig) -> BuildPlan:
+    """Fill the preset's defaults and check the options (errors name the option)."""
+    if config.preset not in PRESETS:
+        raise ValueError(f"unknown preset {config.preset!r}; known: {', '.join(PRESETS)}")
+    preset = PRESETS[config.preset]
+    fmt = (config.format or preset.format or "").lower()
+    if not fmt:
+        raise ValueError("samrs build custom needs --format (dota, dior, dior-r, fair1m, hrsc2016, coco)")
+    if fmt not in TILING_PRESETS:
+        raise ValueError(f"unknown --format {fmt!r}; known: {', '.join(TILING_PRESETS)}")
+    from .cli.cmd_inspect import tiling_config  # the one place --tile-size/--gap/--iof-thr are read
+
+    tiling = tiling_config(fmt, config.tile_size, config.gap, config.iof_thr)
+    if config.dtype not in DTYPES:
+        raise ValueError(f"unknown --dtype {config.dtype!r}; choose one of {', '.join(DTYPES)}")
+    if config.limit is not None and config.limit < 0:
+        raise ValueError(f"--limit must be >= 0, got {config.limit}")
+    if config.image_batch_size < 1:
+        raise ValueError(f"--image-batch-size must be >= 1, got {config.image_batch_size}")
+    if config.num_workers < 0:
+        raise ValueError(f"--num-workers must be >= 0, got {config.num_workers}")
+    splits = tuple(config.splits) if config.splits else None
+    return BuildPlan(
+        preset=preset.name,
+        format=fmt,
+        source=str(Path(config.source).expanduser().resolve()),
+        splits=splits,
+        tiling=None if tiling.uncut else tiling,
+        prompt=canonical_prompt_name(config.prompt or preset.prompt),
+        model=_model_identity(config.model),
+        dtype=config.dtype,
+        pkl=bool(config.pkl),
+    )
+
+
+# ------------------------------------------------------------------------------ out dir
+
+
+def _has_outputs(out: Path) -> bool:
+    if (out / REPORT).exists():
+        return True
+    return any(any(True for _ in (out / d).iterdir()) for d in (IMAGES, GRAY, COLOR, INS) if (out / d).is_dir())
+
+
+def check_out_dir(out: Path, plan: BuildPlan, overwrite: bool) -> str:
+    """``"new"``, ``"resume"`` or ``"overwrite"``; raises :class:`BuildRefused` otherwise (read-only)."""
+    if not out.exists():
+        return "new"
+    if not out.is_dir():
+        raise BuildRefused(f"{out}: --out exists and is not a folder")
+    if not any(out.iterdir()):
+        return "new"
+    state_path = out / STATE_FILE
+    state = None
+    if state_path.is_file():
+        try:
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            state = None
+    if state is not None and state.get("fingerprint") == plan.fingerprint:
+        return "resume"
+    if overwrite:
+        return "overwrite"
+    if state is None:
+        if not _has_outputs(out) and not state_path.exists():
+            raise BuildRefused(
+                f"{out}: --out is not empty and holds no samrs build; choose an empty or new folder, or pass "
+                "--overwrite (it replaces only images/, gray/, color/, ins/ and build.json there)"
+            )
+        if _has_outputs(out):
+            raise BuildRefused(
+                f"{out}: holds a samrs build whose options are unknown ({STATE_FILE} missing or unreadable); "
+                "pass --overwrite to rebuild it or choose another --out"
+            )
+        return "new"
+    if not _has_outputs(out):
+        return "new"  # a start that wrote nothing yet: nothing to protect
+    old = state.get("options", {})
+    new = plan.to_dict()
+    diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new.get(k)]
+    raise BuildRefused(
+        f"{out}: was built with different options ({'; '.join(diff) or 'fingerprint differs'}); "
+        "rerun with the original options to resume, pass --overwrite to rebuild, or choose another --out"
+    )
+
+
+def prepare_out_dir(out: Path, plan: BuildPlan, mode: str) -> None:
+    """Main process only: clear (overwrite), drop temp files of a killed run, write the state file."""
+    if mode == "overwrite":
+        for d in (IMAGES, GRAY, COLOR, INS, PARTS_DIR):
+            shutil.rmtree(out / d, ignore_errors=True)
+        for f in (REPORT, STATE_FILE):
+            (out / f).unlink(missing_ok=True)
+    for d in (out, *(out / x for x in (IMAGES, GRAY, COLOR, INS))):
+        if d.is_dir():
+            for tmp in d.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+    shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
+    for d in (IMAGES, GRAY, COLOR, INS):
+        _mkdir(out / d)
+    state = {"fingerprint": plan.fingerprint, "options": plan.to_dict(), "samrs_hf_version": __version__}
+    write_file(out / STATE_FILE, json_bytes(state))
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputWriteError(f"{path}: cannot create folder ({exc.strerror or exc})") from None
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Atomic write; an OSError becomes one clear message naming the file (no partial file remains)."""
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        raise OutputWriteError(
+            f"{path}: cannot write ({exc.strerror or exc}); the build stopped, nothing half-written was left. "
+            "Fix the cause and rerun the same command to resume"
+        ) from None
+
+
+# ------------------------------------------------------------------------------ per patch outputs
+
+
+def prompt_box(obj, box_kind: str | None) -> list[float]:
+    """The box SAM was given (RH-Box: the corners' min/max; else the H-Box), float64 source values."""
+    if box_kind == "RH-Box":
+        c = object_corners(obj)
+        return [float(c[:, 0].min()), float(c[:, 1].min()), float(c[:, 0].max()), float(c[:, 1].max())]
+    return [float(v) for v in obj.hbox]
+
+
+def instance_record(obj, mask: np.ndarray, score: float, box_kind: str | None) -> dict:
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    has_corners = obj.polygon is not None or obj.rbox is not None
+    return {
+        "category": obj.category,
+        "label": int(obj.label),
+        "bbox": prompt_box(obj, box_kind),
+        "rbox": [float(v) for v in object_corners(obj).reshape(-1)] if has_corners else None,
+        "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
+        "area": int(mask.sum()),
+        "score": float(score),
+        "truncated": bool(obj.truncated),
+        "difficult": bool(obj.difficult),
+    }
+
+
+def paint(labels: Iterable[int], masks: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Semantic map: masks painted in annotation order (the last one wins), 255 elsewhere."""
+    gray = np.full(hw, IGNORE_INDEX, dtype=np.uint8)
+    for label, mask in zip(labels, masks):
+        gray[mask] = label
+    return gray
+
+
+def color_lut(class_table) -> np.ndarray:
+    """(256, 3) uint8: class id -> palette colour, white for 255 and unused ids."""
+    return np.asarray(class_table.flat_palette(), dtype=np.uint8).reshape(256, 3)
+
+
+def _image_file(patch: Patch, pixels: np.ndarray, uncut: bool) -> tuple[str, bytes]:
+    """Uncut sources keep the source file's bytes and extension (DIOR .jpg); patches become PNG."""
+    if uncut:
+        ext = Path(patch.source.image_path).suffix.lower()
+        if ext in IMAGE_EXTENSIONS:
+            return ext, Path(patch.source.image_path).read_bytes()
+    return ".png", png_bytes(pixels)
+
+
+@dataclass
+class _Item:
+    """One patch ready for SAM."""
+
+    index: int
+    patch: Patch
+    pixels: np.ndarray
+    prompts: Any
+
+
+@dataclass
+class _Prepared:
+    """One source image after planning and decoding (in a worker thread)."""
+
+    index: int
+    image: SourceImage
+    patches: list[Patch]
+    done: list[Patch]
+    problems: list[Problem]
+    items: Iterator[_Item] = iter(())
+    failed: bool = False
+
+
+class _Writer:
+    """Encodes and writes patches on a few threads; a bounded queue keeps memory flat."""
+
+    def __init__(self, out: Path, lut: np.ndarray, uncut: bool, pkl: bool, threads: int):
+        self.out, self.lut, self.uncut, self.pkl = out, lut, uncut, pkl
+        self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="samrs-write")
+        self.pending: deque[Future] = deque()
+        self.limit = 4 * max(1, threads)
+        self.empty_masks = 0
+        self.wait_s = 0.0
+
+    def submit(self, item: _Item, result) -> None:
+        self.pending.append(self.pool.submit(self.write, item, result))
+        while len(self.pending) > self.limit:
+            self._collect(self.pending.popleft())
+
+    def _collect(self, fut: Future) -> None:
+        t = time.perf_counter()
+        self.empty_masks += fut.result()
+        self.wait_s += time.perf_counter() - t
+
+    def finish(self) -> None:
+        while self.pending:
+            self._collect(self.pending.popleft())
+        self.pool.shutdown(wait=True)
+
+    def abort(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def write(self, item: _Item, result) -> int:
+        """All files of one patch; ``ins/<name>.json`` last: its presence marks the patch finished."""
+        from . import release_pkl
+
+        patch, out = item.patch, self.out
+        objects = patch.objects
+        masks, scores = result.masks, result.scores
+        if len(masks) != len(objects):
+            raise RuntimeError(f"{patch.name}: SAM returned {len(masks)} masks for {len(objects)} prompts")
+        box_kind = item.prompts.box_kind
+        instances = [instance_record(o, m, s, box_kind) for o, m, s in zip(objects, masks, scores)]
+        gray = paint((o.label for o in objects), masks, item.pixels.shape[:2])
+        ext, image_bytes = _image_file(patch, item.pixels, self.uncut)
+        write_file(out / IMAGES / f"{patch.name}{ext}", image_bytes)
+        write_file(out / GRAY / f"{patch.name}.png", png_bytes(gray, "L"))
+        write_file(out / COLOR / f"{patch.name}.png", png_bytes(self.lut[gray], "RGB"))
+        if self.pkl:
+            write_file(out / INS / f"{patch.name}.pkl", release_pkl.pkl_bytes(instances, box_kind))
+        record = {
+            "image": patch.name,
+            "source_image": patch.image_id,
+            "offset": [int(patch.offset[0]), int(patch.offset[1])],
+            "width": int(item.pixels.shape[1]),
+            "height": int(item.pixels.shape[0]),
+            "split": patch.source.split,
+            "instances": instances,
+        }
+        write_file(out / INS / f"{patch.name}.json", json_bytes(record))
+        return sum(1 for i in instances if i["area"] == 0)
+
+
+# ------------------------------------------------------------------------------ reading ahead
+
+
+class _Prefetch:
+    """Ordered, bounded map over an iterator on worker threads (``workers=0``: inline)."""
+
+    _END = object()
+
+    def __init__(self, fn, items: Iterable, workers: int):
+        self.fn, self.items, self.workers = fn, items, workers
+        self.stop = threading.Event()
+        self.pool = None
+        self.thread = None
+
+    def __iter__(self):
+        if self.workers <= 0:
+            for it in self.items:
+                yield self.fn(it)
+            return
+        import queue
+
+        q: queue.Queue = queue.Queue(maxsize=self.workers + 1)
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="samrs-read")
+
+        def put(obj) -> bool:
+            while not self.stop.is_set():
+                try:
+                    q.put(obj, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def feed():
+            try:
+                for it in self.items:
+                    if not put(self.pool.submit(self.fn, it)):
+                        return
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                put(exc)
+                return
+            put(self._END)
+
+        self.thread = threading.Thread(target=feed, name="samrs-list", daemon=True)
+        self.thread.start()
+        while True:
+            got = q.get()
+            if got is self._END:
+                return
+            if isinstance(got, BaseException):
+                raise got
+            yield got.result()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ------------------------------------------------------------------------------ the build
+
+
+@dataclass
+class _Tally:
+    """What one process did; summed over processes into ``build.json``."""
+
+    per_class: list[int]
+    source_images: int = 0
+    images_written: int = 0
+    patches_written: int = 0
+    patches_resumed: int = 0
+    objects: int = 0
+    empty_masks: int = 0
+    problems: list = field(default_factory=list)
+    """``[image index, problem dict]`` pairs, for a deterministic merge."""
+    timings: dict = field(default_factory=dict)
+
+
+def _wants_cpu(requested: str | None) -> bool:
+    """CPU processes (gloo): asked for, or a multi-process launch on a machine without CUDA.
+
+    ``accelerate launch --cpu`` starts several processes only through mpirun; ``accelerate launch
+    --multi_gpu --num_processes N`` (torchrun) on a CPU-only machine lands here instead.
+    """
+    import torch
+
+    if requested is not None:
+        return str(requested).startswith("cpu")
+    return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _pick_device(requested: str | None, state):
+    import torch
+
+    if requested is None:
+        return state.device
+    dev = torch.device(requested)
+    if dev.index is None and dev.type == state.device.type and dev.type != "cpu":
+        return state.device  # "cuda" under accelerate launch: this process's own GPU
+    return dev
+
+
+def run_build(config: BuildConfig) -> dict:
+    """Run (or resume) a build; returns the ``build.json`` dict on the main process.
+
+    Every process of an ``accelerate launch`` calls this with the same config.
+    """
+    import torch
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    from .engine import SamLabeler
+    from .readers import open_source
+    from .sam_loading import load_sam
+
+    t_start = time.perf_counter()
+    plan = resolve(config)
+    out = Path(config.out).expanduser().resolve()
+    state = PartialState(cpu=_wants_cpu(config.device))
+    rank, world = state.process_index, state.num_processes
+    mode = check_out_dir(out, plan, config.overwrite)  # every process, before anything is written
+    source = open_source(plan.format, plan.source, strict=config.strict, splits=plan.splits)
+    table = source.class_table
+    if len(table) > IGNORE_INDEX:
+        raise SourceError(f"{plan.source}: {len(table)} classes do not fit uint8 gray maps (at most 255)")
+    device = _pick_device(config.device, state)
+    dtype = getattr(torch, plan.dtype)
+    t = time.perf_counter()
+    model, info = load_sam(plan.model, device=device, dtype=dtype)
+    labeler = SamLabeler(model, device=device, dtype=dtype, image_batch_size=config.image_batch_size,
+                         max_masks_per_chunk=config.max_masks_per_chunk)
+    model_load_s = time.perf_counter() - t
+    state.wait_for_everyone()
+    if state.is_main_process:
+        prepare_out_dir(out, plan, mode)
+    state.wait_for_everyone()
+
+    tally = _Tally(per_class=[0] * len(table))
+    uncut = plan.tiling is None
+    ins_dir = out / INS
+
+    def owned() -> Iterator[tuple[int, SourceImage]]:
+        for index, image in enumerate(source.images()):
+            if config.limit is not None and index >= config.limit:
+                return
+            tally.source_images += 1
+            if index % world == rank:
+                yield index, image
+
+    def prepare(arg) -> _Prepared:
+        index, image = arg
+        local = Report(strict=config.strict)
+        patches = plan_patches(image, plan.tiling)
+        for obj in unassigned_objects(image, patches):
+            # By design of the tiling, not bad input: counted, but no error under --strict.
+            local.problems.append(Problem(OBJECT_IN_NO_WINDOW, obj.where or image.image_id,
+                                          f"{obj.category} object is below the iof rule in every window"))
+        finished = [(ins_dir / f"{p.name}.json").exists() for p in patches]
+        done = [p for p, f in zip(patches, finished) if f]
+        todo = [p for p, f in zip(patches, finished) if not f]
+        prep = _Prepared(index, image, patches, done, local.problems)
+        if todo:
+            stream = load_patches(image, todo)
+            try:
+                first = next(stream)  # the decode: done here, ahead of SAM
+            except SourceError as exc:
+                kind = CORRUPT_IMAGE if isinstance(exc, CorruptImageError) else SIZE_MISMATCH
+                local.skip(kind, str(image.image_path), str(exc).split(": ", 1)[-1])
+                prep.failed = True
+                return prep
+            prep.items = _items(index, first, stream, plan.prompt)
+        return prep
+
+    total = len(source)
+    if config.limit is not None:
+        total = min(total, config.limit)
+    bar = tqdm(total=-(-max(0, total - rank) // world), unit="img", desc=f"samrs build {plan.preset}",
+               disable=not (state.is_main_process and config.progress), dynamic_ncols=True)
+    writer = _Writer(out, color_lut(table), uncut, plan.pkl, config.writer_threads)
+    prefetch = _Prefetch(prepare, owned(), config.num_workers)
+    label_s = 0.0
+    ok = False
+    try:
+        batch: list[_Item] = []
+
+        def flush():
+            nonlocal label_s
+            t0 = time.perf_counter()
+            results = labeler.label([b.pixels for b in batch], [b.prompts for b in batch])
+            label_s += time.perf_counter() - t0
+            for item, res in zip(batch, results):
+                writer.submit(item, res)
+            batch.clear()
+
+        for prep in prefetch:
+            tally.problems.extend([prep.index, p.to_dict()] for p in prep.problems)
+            counted = prep.done if prep.failed else prep.patches
+            for p in counted:
+                for o in p.objects:
+                    tally.per_class[o.label] += 1
+                tally.objects += len(p.objects)
+            tally.patches_written += len(counted)
+            tally.patches_resumed += len(prep.done)
+            tally.images_written += bool(counted)
+            for item in prep.items:
+                batch.append(item)
+                if len(batch) >= config.image_batch_size:
+                    flush()
+            bar.update(1)
+            bar.set_postfix(patches=tally.patches_written, refresh=False)
+        if batch:
+            flush()
+        writer.finish()
+        ok = True
+    finally:
+        prefetch.close()
+        if not ok:
+            writer.abort()
+        bar.close()
+    tally.empty_masks = writer.empty_masks
+    tally.timings = {
+        "total_s": round(time.perf_counter() - t_start, 3),
+        "model_load_s": round(model_load_s, 3),
+        "label_s": round(label_s, 3),
+        "write_wait_s": round(writer.wait_s, 3),
+    }
+    part_path = out / PARTS_DIR / f"part-{rank:05d}-of-{world:05d}.json"
+    write_file(part_path, json_bytes(asdict(tally)))
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return {}
+    parts = [json.loads((out / PARTS_DIR / f"part-{r:05d}-of-{world:05d}.json").read_text()) for r in range(world)]
+    report = _merge(plan, config, source, info, device, world, parts, tally.source_images, t_start)
+    write_file(out / REPORT, json_bytes(report))
+    shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
+    return report
+
+
+def _items(index: int, first, stream, prompt: str) -> Iterator[_Item]:
+    from .prompts import make_prompts
+
+    for patch, pixels in itertools.chain([first], stream):
+        yield _Item(index, patch, pixels, make_prompts(prompt, patch.objects, pixels.shape[:2]))
+
+
+def _merge(plan, config, source, info, device, world, parts, source_images, t_start) -> dict:
+    """``build.json``: options, model, counts and problems; identical for any process count
+    except ``run`` (process count, timings, resumed patches)."""
+    table = source.class_table
+    per_class = [sum(p["per_class"][i] for p in parts) for i in range(len(table))]
+    total = {k: sum(p[k] for p in parts) for k in
+             ("images_written", "patches_written", "patches_resumed", "objects", "empty_masks")}
+    merged = Report(strict=False)
+    merged.extend(source.report)
+    build_problems = sorted((pr for p in parts for pr in p["problems"]), key=lambda ip: ip[0])
+    for _, d in build_problems:
+        merged.problems.append(Problem(d["kind"], d["where"], d["message"], d["skipped"]))
+    skips = merged.skips
+    labelled = total["patches_written"] - total["patches_resumed"]
+    elapsed = time.perf_counter() - t_start
+    return {
+        "samrs_hf_version": __version__,
+        "preset": plan.preset,
+        "source": plan.source,
+        "format": plan.format,
+        "subset": table.subset,
+        "splits": list(plan.splits) if plan.splits else None,
+        "classes": list(table.names),
+        "tiling": tiling_dict(plan.tiling),
+        "prompt": plan.prompt,
+        "model": info.to_dict(),
+        "dtype": plan.dtype,
+        "device": device.type,
+        "pkl": plan.pkl,
+        "limit": config.limit,
+        "fingerprint": plan.fingerprint,
+        "counts": {
+            "source_images": source_images,
+            "images_written": total["images_written"],
+            "patches_written": total["patches_written"],
+            "objects": total["objects"],
+            "empty_masks": total["empty_masks"],
+            "per_class": dict(zip(table.names, per_class)),
+        },
+        "skipped": {
+            "images": sum(1 for p in skips if p.kind in IMAGE_PROBLEMS),
+            "objects": sum(1 for p in skips if p.kind not in IMAGE_PROBLEMS),
+        },
+        "problems": merged.to_dict(),
+        "run": {
+            "num_processes": world,
+            "device": str(device),
+            "patches_labelled": labelled,
+            "patches_resumed": total["patches_resumed"],
+            "timings": {
+                "total_s": round(elapsed, 3),
+                "model_load_s": parts[0]["timings"]["model_load_s"],
+                "label_s": round(sum(p["timings"]["label_s"] for p in parts), 3),
+                "patches_per_s": round(labelled / elapsed, 3) if elapsed > 0 else None,
+                "per_process": [p["timings"] for p in parts],
+            },
+        },
+    }
