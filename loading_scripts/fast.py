@@ -1,0 +1,21 @@
+"""SAMRS FAST (from FAIR1M-2.0) in the official release layout -> the packaged SAMRS features.
+
+datasets >= 4 does not run loading scripts from ``load_dataset``; use this module directly::
+
+    builder = Fast(data_dir="/path/to/FAST")   # folder with the images, gray/, color/, ins/*.pkl
+    builder.download_and_prepare()
+    ds = builder.as_dataset()
+
+or ``samrs convert-release /path/to/FAST --subset fast --to HUB_DIR``. The ``ins/*.pkl`` files are read
+with a restricted unpickler (builtins and numpy arrays only): a pickle holding anything else is
+refused instead of being run.
+"""
+
+from samrs_hf.release import SamrsReleaseBuilder
+
+
+class Fast(SamrsReleaseBuilder):
+    SUBSET = "fast"
+
+
+BUILDER = Fast

@@ -1,0 +1,21 @@
+"""SAMRS SIOR (from DIOR) in the official release layout -> the packaged SAMRS features.
+
+datasets >= 4 does not run loading scripts from ``load_dataset``; use this module directly::
+
+    builder = Sior(data_dir="/path/to/SIOR")   # folder with the images, gray/, color/, ins/*.pkl
+    builder.download_and_prepare()
+    ds = builder.as_dataset()
+
+or ``samrs convert-release /path/to/SIOR --subset sior --to HUB_DIR``. The ``ins/*.pkl`` files are read
+with a restricted unpickler (builtins and numpy arrays only): a pickle holding anything else is
+refused instead of being run.
+"""
+
+from samrs_hf.release import SamrsReleaseBuilder
+
+
+class Sior(SamrsReleaseBuilder):
+    SUBSET = "sior"
+
+
+BUILDER = Sior

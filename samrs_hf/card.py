@@ -1,0 +1,207 @@
+"""The README.md of a packaged SAMRS dataset: YAML front matter that ``datasets`` reads + a card.
+
+The YAML is made by ``huggingface_hub``'s ``DatasetCardData`` and ``datasets``' own
+``DatasetInfosDict.to_dataset_card_data`` (the same code ``push_to_hub`` uses), so the features,
+ClassLabel names included, come back exactly from ``load_dataset(HUB_DIR)``.
+Nothing time- or machine-dependent goes in: the same input gives the same bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .classes import ABBREVIATIONS, ClassTable
+from .layout import atomic_write, png_bytes
+
+SWATCH_DIR = "palette"
+LICENSE_NOTE = (
+    "SAMRS labels are derived from DOTA, DIOR and FAIR1M (and their images are embedded here); "
+    "those datasets allow academic / research use only and DOTA forbids commercial use. The same "
+    "terms apply to this dataset."
+)
+CITATION = """@inproceedings{wang2023samrs,
+  title     = {{SAMRS}: Scaling-up Remote Sensing Segmentation Dataset with Segment Anything Model},
+  author    = {Wang, Di and Zhang, Jing and Du, Bo and Xu, Minqiang and Liu, Lin and Tao, Dacheng and Zhang, Liangpei},
+  booktitle = {Advances in Neural Information Processing Systems (NeurIPS), Datasets and Benchmarks Track},
+  year      = {2023}
+}"""
+
+SOURCE_OF = {"sota": "DOTA-v2.0", "sior": "DIOR / DIOR-R", "fast": "FAIR1M-2.0", "hrsc2016": "HRSC2016"}
+
+
+def write_palette_swatches(table: ClassTable, figures_dir) -> list[str]:
+    """A 16x16 PNG per class colour (Hub markdown strips inline styles, images survive)."""
+    out = Path(figures_dir) / SWATCH_DIR
+    names = []
+    for i, rgb in enumerate(table.palette):
+        tile = np.empty((16, 16, 3), np.uint8)
+        tile[:] = rgb
+        path = out / f"{i:02d}.png"
+        atomic_write(path, png_bytes(tile))
+        names.append(f"{Path(figures_dir).name}/{SWATCH_DIR}/{path.name}")
+    return names
+
+
+def yaml_header(result, features) -> str:
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCardData
+
+    split_dict = SplitDict()
+    for split, n in result.splits.items():
+        split_dict.add(SplitInfo(name=split, num_bytes=result.num_bytes[split], num_examples=n))
+    download_size = sum((result.to / f).stat().st_size for files in result.files.values() for f in files)
+    info = DatasetInfo(features=features, splits=split_dict, download_size=download_size,
+                       dataset_size=sum(result.num_bytes.values()))
+    from .packaging import size_category
+
+    card_data = DatasetCardData(
+        pretty_name=f"SAMRS {result.name}",
+        license="other",
+        license_name="samrs-source-datasets-terms",
+        task_categories=["image-segmentation", "object-detection"],
+        task_ids=["semantic-segmentation", "instance-segmentation"],
+        tags=["remote-sensing", "aerial-imagery", "segment-anything", "sam", "samrs", result.table.subset],
+        size_categories=[size_category(result.num_rows)],
+        configs=[{
+            "config_name": "default",
+            "data_files": [{"split": s, "path": f"data/{s}-*"} for s in result.splits],
+        }],
+    )
+    info.config_name = "default"
+    DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
+    return "---\n" + card_data.to_yaml() + "\n---\n"
+
+
+def _models(builds) -> list[tuple[str, bool]]:
+    seen = []
+    for b in builds:
+        model = b.get("model") or {}
+        entry = (str(model.get("spec", "unknown")), bool(model.get("random", False)))
+        if entry not in seen:
+            seen.append(entry)
+    return seen
+
+
+def body(result, features) -> str:
+    table = result.table
+    subset = table.subset
+    models = _models(result.builds)
+    lines = [f"# SAMRS {result.name}", ""]
+    random_models = [spec for spec, rnd in models if rnd]
+    if random_models:
+        lines += [
+            "> [!WARNING]",
+            f"> **RANDOM MODEL WEIGHTS.** The masks of this dataset were made with `{', '.join(random_models)}`, "
+            "a SAM with randomly initialised weights (a pipeline test). They are noise, NOT SAMRS labels: "
+            "do not train or evaluate on them.",
+            "",
+        ]
+    lines += [
+        "SAMRS (Wang et al., NeurIPS 2023 Datasets and Benchmarks) turns remote-sensing *object detection* "
+        "datasets into *segmentation* datasets: every annotated box is given to the Segment Anything Model "
+        "(SAM) as a prompt and the predicted mask becomes the object's instance mask; painting the masks with "
+        "their class ids gives a semantic map (255 = not covered by any mask). The three subsets are SOTA "
+        "(from DOTA-v2.0), SIOR (from DIOR) and FAST (from FAIR1M-2.0).",
+        "",
+        f"This repository holds the **{subset.upper()}** subset"
+        + (f" (source: {SOURCE_OF[subset]})" if subset in SOURCE_OF else "") + ", packaged as parquet shards "
+        "that load with `datasets.load_dataset` (no loading script).",
+        "",
+        "## How it was made",
+        "",
+        "| build | source format | prompt | model | random weights |",
+        "|---|---|---|---|---|",
+    ]
+    for b in result.builds:
+        model = b.get("model") or {}
+        lines.append(
+            f"| `{Path(b.get('path', '?')).name}` | {b.get('format', '?')} | {b.get('prompt', '?')} | "
+            f"`{model.get('spec', '?')}` | {'**YES**' if model.get('random') else 'no'} |"
+        )
+    lines += [
+        "",
+        "Splits follow the paper (App. A.3): 95 % / 5 % train / validation per subset, assigned by a stable hash "
+        f"(seed {result.seed}, validation fraction {result.val_fraction}) of the **source** image id, so all patches "
+        "of one large image fall into the same split. DIOR's own test images form a separate `test` split and never "
+        "enter train/validation.",
+        "",
+        "| split | images |",
+        "|---|---|",
+    ]
+    lines += [f"| {s} | {n} |" for s, n in result.splits.items()]
+    skipped = result.report.skips
+    lines += ["", "## Skipped inputs", ""]
+    if skipped:
+        lines.append(f"{len(skipped)} input item(s) were skipped while packaging (counts by kind):")
+        lines.append("")
+        for kind, n in result.report.counts().items():
+            lines.append(f"- `{kind}`: {n}")
+        lines.append("")
+        for p in skipped[:20]:
+            lines.append(f"- {Path(p.where).name}: {p.message}")
+        if len(skipped) > 20:
+            lines.append(f"- ... and {len(skipped) - 20} more")
+    else:
+        lines.append("None: every image of the build(s) is in the dataset.")
+    lines += ["", "## Features", "", "| feature | type | meaning |", "|---|---|---|"]
+    lines += [f"| `{k}` | {t} | {m} |" for k, t, m in FEATURE_ROWS]
+    lines += ["", "## Classes", "", "| id | name | abbreviation | colour | RGB | instances |", "|---|---|---|---|---|---|"]
+    abbrev = ABBREVIATIONS.get(subset, ())
+    for i, name in enumerate(table.names):
+        rgb = table.palette[i]
+        lines.append(
+            f"| {i} | {name} | {abbrev[i] if i < len(abbrev) else ''} | ![{name}](figures/{SWATCH_DIR}/{i:02d}.png) | "
+            f"{rgb[0]},{rgb[1]},{rgb[2]} | {result.instances.get(i, 0)} |"
+        )
+    lines.append("| 255 | (unlabelled) | | | 255,255,255 | |")
+    stats_figs = [f for f in result.figures if not f.startswith(f"figures/{SWATCH_DIR}/")]
+    lines += ["", "## Statistics", ""]
+    if stats_figs:
+        lines += [f"![{Path(f).stem}]({f})" for f in stats_figs]
+    else:
+        lines.append("No statistics figures were generated for this package (`samrs_hf.stats` unavailable).")
+    lines += ["", "## Usage", "", "```python", USAGE.strip(), "```", "",
+              "## License", "", LICENSE_NOTE, "", "## Citation", "", "```bibtex", CITATION, "```", ""]
+    return "\n".join(lines)
+
+
+FEATURE_ROWS = (
+    ("image", "Image", "the image as labelled (PNG patch, or the source JPEG for uncut DIOR images)"),
+    ("semantic", "Image (mode L)", "class id per pixel, 255 where no mask covers the pixel"),
+    ("objects.id", "int64", "object id, unique in the whole dataset"),
+    ("objects.category", "ClassLabel", "class id (names below)"),
+    ("objects.bbox", "4 x float32", "prompt box, COCO `[x, y, w, h]`"),
+    ("objects.rbox", "8 x float32 or null", "oriented box corners `x1 y1 ... x4 y4` when the source has one"),
+    ("objects.segmentation", "{size, counts}", "instance mask, COCO compressed RLE"),
+    ("objects.area", "int64", "mask pixel count"),
+    ("objects.score", "float32 or null", "SAM's predicted IoU"),
+    ("objects.truncated", "bool or null", "object cut by the patch border"),
+    ("image_id", "string", "patch / image name"),
+    ("source_image", "string", "id of the source image the patch was cut from"),
+    ("width, height", "int32", "image size"),
+    ("subset", "string", "sota / sior / fast"),
+)
+
+USAGE = """
+from datasets import load_dataset
+from samrs_hf import decode_masks   # pip install samrs_hf (or use pycocotools.mask.decode directly)
+
+ds = load_dataset("<this repo>", split="train")
+ex = ds[0]
+ex["image"], ex["semantic"]          # PIL images
+masks = decode_masks(ex)              # [N, H, W] bool
+names = ds.features["objects"].feature["category"].names
+"""
+
+
+def render_readme(result, features) -> str:
+    return yaml_header(result, features) + "\n" + body(result, features)
+
+
+def write_card(result, features) -> Path:
+    path = Path(result.to) / "README.md"
+    atomic_write(path, render_readme(result, features).encode("utf-8"))
+    return path

@@ -1,0 +1,93 @@
+"""Hub side: ``push`` a packaged folder, ``load`` a dataset with its class table attached.
+
+``load`` is ``datasets.load_dataset`` plus attributes; there is no second reading path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .classes import CLASS_TABLES, ClassTable, class_table_from_names
+
+
+class PushError(RuntimeError):
+    """The upload could not be done (offline, unauthorised, unreachable...)."""
+
+
+def _check_hub_dir(hub_dir: Path) -> None:
+    if not (hub_dir / "README.md").is_file() or not any((hub_dir / "data").glob("*.parquet")):
+        raise FileNotFoundError(f"{hub_dir}: not a packaged dataset (needs README.md and data/*.parquet; run `samrs package`)")
+
+
+def push(hub_dir, repo_id: str, *, private: bool = False, revision: str | None = None, token=None) -> str:
+    """Create (if needed) the dataset repo and upload ``hub_dir``; returns the repo URL.
+
+    The token comes from ``token``, ``HF_TOKEN`` or the cached login (huggingface_hub's usual
+    places) and is never printed. The repo is created before anything is uploaded, so offline or
+    unauthorised runs fail before touching ``hub_dir``; large folders go through the resumable
+    ``upload_large_folder`` (which keeps its resume state in ``hub_dir/.cache/huggingface``).
+    """
+    from huggingface_hub import HfApi
+
+    hub_dir = Path(hub_dir)
+    _check_hub_dir(hub_dir)
+    if "/" not in repo_id:
+        raise ValueError(f"--repo-id must be ORG/NAME, got {repo_id!r}")
+    api = HfApi(token=token)
+    try:
+        url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        if revision:
+            api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
+        api.upload_large_folder(repo_id=repo_id, folder_path=str(hub_dir), repo_type="dataset",
+                                revision=revision, private=private,
+                                ignore_patterns=[".samrs-partial/**", ".cache/**"])
+    except Exception as exc:  # huggingface_hub/httpx raise many types; one clear line for all
+        raise PushError(f"push of {hub_dir} to {repo_id} failed: {_describe(exc)}") from None
+    return str(url)
+
+
+def _describe(exc: Exception) -> str:
+    name = type(exc).__name__
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    lowered = f"{name} {text}".lower()
+    if "offline" in lowered:
+        return f"offline mode is enabled (HF_HUB_OFFLINE=1): {text}"
+    if "401" in text or "403" in text or "token" in lowered or "unauthorized" in lowered:
+        return f"not authorised ({name}); log in with `hf auth login` or set HF_TOKEN"
+    if "connect" in lowered or "timeout" in lowered or "resolve" in lowered:
+        return f"cannot reach the Hub ({name}: {text})"
+    return f"{name}: {text}"
+
+
+def class_table_of(features) -> ClassTable:
+    """The class table named by ``objects.category`` (a known subset when the names match one)."""
+    names = tuple(features["objects"].feature["category"].names)
+    for table in CLASS_TABLES.values():
+        if table.names == names:
+            return table
+    return class_table_from_names("custom", names)
+
+
+def _attach(ds, table: ClassTable) -> None:
+    ds.class_table = table
+    ds.palette = table.palette
+    ds.id2label = dict(enumerate(table.names))
+    ds.label2id = {n: i for i, n in enumerate(table.names)}
+
+
+def load(name_or_path, **kwargs):
+    """``datasets.load_dataset(name_or_path, **kwargs)`` with ``class_table``, ``palette``,
+    ``id2label`` and ``label2id`` attributes on the result (and on each split of a DatasetDict).
+
+    Attributes do not survive ``map``/``filter`` (they make new objects); re-read them from the
+    original or call :func:`class_table_of` on the new ``features``.
+    """
+    import datasets
+
+    ds = datasets.load_dataset(str(name_or_path) if isinstance(name_or_path, Path) else name_or_path, **kwargs)
+    parts = list(ds.values()) if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)) else [ds]
+    table = class_table_of(parts[0].features)
+    for part in parts:
+        _attach(part, table)
+    _attach(ds, table)
+    return ds

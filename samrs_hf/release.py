@@ -1,0 +1,352 @@
+"""Reader of the official SAMRS release layout (image folder + ``gray/``, ``color/``, ``ins/*.pkl``).
+
+Pickle runs code while loading: a ``.pkl`` can call ``os.system`` as easily as it can build a
+list. :func:`safe_load_pickle` therefore uses a restricted unpickler that only builds plain data
+(builtins such as dict, list, tuple, str, int, float, bool, None) and numpy arrays / scalars /
+dtypes; any other global in the file is refused with an error naming the file, before anything
+of it runs.
+
+Rows come out in the packaged features (``samrs_hf.features``), so a converted release and a
+packaged build are the same kind of dataset. :class:`SamrsReleaseBuilder` wraps the reader as a
+``datasets.GeneratorBasedBuilder`` (``loading_scripts/{sota,sior,fast}.py``).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import datasets
+import numpy as np
+
+from . import splits as split_rules
+from .classes import get_class_table
+from .imageio import CorruptImageError, image_size
+from .layout import IMAGE_EXTENSIONS
+from .packaging import Row, instance_ok, make_object
+from .records import CORRUPT_IMAGE, GARBLED_ANNOTATION, MISSING_IMAGE, SIZE_MISMATCH, Report, SourceError
+
+GRAY, COLOR, INS = "gray", "color", "ins"
+IMAGE_FOLDER_PREFERENCE = ("images", "img", "imgs", "image", "JPEGImages", "trainval")
+ID_STRIDE = 2**20
+"""Object ids are ``item_index * ID_STRIDE + k + 1``: unique over the release, whatever the split."""
+DIOR_FIRST_TEST_ID = 11726
+
+_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray", "int", "float", "bool",
+             "complex", "slice", "range", "NoneType"}
+_NUMPY = {
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"), ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("_codecs", "encode"),  # protocol-2 pickles spell bytes as _codecs.encode(str, "latin1")
+}
+
+
+class UnsafePickleError(SourceError):
+    """A pickle that would build something other than plain data."""
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file, path):
+        super().__init__(file)
+        self._path = path
+
+    def find_class(self, module, name):
+        if module == "builtins" and name in _BUILTINS:
+            return super().find_class(module, name)
+        # Pickles made with numpy < 2 name numpy.core, numpy >= 2 numpy._core.
+        canonical = module.replace("numpy.core", "numpy._core", 1) if module.startswith("numpy.core") else module
+        if canonical == "numpy" and name.startswith("dtypes."):
+            return super().find_class("numpy.dtypes", name.split(".", 1)[1])
+        if canonical == "numpy.dtypes" and name.endswith("DType"):
+            return super().find_class(canonical, name)
+        if (canonical, name) in _NUMPY:
+            return super().find_class(canonical, name)
+        raise UnsafePickleError(
+            f"{self._path}: refused to load: the pickle references {module}.{name}; only plain data "
+            "(builtins) and numpy arrays are allowed in SAMRS instance files"
+        )
+
+
+def safe_load_pickle(path):
+    """Unpickle ``path`` allowing only builtins and numpy arrays (see module docstring)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SourceError(f"{path}: missing instance file") from None
+    try:
+        return _RestrictedUnpickler(io.BytesIO(data), path).load()
+    except UnsafePickleError:
+        raise
+    except Exception as exc:  # truncated / not a pickle
+        raise SourceError(f"{path}: corrupt pickle ({type(exc).__name__}: {exc})") from None
+
+
+# ------------------------------------------------------------------------------------------ layout
+
+def image_folders(root: Path) -> list[Path]:
+    """Folders that may hold the images: the usual names first, then any other non-label folder."""
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and p.name not in (GRAY, COLOR, INS)
+                     and not p.name.startswith("."))
+    rank = {n.lower(): i for i, n in enumerate(IMAGE_FOLDER_PREFERENCE)}
+    return sorted(subdirs, key=lambda p: (rank.get(p.name.lower(), len(rank)), p.name))
+
+
+def find_release_image(folders: list[Path], name: str) -> Path | None:
+    for folder in folders:
+        for ext in IMAGE_EXTENSIONS:
+            p = folder / f"{name}{ext}"
+            if p.is_file():
+                return p
+    return None
+
+
+def source_of(name: str, subset: str) -> tuple[str, str | None]:
+    """(source image id, source split) from a release file name.
+
+    BboxToolkit patches are ``<source>__<size>__<x>___<y>``; DIOR images 11726-23463 are its test set.
+    """
+    source = name.split("__")[0]
+    if subset == "sior" and source.isdigit() and int(source) >= DIOR_FIRST_TEST_ID:
+        return source, "test"
+    return source, None
+
+
+def release_names(root) -> list[str]:
+    root = Path(root)
+    if not (root / INS).is_dir() or not (root / GRAY).is_dir():
+        raise SourceError(f"{root}: not a SAMRS release folder (needs gray/ and ins/)")
+    names = sorted(p.stem for p in (root / INS).glob("*.pkl"))
+    if not names:
+        raise SourceError(f"{root / INS}: no *.pkl instance files (a `samrs build` without --pkl? use `samrs package`)")
+    return names
+
+
+def _box(entry: dict):
+    if entry.get("bbox") is not None:
+        return [float(v) for v in np.asarray(entry["bbox"], dtype=np.float64).reshape(-1)[:4]]
+    if entry.get("rhbox") is not None:
+        return [float(v) for v in np.asarray(entry["rhbox"], dtype=np.float64).reshape(-1)[:4]]
+    corners = np.asarray(entry["rbox"], dtype=np.float64).reshape(4, 2)
+    return [*corners.min(0).tolist(), *corners.max(0).tolist()]
+
+
+def _objects(entries, table, w: int, h: int, first_id: int, where: str, report: Report) -> list[dict] | None:
+    from pycocotools import mask as mask_utils
+
+    if not isinstance(entries, (list, tuple)):
+        report.skip(GARBLED_ANNOTATION, where, f"expected a list of instances, got {type(entries).__name__}")
+        return None
+    if len(entries) >= ID_STRIDE:
+        raise SourceError(f"{where}: {len(entries)} instances exceed the id stride {ID_STRIDE}")
+    objects = []
+    for k, entry in enumerate(entries):
+        at = f"{where}:[{k}]"
+        try:
+            category = entry.get("category")
+            class_id = table.id_of(str(category)) if category is not None else int(entry["label"])
+            rle = entry["mask"]
+            if not instance_ok(table, class_id, category, rle, (w, h), at, report):
+                return None
+            counts = rle["counts"]
+            area = entry.get("size")
+            if area is None:
+                area = mask_utils.area({"size": [h, w], "counts": counts.encode() if isinstance(counts, str) else counts})
+            rbox = entry.get("rbox")
+            rbox = None if rbox is None else np.asarray(rbox, dtype=np.float64).reshape(-1).tolist()
+            if rbox is not None and len(rbox) != 8:
+                raise ValueError(f"rbox has {len(rbox)} values")
+            objects.append(make_object(first_id + k, class_id, _box(entry), rbox, rle, int(area),
+                                       entry.get("score"), entry.get("truncated")))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            report.skip(GARBLED_ANNOTATION, at, f"bad instance ({exc!r})")
+            return None
+    return objects
+
+
+@dataclass(frozen=True)
+class ReleaseItem:
+    index: int
+    """Position in the sorted release: fixes the object ids whatever split is read."""
+    name: str
+    source_image: str
+    split: str
+
+
+def plan_release(root, subset: str, *, val_fraction: float = 0.05, seed: int = 0,
+                 report: Report | None = None) -> list[ReleaseItem]:
+    """Every release image with its split, from names alone (plus ``ins/<name>.json`` when a
+    ``samrs build --pkl`` folder provides it): cheap, no pickle is opened."""
+    import json
+
+    root = Path(root)
+    report = report if report is not None else Report()
+    items = []
+    for index, name in enumerate(release_names(root)):
+        source, source_split = source_of(name, subset)
+        sidecar = root / INS / f"{name}.json"
+        if sidecar.is_file():
+            try:
+                meta = json.loads(sidecar.read_text(encoding="utf-8"))
+                source, source_split = str(meta.get("source_image", source)), meta.get("split", source_split)
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+                report.skip(GARBLED_ANNOTATION, str(sidecar), f"corrupt instance file ({exc})")
+                continue
+        split = split_rules.assign_split(source, source_split, val_fraction=val_fraction, seed=seed)
+        items.append(ReleaseItem(index, name, source, split))
+    return items
+
+
+def read_release_item(root, item: ReleaseItem, subset: str, report: Report) -> Row | None:
+    """The row of one planned item, or None (counted in ``report``)."""
+    root = Path(root)
+    table = get_class_table(subset)
+    ins_path = root / INS / f"{item.name}.pkl"
+    where = str(ins_path)
+    gray = root / GRAY / f"{item.name}.png"
+    folders = image_folders(root)
+    image = find_release_image(folders, item.name)
+    if image is None:
+        report.skip(MISSING_IMAGE, where, f"no image named {item.name} in {', '.join(f.name for f in folders) or root}")
+        return None
+    try:
+        w, h = image_size(gray)
+        if image_size(image) != (w, h):
+            report.skip(SIZE_MISMATCH, where, f"{image} is {image_size(image)}, {gray} is {(w, h)}")
+            return None
+    except (CorruptImageError, FileNotFoundError, OSError) as exc:
+        report.skip(CORRUPT_IMAGE, where, f"unreadable image or gray map: {exc}")
+        return None
+    try:
+        entries = safe_load_pickle(ins_path)
+    except UnsafePickleError:
+        raise
+    except SourceError as exc:
+        report.skip(GARBLED_ANNOTATION, where, str(exc))
+        return None
+    objects = _objects(entries, table, w, h, item.index * ID_STRIDE + 1, where, report)
+    if objects is None:
+        return None
+    example = {
+        "image": {"bytes": image.read_bytes(), "path": image.name},
+        "semantic": {"bytes": gray.read_bytes(), "path": gray.name},
+        "objects": objects, "image_id": item.name, "source_image": item.source_image, "width": w, "height": h,
+        "subset": subset,
+    }
+    return Row(item.split, example, where)
+
+
+def iter_release(root, subset: str, *, split: str | None = None, val_fraction: float = 0.05, seed: int = 0,
+                 report: Report | None = None) -> Iterator[Row]:
+    """Rows of a release folder in name order (only those of ``split`` when given).
+
+    Unusable images are counted in ``report`` (errors when it is strict); unsafe pickles always
+    raise :class:`UnsafePickleError`.
+    """
+    report = report if report is not None else Report()
+    for item in plan_release(root, subset, val_fraction=val_fraction, seed=seed, report=report):
+        if split is None or item.split == split:
+            row = read_release_item(root, item, subset, report)
+            if row is not None:
+                yield row
+
+
+# ----------------------------------------------------------------------------------------- builder
+
+class SamrsReleaseConfig(datasets.BuilderConfig):
+    def __init__(self, *args, val_fraction: float = 0.05, seed: int = 0, strict: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.strict = strict
+
+
+class SamrsReleaseBuilder(datasets.GeneratorBasedBuilder):
+    """Official SAMRS release folder (``data_dir``) -> train / validation / test in our features."""
+
+    SUBSET: str = ""
+    BUILDER_CONFIG_CLASS = SamrsReleaseConfig
+    VERSION = datasets.Version("1.0.0")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.report = Report(strict=self.config.strict)
+
+    def _info(self):
+        from .card import CITATION
+        from .features import samrs_features
+
+        return datasets.DatasetInfo(
+            description=f"SAMRS {self.SUBSET.upper()} (official release layout, read with a restricted unpickler)",
+            features=samrs_features(self.SUBSET), citation=CITATION,
+            homepage="https://github.com/ViTAE-Transformer/SAMRS",
+        )
+
+    def _split_generators(self, dl_manager):
+        if not self.config.data_dir:
+            raise ValueError(f"{type(self).__name__}: pass data_dir=<SAMRS release folder>")
+        root = str(Path(self.config.data_dir))
+        plan = plan_release(root, self.SUBSET, val_fraction=self.config.val_fraction, seed=self.config.seed,
+                            report=self.report)
+        by_split = {s: [item for item in plan if item.split == s] for s in split_rules.SPLITS}
+        # Only splits that have images: an empty split has no data file to read back.
+        return [datasets.SplitGenerator(name=s, gen_kwargs={"root": root, "items": items})
+                for s, items in by_split.items() if items]
+
+    def _generate_examples(self, root, items):
+        for item in items:
+            row = read_release_item(root, item, self.SUBSET, self.report)
+            if row is not None:
+                yield row.example["image_id"], row.example
+
+
+def load_builder_class(subset: str):
+    """The builder of ``loading_scripts/<subset>.py`` (imported by path: datasets >= 4 runs no scripts)."""
+    import importlib.util
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "loading_scripts" / f"{subset}.py"
+    if not script.is_file():
+        raise FileNotFoundError(f"{script}: no loading script for subset {subset!r}")
+    spec = importlib.util.spec_from_file_location(f"samrs_loading_{subset}", script)
+    if spec.name in sys.modules:
+        return sys.modules[spec.name].BUILDER
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # datasets re-imports the builder's module by name
+    spec.loader.exec_module(module)
+    return module.BUILDER
+
+
+def convert_release(root, subset: str, to, *, name: str | None = None, shard_size="500MB",
+                    val_fraction: float = 0.05, seed: int = 0, strict: bool = False, progress: bool = True,
+                    stats: bool = True):
+    """``samrs convert-release``: release folder -> the same parquet + README layout as ``package``."""
+    import tempfile
+
+    from tqdm.auto import tqdm
+
+    from .packaging import write_hub_dir
+
+    builder_cls = load_builder_class(subset)
+    root = Path(root)
+    with tempfile.TemporaryDirectory(prefix="samrs-release-cache-") as cache:
+        builder = builder_cls(data_dir=str(root), cache_dir=cache, val_fraction=val_fraction, seed=seed, strict=strict)
+        generators = builder._split_generators(None)
+        total = sum(len(g.gen_kwargs["items"]) for g in generators)
+
+        def rows():
+            bar = tqdm(total=total, desc=f"converting {root.name}", unit="img", disable=not progress)
+            for gen in generators:
+                for _, example in builder._generate_examples(**gen.gen_kwargs):
+                    bar.update(1)
+                    yield Row(str(gen.name), example, example["image_id"])
+            bar.close()
+
+        info = {"path": str(root), "format": "samrs-release", "prompt": "as released",
+                "model": {"spec": "SAM ViT-H (sam_vit_h_4b8939.pth, official release)", "random": False}}
+        return write_hub_dir(rows(), to, name=name or subset, table=get_class_table(subset), builds=[info],
+                             report=builder.report, shard_size=shard_size, val_fraction=val_fraction, seed=seed,
+                             stats=stats)

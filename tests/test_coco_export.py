@@ -1,0 +1,63 @@
+"""samrs export-coco: COCO instances JSON that round-trips through pycocotools."""
+
+import json
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from samrs_hf.cli import main as cli_main
+from samrs_hf.coco_export import export_coco
+from samrs_hf.packaging import package
+from samrs_hf.records import SourceError
+from test_packaging import SOTA_ITEMS, load_hub, make_build
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("coco")
+    build = make_build(root / "build", "sota", SOTA_ITEMS)
+    package([build], root / "hub", val_fraction=0.4, seed=3, progress=False, stats=False)
+    return build, root / "hub"
+
+
+def test_hub_export_round_trips(built, tmp_path):
+    build, hub = built
+    out = tmp_path / "instances_train.json"
+    counts = export_coco(hub, "train", out)
+    ds = load_hub(hub)["train"]
+    assert counts["images"] == len(ds)
+    coco = COCO(str(out))
+    names = ds.features["objects"].feature["category"].names
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == names
+    ann_ids = [a["id"] for a in coco.dataset["annotations"]]
+    assert len(ann_ids) == len(set(ann_ids)) == counts["annotations"] > len(ds)
+    by_name = {img["image_name"]: img["id"] for img in coco.dataset["images"]}
+    for ex in ds:
+        img_id = by_name[ex["image_id"]]
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[img_id]))
+        assert [a["id"] for a in anns] == [o["id"] for o in ex["objects"]]  # exactly this image's objects
+        for a, o in zip(anns, ex["objects"]):
+            assert a["bbox"] == o["bbox"] and a["category_id"] == o["category"] and a["iscrowd"] == 0
+            assert a["area"] == o["area"]
+            m = coco.annToMask(a)
+            assert m.shape == (ex["height"], ex["width"])
+            expected = mask_utils.decode({"size": o["segmentation"]["size"], "counts": o["segmentation"]["counts"].encode()})
+            np.testing.assert_array_equal(m, expected)
+
+
+def test_build_export_matches_hub_export(built, tmp_path):
+    build, hub = built
+    export_coco(hub, "validation", tmp_path / "a.json")
+    assert cli_main(["export-coco", str(build), "--split", "validation", "--out", str(tmp_path / "b.json"),
+                     "--val-fraction", "0.4", "--seed", "3"]) == 0
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
+    assert a["annotations"] == b["annotations"] and a["categories"] == b["categories"]
+    assert [i["file_name"] for i in b["images"]] == [f"images/{i['file_name']}" for i in a["images"]]
+
+
+def test_unknown_split(built, tmp_path):
+    with pytest.raises(SourceError, match="no split 'test'"):
+        export_coco(built[1], "test", tmp_path / "x.json")
+    assert not (tmp_path / "x.json").exists()

@@ -1,0 +1,66 @@
+"""samrs push fails cleanly without a Hub; samrs_hf.load attaches the class table."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+from samrs_hf.classes import get_class_table
+from samrs_hf.cli import main as cli_main
+from samrs_hf.hub import PushError, load, push
+from samrs_hf.packaging import package
+from test_packaging import SIOR_ITEMS, make_build
+
+SECRET = "hf_samrsTestTokenThatMustNeverBePrinted"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hub")
+    build = make_build(root / "build", "sior", SIOR_ITEMS)
+    package([build], root / "hub", val_fraction=0.0, progress=False, stats=False)
+    return root / "hub"
+
+
+def snapshot(root):
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_push_offline_fails_cleanly(hub, capsys, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    before = snapshot(hub)
+    with pytest.raises(PushError, match="offline"):
+        push(hub, "samrs/sior")
+    assert cli_main(["push", str(hub), "--repo-id", "samrs/sior", "--private"]) == 1
+    err = capsys.readouterr().err
+    assert "samrs push: error:" in err and "offline" in err and SECRET not in err
+    assert snapshot(hub) == before
+
+
+def test_push_unreachable_endpoint(hub):
+    env = dict(os.environ, HF_HUB_OFFLINE="0", HF_ENDPOINT="http://127.0.0.1:9", HF_TOKEN=SECRET)
+    before = snapshot(hub)
+    proc = subprocess.run([sys.executable, "-m", "samrs_hf", "push", str(hub), "--repo-id", "samrs/sior",
+                           "--revision", "v1"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "cannot reach the Hub" in proc.stderr and SECRET not in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert snapshot(hub) == before
+
+
+def test_push_refuses_a_folder_that_is_not_packaged(tmp_path):
+    with pytest.raises(FileNotFoundError, match="samrs package"):
+        push(tmp_path, "samrs/x")
+
+
+def test_load_attaches_class_table(hub):
+    ds = load(hub)
+    table = get_class_table("sior")
+    assert ds.class_table == table and ds["train"].class_table == table
+    assert ds["test"].palette == table.palette and ds["train"].id2label[19] == "windmill"
+    assert ds["train"].label2id["airplane"] == 0
+    one = load(hub, split="test")
+    assert one.class_table == table and one.num_rows == 2

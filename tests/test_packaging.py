@@ -1,0 +1,311 @@
+"""samrs package: build folders -> parquet + README, loaded back with datasets.load_dataset."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from samrs_hf import layout
+from samrs_hf.classes import get_class_table
+from samrs_hf.cli import main as cli_main
+from samrs_hf.features import decode_masks, samrs_features
+from samrs_hf.packaging import PackagingError, package, parse_size
+from samrs_hf.records import SourceError
+from samrs_hf.splits import assign_split
+
+W, H = 40, 24  # non-square: catches h/w swaps
+
+
+def make_item(build: Path, name: str, source_image: str, split, objects, table, *, size=(W, H), seed=0):
+    """Write one image of a build: objects = [(class_name, (x0, y0, x1, y1)), ...] (mask = the box)."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    gray = np.full((h, w), 255, np.uint8)
+    instances = []
+    for k, (cat, (x0, y0, x1, y1)) in enumerate(objects):
+        m = np.zeros((h, w), np.uint8)
+        m[y0:y1, x0:x1] = 1
+        gray[m.astype(bool)] = table.id_of(cat)
+        rle = mask_utils.encode(np.asfortranarray(m))
+        instances.append({
+            "category": cat, "label": table.id_of(cat), "bbox": [float(x0), float(y0), float(x1), float(y1)],
+            "rbox": [x0, y0, x1, y0, x1, y1, x0, y1] if k % 2 else None,
+            "segmentation": {"size": [h, w], "counts": rle["counts"].decode()},
+            "area": int(m.sum()), "score": 0.5 + 0.1 * k, "truncated": bool(k % 2),
+        })
+    layout.atomic_write(build / "images" / f"{name}.png", layout.png_bytes(image))
+    layout.atomic_write(build / "gray" / f"{name}.png", layout.png_bytes(gray))
+    color = np.array([table.palette[v] if v != 255 else (255, 255, 255) for v in gray.ravel()], np.uint8)
+    layout.atomic_write(build / "color" / f"{name}.png", layout.png_bytes(color.reshape(h, w, 3)))
+    record = {"image": f"{name}.png", "source_image": source_image, "offset": [0, 0], "width": w, "height": h,
+              "split": split, "instances": instances}
+    layout.atomic_write(build / "ins" / f"{name}.json", layout.json_bytes(record))
+
+
+def make_build(build: Path, subset: str, items, *, random=True):
+    """items = [(name, source_image, split, objects)]"""
+    table = get_class_table(subset)
+    for i, (name, src, split, objects) in enumerate(items):
+        make_item(build, name, src, split, objects, table, seed=i)
+    report = {"subset": subset, "classes": list(table.names), "model": {"spec": "tiny-random", "random": random},
+              "prompt": "H-Box", "source": "synthetic", "format": "dior" if subset == "sior" else "dota"}
+    layout.atomic_write(build / "build.json", layout.json_bytes(report))
+    return build
+
+
+SOTA_ITEMS = [
+    (f"P{s:04d}__1024__{x}___0", f"P{s:04d}", "train",
+     [("plane", (1, 2, 10, 9)), ("small-vehicle", (12, 3, 20, 20)), ("ship", (25, 5, 38, 22))][: 1 + (s + x) % 3])
+    for s in range(6) for x in (0, 824)
+]
+SIOR_ITEMS = [
+    ("00001", "00001", "trainval", [("airplane", (0, 0, 8, 8)), ("Expressway-toll-station", (10, 10, 30, 20))]),
+    ("00002", "00002", "trainval", [("vehicle", (3, 3, 6, 9))]),
+    ("00003", "00003", "trainval", [("ship", (2, 2, 12, 12)), ("ship", (5, 5, 15, 15))]),  # overlap: last wins
+    ("11726", "11726", "test", [("windmill", (20, 2, 30, 22))]),
+    ("11727", "11727", "test", []),
+]
+
+
+@pytest.fixture(scope="module")
+def sota_build(tmp_path_factory):
+    return make_build(tmp_path_factory.mktemp("b") / "sota_build", "sota", SOTA_ITEMS)
+
+
+@pytest.fixture(scope="module")
+def sior_build(tmp_path_factory):
+    return make_build(tmp_path_factory.mktemp("b") / "sior_build", "sior", SIOR_ITEMS)
+
+
+@pytest.fixture(scope="module")
+def sota_hub(sota_build, tmp_path_factory):
+    hub = tmp_path_factory.mktemp("hub") / "sota"
+    result = package([sota_build], hub, val_fraction=0.4, seed=3, progress=False)
+    return hub, result
+
+
+def load_hub(hub):
+    import datasets
+
+    return datasets.load_dataset(str(hub))
+
+
+def test_parse_size():
+    assert parse_size("500MB") == 500_000_000
+    assert parse_size("64MiB") == 64 * 2**20
+    assert parse_size("1.5GB") == 1_500_000_000
+    assert parse_size(1234) == 1234
+    with pytest.raises(ValueError):
+        parse_size("lots")
+
+
+def test_split_assignment_is_stable_and_groups_sources():
+    assert assign_split("P0001", "train", val_fraction=0.05, seed=0) == assign_split("P0001", None, seed=0)
+    assert assign_split("anything", "test") == "test"
+    assert assign_split("x", None, val_fraction=1.0) == "validation"
+    assert assign_split("x", None, val_fraction=0.0) == "train"
+    shares = [assign_split(f"img{i}", None, val_fraction=0.05, seed=0) == "validation" for i in range(4000)]
+    assert 0.03 < np.mean(shares) < 0.07
+
+
+def test_package_loads_with_exact_features(sota_hub, sota_build):
+    hub, result = sota_hub
+    ds = load_hub(hub)
+    assert set(ds) == {"train", "validation"}
+    assert ds["train"].features == samrs_features("sota")
+    names = ds["train"].features["objects"].feature["category"].names
+    assert names == list(get_class_table("sota").names)
+    assert sum(len(d) for d in ds.values()) == len(SOTA_ITEMS) == result.num_rows
+    files = sorted(p.name for p in (hub / "data").iterdir())
+    assert files == [f"{s}-00000-of-00001.parquet" for s in ("train", "validation")]
+    readme = (hub / "README.md").read_text()
+    assert readme.startswith("---\n") and "RANDOM MODEL WEIGHTS" in readme
+    assert "image-segmentation" in readme and "object-detection" in readme and "wang2023samrs" in readme
+    for i in range(18):
+        assert (hub / "figures" / "palette" / f"{i:02d}.png").is_file()
+
+
+def test_rows_equal_the_build(sota_hub, sota_build):
+    hub, _ = sota_hub
+    ds = load_hub(hub)
+    ids = []
+    seen = {}
+    for split, d in ds.items():
+        for ex in d:
+            name = ex["image_id"]
+            seen[name] = split
+            record = json.loads((sota_build / "ins" / f"{name}.json").read_text())
+            gray = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(sota_build / "gray" / f"{name}.png"))
+            assert ex["semantic"].mode == "L"
+            np.testing.assert_array_equal(np.asarray(ex["semantic"]), gray)
+            assert (ex["width"], ex["height"], ex["subset"]) == (W, H, "sota")
+            assert ex["source_image"] == record["source_image"]
+            assert ex["image"].tobytes() == __import__("PIL.Image", fromlist=["Image"]).open(
+                sota_build / "images" / f"{name}.png").tobytes()
+            masks = decode_masks(ex)
+            expected = mask_utils.decode([{"size": i["segmentation"]["size"], "counts": i["segmentation"]["counts"].encode()}
+                                          for i in record["instances"]]).transpose(2, 0, 1).astype(bool)
+            np.testing.assert_array_equal(masks, expected)
+            for o, inst in zip(ex["objects"], record["instances"]):
+                x0, y0, x1, y1 = inst["bbox"]
+                assert o["bbox"] == [x0, y0, x1 - x0, y1 - y0]
+                assert o["category"] == get_class_table("sota").id_of(inst["category"])
+                assert o["area"] == inst["area"] and o["truncated"] == inst["truncated"]
+                assert o["score"] == pytest.approx(inst["score"])
+                assert o["rbox"] == (None if inst["rbox"] is None else [float(v) for v in inst["rbox"]])
+                ids.append(o["id"])
+    assert len(seen) == len(SOTA_ITEMS)
+    assert sorted(ids) == list(range(1, len(ids) + 1))  # unique in the dataset, no holes
+    # No source image is split across train/validation.
+    by_source = {}
+    for name, split in seen.items():
+        by_source.setdefault(name.split("__")[0], set()).add(split)
+    assert all(len(s) == 1 for s in by_source.values())
+    assert {s for v in by_source.values() for s in v} == {"train", "validation"}
+
+
+def test_dior_test_images_only_in_test(sior_build, tmp_path):
+    result = package([sior_build], tmp_path / "hub", val_fraction=0.0, progress=False, stats=False)
+    ds = load_hub(tmp_path / "hub")
+    assert sorted(ds["test"]["image_id"]) == ["11726", "11727"]
+    assert sorted(ds["train"]["image_id"]) == ["00001", "00002", "00003"]
+    assert "validation" not in ds and result.splits == {"train": 3, "test": 2}
+    ex = [e for e in ds["train"] if e["image_id"] == "00001"][0]
+    names = ds["train"].features["objects"].feature["category"].names
+    assert [names[o["category"]] for o in ex["objects"]] == ["airplane", "expressway-toll-station"]
+    assert ds["test"].filter(lambda e: e["image_id"] == "11727")[0]["objects"] == []
+
+
+def test_deterministic_bytes(sota_build, tmp_path):
+    def digest(root):
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob("*")) if p.is_file()}
+
+    # Same input, same output folder (stats.json records the folder it describes): same bytes.
+    package([sota_build], tmp_path / "a", val_fraction=0.4, seed=3, progress=False, shard_size="2KB")
+    da = digest(tmp_path / "a")
+    package([sota_build], tmp_path / "a", val_fraction=0.4, seed=3, progress=False, shard_size="2KB")
+    assert digest(tmp_path / "a") == da
+    shards = [k for k in da if k.startswith("data/train-")]
+    assert len(shards) > 1 and all(k.endswith(f"-of-{len(shards):05d}.parquet") for k in shards)
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(tmp_path / "a" / shards[0]).metadata
+    assert b"huggingface" in meta.metadata
+
+
+def test_cli_package_and_mixed_subsets(sota_build, sior_build, tmp_path, capsys):
+    assert cli_main(["package", str(sior_build), "--to", str(tmp_path / "h"), "--name", "sior-mini",
+                     "--val-fraction", "0.5", "--seed", "1", "--shard-size", "1MB"]) == 0
+    out = capsys.readouterr().out
+    assert "5 images" in out and "test: 2" in out
+    assert "SAMRS sior-mini" in (tmp_path / "h" / "README.md").read_text()
+    assert cli_main(["package", str(sior_build), str(sota_build), "--to", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "sota_build" in err and "cannot be packaged" in err
+    assert not (tmp_path / "x" / "data").exists()
+
+
+def _copy_build(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.mark.parametrize("damage, kind", [
+    ("missing_gray", "missing-annotation"),
+    ("corrupt_gray", "corrupt-image"),
+    ("corrupt_ins", "garbled-annotation"),
+    ("rle_size", "size-mismatch"),
+    ("unknown_class", "unknown-class"),
+    ("orphan_gray", "missing-annotation"),
+])
+def test_bad_inputs_are_counted_or_fatal(sior_build, tmp_path, damage, kind):
+    b = _copy_build(sior_build, tmp_path / "b")
+    name = "00002"
+    if damage == "missing_gray":
+        (b / "gray" / f"{name}.png").unlink()
+    elif damage == "corrupt_gray":
+        data = (b / "gray" / f"{name}.png").read_bytes()
+        (b / "gray" / f"{name}.png").write_bytes(data[:-20])
+    elif damage == "corrupt_ins":
+        (b / "ins" / f"{name}.json").write_text("{not json")
+    elif damage == "orphan_gray":
+        (b / "ins" / f"{name}.json").unlink()
+    else:
+        rec = json.loads((b / "ins" / f"{name}.json").read_text())
+        if damage == "rle_size":
+            rec["instances"][0]["segmentation"]["size"] = [H + 1, W]
+        else:
+            rec["instances"][0]["category"] = "spaceship"
+        (b / "ins" / f"{name}.json").write_text(json.dumps(rec))
+    result = package([b], tmp_path / "hub", val_fraction=0.0, progress=False, stats=False)
+    assert result.num_rows == len(SIOR_ITEMS) - 1
+    assert result.report.counts() == {kind: 1}
+    assert name in result.report.skips[0].where
+    readme = (tmp_path / "hub" / "README.md").read_text()
+    assert "1 input item(s) were skipped" in readme and f"`{kind}`: 1" in readme
+    # --strict: the same problem is an error naming the file.
+    with pytest.raises(SourceError, match=name):
+        package([b], tmp_path / "hub2", val_fraction=0.0, progress=False, strict=True, stats=False)
+
+
+def test_same_image_in_two_builds_is_an_error(sior_build, tmp_path):
+    with pytest.raises(PackagingError, match="00001.*also in"):
+        package([sior_build, sior_build], tmp_path / "hub", progress=False, stats=False)
+    assert not (tmp_path / "hub" / "data").exists()
+
+
+def test_not_a_build(tmp_path):
+    with pytest.raises(PackagingError, match="not a samrs build"):
+        package([tmp_path], tmp_path / "hub", progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_random_build(tmp_path_factory):
+    """A real `samrs build` (tiny random SAM) of the DIOR sample, with --pkl."""
+    from samrs_hf.samples import write_dior_sample
+
+    root = tmp_path_factory.mktemp("e2e")
+    src = write_dior_sample(root / "src")
+    assert cli_main(["build", "sior", "--source", str(src), "--out", str(root / "out"), "--model", "tiny-random",
+                     "--pkl", "--no-progress"]) == 0
+    return root / "out"
+
+
+def test_end_to_end_build_package_load(tiny_random_build, tmp_path):
+    from PIL import Image
+
+    from samrs_hf.release import convert_release
+
+    build = tiny_random_build
+    result = package([build], tmp_path / "hub", progress=False)
+    ds = load_hub(tmp_path / "hub")
+    records = {p.stem: json.loads(p.read_text()) for p in (build / "ins").glob("*.json")}
+    assert sum(len(d) for d in ds.values()) == len(records) == result.num_rows
+    assert sorted(ds["test"]["image_id"]) == sorted(n for n, r in records.items() if r["split"] == "test")
+    assert all(records[n]["split"] != "test" for n in ds["train"]["image_id"])
+    assert ds["train"].features == samrs_features("sior")
+    for d in ds.values():
+        for ex in d:
+            rec = records[ex["image_id"]]
+            np.testing.assert_array_equal(np.asarray(ex["semantic"]), np.asarray(Image.open(build / "gray" / f"{ex['image_id']}.png")))
+            rles = [{"size": i["segmentation"]["size"], "counts": i["segmentation"]["counts"].encode()} for i in rec["instances"]]
+            np.testing.assert_array_equal(decode_masks(ex), mask_utils.decode(rles).transpose(2, 0, 1).astype(bool))
+            assert [o["score"] for o in ex["objects"]] == pytest.approx([i["score"] for i in rec["instances"]])
+    assert "RANDOM MODEL WEIGHTS" in (tmp_path / "hub" / "README.md").read_text()
+    # The --pkl form of the same build is a release layout: convert-release gives the same data.
+    conv = convert_release(build, "sior", tmp_path / "conv", progress=False, stats=False)
+    assert conv.splits == result.splits
+    converted = load_hub(tmp_path / "conv")
+    for split, d in converted.items():
+        assert d.features == samrs_features("sior")
+        for a, b in zip(d, ds[split]):
+            assert a["image_id"] == b["image_id"]
+            np.testing.assert_array_equal(decode_masks(a), decode_masks(b))
+            assert [o["bbox"] for o in a["objects"]] == [o["bbox"] for o in b["objects"]]

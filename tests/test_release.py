@@ -1,0 +1,135 @@
+"""Official SAMRS release layout (ins/*.pkl) -> convert-release -> the packaged features."""
+
+import os
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+
+from samrs_hf import release_pkl
+from samrs_hf.classes import get_class_table
+from samrs_hf.cli import main as cli_main
+from samrs_hf.features import decode_masks, samrs_features
+from samrs_hf.packaging import package
+from samrs_hf.records import SourceError
+from samrs_hf.release import UnsafePickleError, convert_release, load_builder_class, safe_load_pickle
+from test_packaging import SIOR_ITEMS, load_hub, make_build
+
+
+def samrs_pickle(instances, table):
+    """An instance list exactly as SAMRS's own script pickled it (numpy boxes, numpy scalars)."""
+    out = []
+    for inst in instances:
+        m = {"size": inst["segmentation"]["size"], "counts": inst["segmentation"]["counts"]}
+        out.append({"mask": m, "bbox": np.asarray(inst["bbox"], np.float32), "category": inst["category"],
+                    "label": np.int64(table.id_of(inst["category"])), "size": np.sum(np.ones(inst["area"], bool))})
+    return pickle.dumps(out)
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    return make_build(tmp_path_factory.mktemp("rel") / "build", "sior", SIOR_ITEMS, random=False)
+
+
+def as_release(build, dst, *, keep_json=False, official=True):
+    """The release layout: JPEGImages-like image folder + gray/ color/ ins/*.pkl."""
+    import json
+
+    table = get_class_table("sior")
+    shutil.copytree(build / "images", dst / "images")
+    shutil.copytree(build / "gray", dst / "gray")
+    shutil.copytree(build / "color", dst / "color")
+    (dst / "ins").mkdir()
+    for p in sorted((build / "ins").glob("*.json")):
+        rec = json.loads(p.read_text())
+        data = samrs_pickle(rec["instances"], table) if official else release_pkl.pkl_bytes(rec["instances"], "H-Box")
+        (dst / "ins" / f"{p.stem}.pkl").write_bytes(data)
+        if keep_json:
+            shutil.copy(p, dst / "ins" / p.name)
+    return dst
+
+
+def test_safe_load_plain_data_and_old_numpy_names(tmp_path):
+    value = [{"mask": {"size": [2, 3], "counts": "abc"}, "rbox": np.arange(8.0).reshape(4, 2),
+              "label": np.int64(4), "size": np.uint64(7), "t": (1, 2.5, None, True)}]
+    p = tmp_path / "a.pkl"
+    p.write_bytes(pickle.dumps(value))
+    got = safe_load_pickle(p)
+    np.testing.assert_array_equal(got[0]["rbox"], value[0]["rbox"])
+    assert got[0]["label"] == 4 and got[0]["t"] == (1, 2.5, None, True)
+    # A pickle written by numpy < 2 names numpy.core.multiarray.
+    old = pickle.dumps(value, protocol=2).replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    p.write_bytes(old)
+    np.testing.assert_array_equal(safe_load_pickle(p)[0]["rbox"], value[0]["rbox"])
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_is_refused(tmp_path, build):
+    marker = tmp_path / "pwned"
+    evil = _Evil()
+    evil.marker = marker
+    p = tmp_path / "evil.pkl"
+    p.write_bytes(pickle.dumps([{"mask": evil}]))
+    with pytest.raises(UnsafePickleError, match=r"evil\.pkl.*(posix|os)\.system"):
+        safe_load_pickle(p)
+    assert not marker.exists()
+    # Inside a release it stops the conversion, naming the file.
+    rel = as_release(build, tmp_path / "rel")
+    shutil.copy(p, rel / "ins" / "00002.pkl")
+    with pytest.raises(UnsafePickleError, match="00002.pkl"):
+        convert_release(rel, "sior", tmp_path / "hub", progress=False, stats=False)
+    assert not marker.exists() and not (tmp_path / "hub" / "data").exists()
+    assert cli_main(["convert-release", str(rel), "--subset", "sior", "--to", str(tmp_path / "hub")]) == 2
+
+
+@pytest.mark.parametrize("official", [True, False], ids=["samrs-pickle", "build-pkl"])
+def test_convert_release_gives_packaged_features(tmp_path, build, official):
+    rel = as_release(build, tmp_path / "SIOR", keep_json=not official, official=official)
+    result = convert_release(rel, "sior", tmp_path / "hub", val_fraction=0.0, progress=False, stats=False)
+    assert result.splits == {"train": 3, "test": 2}
+    converted = load_hub(tmp_path / "hub")
+    assert converted["train"].features == samrs_features("sior")
+    package([build], tmp_path / "pkg", val_fraction=0.0, progress=False, stats=False)
+    packaged = load_hub(tmp_path / "pkg")
+    for split in ("train", "test"):
+        a = sorted(converted[split], key=lambda e: e["image_id"])
+        b = sorted(packaged[split], key=lambda e: e["image_id"])
+        assert [e["image_id"] for e in a] == [e["image_id"] for e in b]
+        for ea, eb in zip(a, b):
+            np.testing.assert_array_equal(np.asarray(ea["semantic"]), np.asarray(eb["semantic"]))
+            np.testing.assert_array_equal(decode_masks(ea), decode_masks(eb))
+            for oa, ob in zip(ea["objects"], eb["objects"]):
+                for key in ("category", "bbox", "segmentation", "area"):
+                    assert oa[key] == ob[key], key
+                assert oa["score"] is None  # the release has no SAM scores
+    ids = [o["id"] for d in converted.values() for e in d for o in e["objects"]]
+    assert len(ids) == len(set(ids)) == sum(len(items[3]) for items in SIOR_ITEMS)
+
+
+def test_builder_module_is_a_generator_based_builder(tmp_path, build):
+    import datasets
+
+    cls = load_builder_class("sior")
+    assert issubclass(cls, datasets.GeneratorBasedBuilder) and cls.SUBSET == "sior"
+    rel = as_release(build, tmp_path / "SIOR")
+    builder = cls(data_dir=str(rel), cache_dir=str(tmp_path / "cache"), val_fraction=0.0)
+    builder.download_and_prepare()
+    ds = builder.as_dataset()
+    assert ds["test"].num_rows == 2 and ds["train"].features == samrs_features("sior")
+
+
+def test_missing_image_is_counted(tmp_path, build):
+    rel = as_release(build, tmp_path / "SIOR")
+    (rel / "images" / "00003.png").unlink()
+    result = convert_release(rel, "sior", tmp_path / "hub", val_fraction=0.0, progress=False, stats=False)
+    assert result.num_rows == len(SIOR_ITEMS) - 1 and result.report.counts() == {"missing-image": 1}
+
+
+def test_folder_without_pickles_is_a_clear_error(tmp_path, build):
+    with pytest.raises(SourceError, match=r"no \*\.pkl instance files"):
+        convert_release(build, "sior", tmp_path / "hub", progress=False, stats=False)
