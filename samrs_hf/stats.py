@@ -148,12 +148,14 @@ def open_folder(path) -> DatasetFolder:
             names = get_class_table(subset).names
         return DatasetFolder(path, "build", subset, tuple(names))
     if is_hub_dir(path):
-        from datasets import load_dataset
+        from datasets import Image, load_dataset
 
-        dd = load_dataset(str(path))
+        # Streaming reads the parquet shards directly: no copy of a 100k-image set into the cache.
+        dd = load_dataset(str(path), streaming=True)
         first = dd[next(iter(dd))]
         names = tuple(first.features["objects"].feature["category"].names)
-        subset = first[0]["subset"] if len(first) else path.name
+        example = next(iter(first.cast_column("image", Image(decode=False))), None)
+        subset = example["subset"] if example else path.name
         return DatasetFolder(path, "hub", subset, names, _ordered(dd.keys()), _hub=dd)
     raise NotADatasetFolder(
         f"{path}: neither a samrs build (build.json + ins/) nor a packaged dataset (data/*.parquet)"
@@ -216,7 +218,7 @@ def compute_stats(path, split: str | None = None, *, progress: bool = False) -> 
         abbr = folder.class_names
     labelled = int(pixels[:k].sum())
     return {
-        "path": str(folder.path),
+        "path": folder.path.name,  # no absolute paths: stats.json goes to the Hub with the card
         "kind": folder.kind,
         "subset": folder.subset,
         "split": split,
