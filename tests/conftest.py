@@ -26,3 +26,15 @@ def _torch_threads():
     except ImportError:
         return
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One torch intra-op thread for a module: two threads on the shared 2-core VM under load run
+    training steps ~10x slower than one (spinning OpenMP workers)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -1,0 +1,108 @@
+"""SEP training throughput: our loop (SEPTrainer.train_step on Accelerate) vs a plain PyTorch loop.
+
+Same model config, same initial weights, same in-memory collective batches; blocks of steps are
+interleaved so machine load hits both alike. Also reports the full pipeline (parquet decode +
+augmentation in DataLoader workers) for reference. Prints steps/s and the ratio ours/plain
+(target >= 0.9).
+
+    python benchmarks/bench_sep.py [--steps 30] [--rounds 3] [--batch-size 12] [--crop 64] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--steps", type=int, default=30, help="steps per timed block")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=12)
+    p.add_argument("--crop", type=int, default=64)
+    p.add_argument("--hidden-size", type=int, default=32)
+    p.add_argument("--backbone", default="tiny-resnet")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads on CPU")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the full-pipeline run")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from samrs_hf.sep import SEPForSemanticSegmentation
+    from samrs_hf.sep.synthetic import write_synthetic_subset
+    from samrs_hf.sep.trainer import SEPTrainer, TrainArgs, build_optimizer
+
+    tmp = tempfile.mkdtemp()
+    data = {s: str(write_synthetic_subset(f"{tmp}/{s}", s, num_train=64, num_val=4, size=max(64, args.crop)))
+            for s in ("sota", "sior", "fast")}
+    targs = TrainArgs(datasets=data, output_dir=f"{tmp}/run", backbone=args.backbone, max_steps=10 ** 6,
+                      batch_size=args.batch_size, crop_size=args.crop, hidden_size=args.hidden_size,
+                      num_workers=0, checkpoint_every=0, log_every=10 ** 9)
+    trainer = SEPTrainer(targs)
+    device = trainer.accelerator.device
+    subsets = trainer.subsets
+
+    # In-memory batches from the real data path (decoded and augmented once).
+    loader = iter(trainer.batches(0))
+    batches = [next(loader) for _ in range(8)]
+    sizes = batches[0]["subset_sizes"]
+
+    plain = SEPForSemanticSegmentation(trainer.unwrapped.config).to(device)
+    plain.load_state_dict(trainer.unwrapped.state_dict())
+    plain.train()
+    opt, sched = build_optimizer(plain, trainer.lr, trainer.weight_decay, trainer.min_lr, 10 ** 6)
+
+    def plain_block(n):
+        for i in range(n):
+            b = batches[i % len(batches)]
+            out = plain(b["pixel_values"].to(device), labels=b["labels"].to(device), subset=subsets,
+                        subset_sizes=b["subset_sizes"])
+            out.loss.backward()
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+        float(out.loss.detach())  # synchronise
+
+    step = [0]
+
+    def ours_block(n):
+        for i in range(n):
+            step[0] += 1
+            losses = trainer.train_step([batches[i % len(batches)]], step[0])
+        float(losses.sum())
+
+    def timed(fn):
+        t = time.perf_counter()
+        fn(args.steps)
+        return args.steps / (time.perf_counter() - t)
+
+    plain_block(3)
+    ours_block(3)  # warm-up
+    plain_rates, our_rates = [], []
+    for _ in range(args.rounds):
+        plain_rates.append(timed(plain_block))
+        our_rates.append(timed(ours_block))
+    plain_sps, our_sps = statistics.median(plain_rates), statistics.median(our_rates)
+
+    # Full pipeline: parquet decode + augmentation in workers, through SEPTrainer.train().
+    full = SEPTrainer(TrainArgs(**{**targs.__dict__, "output_dir": f"{tmp}/full", "max_steps": args.steps,
+                                   "num_workers": args.workers, "eval_max_samples": 1}))
+    t = time.perf_counter()
+    full.train()
+    full_sps = args.steps / (time.perf_counter() - t)
+
+    print(f"device: {device}; backbone {args.backbone}; batch {args.batch_size} ({sizes} per subset); "
+          f"crop {args.crop}; torch threads {args.threads}")
+    print(f"plain PyTorch loop : {plain_sps:7.2f} steps/s  (rounds: {', '.join(f'{r:.2f}' for r in plain_rates)})")
+    print(f"SEP trainer loop   : {our_sps:7.2f} steps/s  (rounds: {', '.join(f'{r:.2f}' for r in our_rates)})")
+    print(f"ratio ours/plain   : {our_sps / plain_sps:7.3f}  (target >= 0.9)")
+    print(f"full pipeline      : {full_sps:7.2f} steps/s incl. decode/augment in {args.workers} workers, "
+          f"start-up and final save/eval")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

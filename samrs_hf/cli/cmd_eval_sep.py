@@ -1,0 +1,52 @@
+"""``samrs eval-sep``: SAMRS-validation mIoU of an SEP model (paper Table 9 protocol)."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval-sep", help="evaluate an SEP model on SAMRS validation sets (512x512 centre crops, mIoU)",
+        description="Per-subset and per-class mIoU of an SEP model on packaged SAMRS subsets. Each image is "
+                    "evaluated on its central crop; images smaller than the crop are padded with ignored labels.")
+    p.add_argument("model", help="SEP model folder or Hub id (save_pretrained output of train_sep.py)")
+    p.add_argument("--dataset", action="append", required=True, metavar="SUBSET=PATH_OR_REPO",
+                   help="packaged SAMRS subset; repeat per subset; SUBSET must be one of the model's heads")
+    p.add_argument("--split", default="validation")
+    p.add_argument("--crop-size", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--max-samples", type=int, help="evaluate only the first N images per subset")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--json", metavar="OUT", help="also write the scores as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+
+    from ..sep import SEPForSemanticSegmentation
+    from ..sep.data import load_subsets, parse_dataset_args
+    from ..sep.evaluation import evaluate, format_table, json_safe
+
+    specs = parse_dataset_args(args.dataset)
+    model = SEPForSemanticSegmentation.from_pretrained(args.model)
+    missing = [s for s in specs if s not in model.config.heads]
+    if missing:
+        raise ValueError(f"model {args.model} has no head for {missing}; its heads are {sorted(model.config.heads)}")
+    data, names = load_subsets(specs, args.split)
+    for subset, n in names.items():
+        if len(n) != model.config.heads[subset]:
+            raise ValueError(f"{subset}: dataset has {len(n)} classes, the model's head {model.config.heads[subset]}")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
+    results = evaluate(model, data, names, crop_size=args.crop_size, batch_size=args.batch_size,
+                       num_workers=args.num_workers, max_samples=args.max_samples, device=device)
+    print(format_table(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"model": args.model, "split": args.split, "crop_size": args.crop_size,
+                       "results": json_safe(results)},
+                      f, indent=2)
+    return 0

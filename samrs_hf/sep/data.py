@@ -1,0 +1,267 @@
+"""SEP data path: packaged SAMRS subsets -> augmented tensors, and proportional batch sampling.
+
+Sampling is a pure function of (seed, micro-step, process): subset i's examples form an endless
+stream of per-epoch permutations, and micro-batch c takes the next B_i of them. Resuming at any
+step therefore replays exactly the order an uninterrupted run would see, with no sampler state
+to save; augmentation randomness is seeded from the same coordinates, so worker count and
+scheduling never change what a step trains on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..classes import IGNORE_INDEX, get_class_table
+
+SCALE_RANGE = (0.5, 2.0)  # mmseg RandomResize ratio range
+GAMMA_RANGE = (0.7, 1.5)
+
+
+# -- proportional sampling ------------------------------------------------------------------------
+def proportional_sizes(lengths, batch_size: int) -> list[int]:
+    """B_i = L_i / sum(L) * B, rounded by largest remainder so they sum to B, each >= 1.
+
+    Ties in the remainder go to the earlier subset. When forcing a subset up to 1 overshoots B,
+    the subsets furthest above their exact share give the samples back.
+    """
+    lengths = [int(n) for n in lengths]
+    if not lengths or any(n <= 0 for n in lengths):
+        raise ValueError(f"every subset needs at least one example, got sizes {lengths}")
+    if batch_size < len(lengths):
+        raise ValueError(f"batch size {batch_size} is smaller than the number of subsets ({len(lengths)})")
+    total = sum(lengths)
+    quota = [n * batch_size / total for n in lengths]
+    sizes = [max(1, int(q)) for q in quota]
+    order = sorted(range(len(lengths)), key=lambda i: (-(quota[i] - int(quota[i])), i))
+    k = 0
+    while sum(sizes) < batch_size:
+        sizes[order[k % len(order)]] += 1
+        k += 1
+    while sum(sizes) > batch_size:
+        i = max((j for j in range(len(sizes)) if sizes[j] > 1), key=lambda j: (sizes[j] - quota[j], -j))
+        sizes[i] -= 1
+    return sizes
+
+
+class ProportionalBatchSampler:
+    """Micro-batches of ``(subset, index, chunk, slot)`` keys, grouped by subset in a fixed order.
+
+    ``chunk`` = micro_step * num_replicas + rank names the slice of each subset's stream this
+    process trains on; ``slot`` is the position in the micro-batch (both seed augmentation).
+    """
+
+    def __init__(self, lengths, micro_batch_size: int, *, seed: int = 0, start_step: int = 0,
+                 num_steps: int | None = None, num_replicas: int = 1, rank: int = 0):
+        self.lengths = [int(n) for n in lengths]
+        self.sizes = proportional_sizes(self.lengths, micro_batch_size)
+        self.seed, self.start, self.num_steps = seed, start_step, num_steps
+        self.num_replicas, self.rank = num_replicas, rank
+        self._perm: dict[int, tuple[int, np.ndarray]] = {}
+
+    def _stream(self, subset: int, positions: range) -> list[int]:
+        n = self.lengths[subset]
+        out = []
+        for k in positions:
+            epoch = k // n
+            cached = self._perm.get(subset)
+            if cached is None or cached[0] != epoch:
+                perm = np.random.default_rng([self.seed, subset, epoch]).permutation(n)
+                self._perm[subset] = cached = (epoch, perm)
+            out.append(int(cached[1][k % n]))
+        return out
+
+    def batch(self, micro_step: int) -> list[tuple[int, int, int, int]]:
+        chunk = micro_step * self.num_replicas + self.rank
+        keys = []
+        for i, b in enumerate(self.sizes):
+            for idx in self._stream(i, range(chunk * b, (chunk + 1) * b)):
+                keys.append((i, idx, chunk, len(keys)))
+        return keys
+
+    def __iter__(self):
+        step = self.start
+        while self.num_steps is None or step < self.start + self.num_steps:
+            yield self.batch(step)
+            step += 1
+
+    def __len__(self) -> int:
+        if self.num_steps is None:
+            raise TypeError("endless sampler has no length")
+        return self.num_steps
+
+
+# -- augmentation -------------------------------------------------------------------------------
+def scaled_crop(image, semantic, scale: float, crop_size: int, rng: np.random.Generator):
+    """Random ``crop_size`` window of the image rescaled by ``scale``, resampling only that window.
+
+    Same result as resize-then-crop (bilinear image, nearest labels) without resizing whole
+    SAMRS images up to 2x for a 224 crop. Windows larger than the scaled image are padded.
+    """
+    from PIL import Image
+
+    w, h = image.size
+    sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
+    top = int(rng.integers(0, max(sh - crop_size, 0) + 1))
+    left = int(rng.integers(0, max(sw - crop_size, 0) + 1))
+    cw, ch = min(crop_size, sw - left), min(crop_size, sh - top)
+    box = (left * w / sw, top * h / sh, (left + cw) * w / sw, (top + ch) * h / sh)
+    img = np.asarray(image.convert("RGB").resize((cw, ch), Image.BILINEAR, box=box))
+    lab = np.asarray(semantic.resize((cw, ch), Image.NEAREST, box=box))
+    return crop_or_pad(img, lab, crop_size, 0, 0)
+
+
+def crop_or_pad(image: np.ndarray, labels: np.ndarray, size: int, top: int, left: int):
+    """``size``x``size`` window at (top, left); parts outside the image are 0 pixels / 255 labels."""
+    out_img = np.zeros((size, size, 3), dtype=image.dtype)
+    out_lab = np.full((size, size), IGNORE_INDEX, dtype=labels.dtype)
+    h, w = labels.shape
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + size, h), min(left + size, w)
+    if y1 > y0 and x1 > x0:
+        out_img[y0 - top:y1 - top, x0 - left:x1 - left] = image[y0:y1, x0:x1]
+        out_lab[y0 - top:y1 - top, x0 - left:x1 - left] = labels[y0:y1, x0:x1]
+    return out_img, out_lab
+
+
+def augment(image, semantic, crop_size: int, rng: np.random.Generator):
+    """Paper Sec. 4.1.1: random scale, h/v flip, rot90, colour jitter, gamma, random crop.
+
+    ``image``/``semantic`` are PIL images; returns HxWx3 float32 in [0, 1] and HxW int64 labels.
+    """
+    img, lab = scaled_crop(image, semantic, float(rng.uniform(*SCALE_RANGE)), crop_size, rng)
+    if rng.random() < 0.5:
+        img, lab = img[:, ::-1], lab[:, ::-1]
+    if rng.random() < 0.5:
+        img, lab = img[::-1], lab[::-1]
+    k = int(rng.integers(0, 4))
+    img, lab = np.rot90(img, k), np.rot90(lab, k)
+    x = img.astype(np.float32) / 255.0
+    if rng.random() < 0.5:  # brightness
+        x = x + float(rng.uniform(-32, 32)) / 255.0
+    if rng.random() < 0.5:  # contrast
+        x = (x - x.mean()) * float(rng.uniform(0.5, 1.5)) + x.mean()
+    if rng.random() < 0.5:  # saturation
+        grey = x.mean(axis=2, keepdims=True)
+        x = grey + (x - grey) * float(rng.uniform(0.5, 1.5))
+    x = np.clip(x, 0.0, 1.0)
+    if rng.random() < 0.5:
+        x = x ** float(rng.uniform(*GAMMA_RANGE))
+    return np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(lab, dtype=np.int64)
+
+
+def center_crop(image, semantic, crop_size: int):
+    """Table 9 protocol: the central ``crop_size`` square; smaller sides are padded (255 labels)."""
+    img = np.asarray(image.convert("RGB"))
+    lab = np.asarray(semantic)
+    h, w = lab.shape
+    img, lab = crop_or_pad(img, lab, crop_size, (h - crop_size) // 2, (w - crop_size) // 2)
+    return img.astype(np.float32) / 255.0, lab.astype(np.int64)
+
+
+def to_tensor(x: np.ndarray, mean, std) -> torch.Tensor:
+    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+class SEPTrainDataset(torch.utils.data.Dataset):
+    """Decodes and augments one example per sampler key (runs in DataLoader workers)."""
+
+    def __init__(self, subsets: list, crop_size: int, mean, std, seed: int = 0):
+        self.subsets = [ds.select_columns(["image", "semantic"]) for ds in subsets]
+        self.crop_size, self.mean, self.std, self.seed = crop_size, mean, std, seed
+
+    def __getitem__(self, key):
+        subset, index, chunk, slot = key
+        row = self.subsets[subset][index]
+        rng = np.random.default_rng([self.seed, chunk, slot, 7919])
+        img, lab = augment(row["image"], row["semantic"], self.crop_size, rng)
+        return subset, to_tensor(img, self.mean, self.std), torch.from_numpy(lab)
+
+
+def collate(items) -> dict:
+    """Stack a micro-batch; ``subset_sizes`` counts its examples per subset (keys arrive grouped)."""
+    subsets = [s for s, _, _ in items]
+    sizes = [subsets.count(i) for i in sorted(set(subsets))]
+    return {"pixel_values": torch.stack([x for _, x, _ in items]),
+            "labels": torch.stack([y for _, _, y in items]), "subset_sizes": sizes}
+
+
+class CenterCropDataset(torch.utils.data.Dataset):
+    """Evaluation view of a packaged subset: centre crops, normalised."""
+
+    def __init__(self, ds, crop_size: int, mean, std):
+        self.ds = ds.select_columns(["image", "semantic"])
+        self.crop_size, self.mean, self.std = crop_size, mean, std
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        row = self.ds[i]
+        img, lab = center_crop(row["image"], row["semantic"], self.crop_size)
+        return to_tensor(img, self.mean, self.std), torch.from_numpy(lab)
+
+
+# -- dataset loading and checks -----------------------------------------------------------------
+def parse_dataset_args(values) -> dict[str, str]:
+    """``["sota=PATH", ...]`` -> ``{"sota": "PATH"}`` (order kept, duplicates rejected)."""
+    out: dict[str, str] = {}
+    for v in values or []:
+        name, sep, spec = v.partition("=")
+        if not sep or not name or not spec:
+            raise ValueError(f"--dataset {v!r}: expected SUBSET=PATH_OR_REPO, e.g. sota=./SAMRS-SOTA")
+        if name in out:
+            raise ValueError(f"--dataset {name} given twice")
+        out[name] = spec
+    if not out:
+        raise ValueError("give at least one --dataset SUBSET=PATH_OR_REPO")
+    return out
+
+
+def class_names_of(ds, subset: str, spec: str) -> list[str]:
+    """Class names of a packaged subset; raises when its features are not SAMRS features."""
+    from datasets import ClassLabel, Image
+
+    from ..features import samrs_features
+
+    f = ds.features
+    problems = [k for k in ("image", "semantic") if not isinstance(f.get(k), Image)]
+    category = None
+    try:
+        category = f["objects"].feature["category"]
+    except (KeyError, AttributeError, TypeError):
+        pass
+    if not isinstance(category, ClassLabel):
+        problems.append("objects.category (ClassLabel)")
+    if problems:
+        raise ValueError(f"dataset {subset}={spec}: features do not match packaged SAMRS features: "
+                         f"missing or wrong {', '.join(problems)}; got {sorted(f)}")
+    try:
+        table = get_class_table(subset)
+    except (KeyError, ValueError):
+        table = None
+    if table is not None and f != samrs_features(table):
+        raise ValueError(f"dataset {subset}={spec}: features differ from samrs_features({subset!r}) "
+                         f"(class names {category.names[:5]}... vs {list(table.names)[:5]}...); "
+                         f"is it another subset's data?")
+    return list(category.names)
+
+
+def load_subsets(specs: dict[str, str], split: str) -> tuple[dict, dict[str, list[str]]]:
+    """``{subset: Dataset}`` for ``split`` and ``{subset: class names}``, checked before use."""
+    from datasets import load_dataset
+
+    data, names = {}, {}
+    for subset, spec in specs.items():
+        try:
+            dsd = load_dataset(spec)
+        except Exception as exc:  # datasets raises many types for a bad path / offline repo
+            raise ValueError(f"dataset {subset}={spec}: cannot load it ({type(exc).__name__}: {exc})") from None
+        if split not in dsd:
+            raise ValueError(f"dataset {subset}={spec} has no split {split!r} (has {sorted(dsd)})")
+        data[subset] = dsd[split]
+        if len(data[subset]) == 0:
+            raise ValueError(f"dataset {subset}={spec}: split {split!r} is empty")
+        names[subset] = class_names_of(data[subset], subset, spec)
+    return data, names
