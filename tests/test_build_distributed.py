@@ -32,7 +32,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_equal_one(tmp_path):
+def test_two_processes_equal_one(tmp_path, torch_one_thread):
+    # torchrun gives each of the 2 processes one intra-op thread (OMP_NUM_THREADS=1); the
+    # 1-process build uses the same, since CPU float reductions may differ with the thread count.
     source = write_dior_sample(tmp_path / "dior")
     common = ["--source", str(source), "--model", "tiny-random", "--device", "cpu", "--no-progress", "--pkl"]
     one = tmp_path / "one"
@@ -42,7 +44,7 @@ def test_two_processes_equal_one(tmp_path):
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
            str(REPO / "builders" / "build_sior.py"), "--out", str(two), *common]
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
