@@ -56,9 +56,8 @@ def _cli(argv: list[str]) -> None:
 
 def run_demo(out="samrs-demo", *, model: str | None = None, n_overlays: int = 8, progress: bool = True) -> DemoResult:
     """Run the pipeline into ``out`` (re-runnable: every step replaces its own outputs)."""
-    from datasets import load_dataset
-
     from .features import decode_masks
+    from .hub import load
     from .samples import write_dior_sample
     from .stats import write_stats
     from .visualize import visualize
@@ -73,7 +72,7 @@ def run_demo(out="samrs-demo", *, model: str | None = None, n_overlays: int = 8,
          + ([] if progress else ["--no-progress"]))
     _cli(["package", str(build), "--to", str(hub), "--name", "sior"])
 
-    dataset = load_dataset(str(hub))
+    dataset = load(hub)  # datasets.load_dataset, cached by the folder's files
     splits = {name: len(ds) for name, ds in dataset.items()}
     instances = 0
     for ds in dataset.values():

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from .classes import CLASS_TABLES, ClassTable, class_table_from_names
@@ -59,6 +60,23 @@ def _describe(exc: Exception) -> str:
     return f"{name}: {text}"
 
 
+def local_cache_dir(folder) -> str:
+    """A datasets cache folder keyed by the local folder's files (path, size, mtime).
+
+    datasets keys the arrow cache of a local folder by its folder name and README only (measured
+    with datasets 5.2), so re-packaging into a folder of the same name with an unchanged card would
+    silently load the old rows; keying the cache by the files themselves prevents that.
+    """
+    import datasets
+
+    folder = Path(folder).resolve()
+    h = hashlib.sha1(str(folder).encode())
+    for p in sorted(q for q in folder.rglob("*") if q.is_file() and ".cache" not in q.parts):
+        st = p.stat()
+        h.update(f"{p.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return str(Path(datasets.config.HF_DATASETS_CACHE) / "samrs_local" / h.hexdigest()[:16])
+
+
 def class_table_of(features) -> ClassTable:
     """The class table named by ``objects.category`` (a known subset when the names match one)."""
     names = tuple(features["objects"].feature["category"].names)
@@ -84,9 +102,14 @@ def load(name_or_path, **kwargs):
     """
     import datasets
 
+    if Path(name_or_path).is_dir() and "cache_dir" not in kwargs:
+        kwargs["cache_dir"] = local_cache_dir(name_or_path)
     ds = datasets.load_dataset(str(name_or_path) if isinstance(name_or_path, Path) else name_or_path, **kwargs)
     parts = list(ds.values()) if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)) else [ds]
-    table = class_table_of(parts[0].features)
+    features = parts[0].features
+    if features is None or "objects" not in features:
+        return ds  # not SAMRS-shaped: callers (e.g. SEP's feature check) say what is wrong
+    table = class_table_of(features)
     for part in parts:
         _attach(part, table)
     _attach(ds, table)

@@ -6,6 +6,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A private datasets cache per test session: the user's cache never leaks stale rows into tests.
+import tempfile  # noqa: E402
+
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="samrs-test-datasets-")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_REAL = Path(os.environ.get("SAMRS_SHARED", REPO.parent / "shared")) / "fixtures" / "real"

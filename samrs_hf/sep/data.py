@@ -250,12 +250,12 @@ def class_names_of(ds, subset: str, spec: str) -> list[str]:
 
 def load_subsets(specs: dict[str, str], split: str) -> tuple[dict, dict[str, list[str]]]:
     """``{subset: Dataset}`` for ``split`` and ``{subset: class names}``, checked before use."""
-    from datasets import load_dataset
+    from ..hub import load
 
     data, names = {}, {}
     for subset, spec in specs.items():
         try:
-            dsd = load_dataset(spec)
+            dsd = load(spec)
         except Exception as exc:  # datasets raises many types for a bad path / offline repo
             raise ValueError(f"dataset {subset}={spec}: cannot load it ({type(exc).__name__}: {exc})") from None
         if split not in dsd:
