@@ -64,3 +64,21 @@ def test_load_attaches_class_table(hub):
     assert ds["train"].label2id["airplane"] == 0
     one = load(hub, split="test")
     assert one.class_table == table and one.num_rows == 2
+
+
+def test_load_sees_new_rows_in_a_repackaged_folder_of_the_same_name(hub, tmp_path):
+    """datasets caches a local folder by name + README; load() must still see changed files."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    copy = tmp_path / hub.name
+    shutil.copytree(hub, copy)
+    first = load(copy)
+    shard = next((copy / "data").glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    ids = table.column("image_id").to_pylist()
+    pq.write_table(table.set_column(table.schema.get_field_index("image_id"), "image_id",
+                                     pa.array([f"{i}-new" for i in ids])), shard)
+    assert sorted(load(copy)["train"]["image_id"]) == sorted(f"{i}-new" for i in first["train"]["image_id"])
