@@ -1,0 +1,207 @@
+"""Our SamLabeler against SAMRS's reference loop on the same images, boxes and weights.
+
+Reference: segment-anything ``SamPredictor``, fp32, one image at a time, 20 boxes per
+``predict_torch`` call, masks copied to the CPU (what SAMRS ran). Ours: ``SamLabeler`` with the chosen
+dtype / image batch / attention. Both get the same random-weight SAM of the chosen shape.
+
+    PYTHONPATH=. python benchmarks/bench_labeling.py --model-size vit_b --images 4 --boxes 150 --dtype bfloat16
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sam_reference import (  # noqa: E402
+    SHAPES, build_reference_sam, import_segment_anything, mask_ious, random_boxes, reference_label, textured_image,
+)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+KNOWN_PEAKS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 TFLOP/s
+
+
+def encoder_flops(dim: int, depth: int, global_idx: list[int], image: int = 1024, patch: int = 16,
+                  window: int = 14, mlp_ratio: int = 4, neck: int = 256) -> float:
+    """Analytic FLOPs (2 per multiply-add) of one SAM ViT encoder forward, as transformers runs it:
+    windowed layers compute on the padded window grid (64 -> 70 tokens a side)."""
+    grid = image // patch
+    heads_dim = dim  # total over heads
+    padded = -(-grid // window) * window
+    flops = 2 * grid * grid * dim * 3 * patch * patch  # patch embedding
+    for i in range(depth):
+        if i in global_idx:
+            tokens, seq, n_seq, side = grid * grid, grid * grid, 1, grid
+        else:
+            tokens, seq, n_seq, side = padded * padded, window * window, (padded // window) ** 2, window
+        linear = 2 * tokens * (4 * dim * dim + 2 * dim * mlp_ratio * dim)
+        attention = 2 * 2 * n_seq * seq * seq * heads_dim
+        rel_pos = 2 * 2 * tokens * side * heads_dim  # the two decomposed rel-pos einsums
+        flops += linear + attention + rel_pos
+    flops += 2 * grid * grid * (dim * neck + 9 * neck * neck)
+    return float(flops)
+
+
+class PeakMemory:
+    """Peak device memory (CUDA allocator) or peak process RSS (CPU, sampled every 5 ms)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.peak, self._stop = device, 0, threading.Event()
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(0.005)
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+        return False
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def mask_agreement(ours, ref) -> tuple[float, float]:
+    """(min, mean) IoU of our masks vs the reference masks, skipping masks empty in both."""
+    ious = np.concatenate([mask_ious(a, b) for a, b in zip(ours, ref)])
+    return (float(ious.min()), float(ious.mean())) if len(ious) else (float("nan"), float("nan"))
+
+
+def run(args) -> dict:
+    from samrs_hf.engine import SamLabeler
+    from samrs_hf.sam_loading import default_attn_implementation, sam_model_from_checkpoint
+
+    device = torch.device(args.device)
+    dtype = DTYPES[args.dtype]
+    attn = default_attn_implementation(device) if args.attn == "auto" else args.attn
+    dim, depth, heads, global_idx = SHAPES[args.model_size]
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, device {device} ({where})")
+    print(f"model {args.model_size} shapes (random weights): dim {dim}, depth {depth}, heads {heads}; "
+          f"{args.images} images {args.size}x{args.size}, {args.boxes} boxes each; ours: {args.dtype}, "
+          f"image batch {args.image_batch_size}, attention {attn}" + (", compiled" if args.compile else ""))
+
+    t0 = time.perf_counter()
+    sam = build_reference_sam(args.model_size, seed=0)
+    images = [textured_image(args.size, args.size, seed=i) for i in range(args.images)]
+    boxes = [random_boxes(args.size, args.size, args.boxes, seed=i) for i in range(args.images)]
+    print(f"setup {time.perf_counter() - t0:.1f}s")
+    results: dict = {"model_size": args.model_size, "dtype": args.dtype, "device": str(device),
+                     "images": args.images, "boxes": args.boxes}
+
+    ref_masks = None
+    if not args.skip_reference:
+        sa = import_segment_anything()
+        predictor = sa.SamPredictor(sam.to(device))
+        reference_label(predictor, images[0], boxes[0][: min(20, args.boxes)])  # warm-up
+        with PeakMemory(device) as mem:
+            _sync(device)
+            t = time.perf_counter()
+            ref_masks = [reference_label(predictor, im, bx)[0] for im, bx in zip(images, boxes)]
+            _sync(device)
+            ref_time = time.perf_counter() - t
+        results.update(ref_images_per_s=args.images / ref_time, ref_peak_mb=mem.peak / 2**20)
+        print(f"reference SamPredictor fp32, 20 boxes/call: {results['ref_images_per_s']:.3f} images/s "
+              f"({ref_time:.1f}s), peak memory {results['ref_peak_mb']:.0f} MiB")
+        predictor = None
+        sam.to("cpu")
+
+    model = sam_model_from_checkpoint(sam.state_dict(), attn)
+    del sam
+    labeler = SamLabeler(model, device=device, dtype=dtype, image_batch_size=args.image_batch_size,
+                         max_masks_per_chunk=args.chunk, compile=args.compile)
+    from samrs_hf.prompts import PromptBatch
+
+    prompts = [PromptBatch(boxes=b, points=None, point_labels=None, masks=None, box_kind="H-Box") for b in boxes]
+    labeler.label(images[: args.image_batch_size], prompts[: args.image_batch_size])  # warm-up
+    with PeakMemory(device) as mem:
+        _sync(device)
+        t = time.perf_counter()
+        ours = labeler.label(images, prompts)
+        _sync(device)
+        our_time = time.perf_counter() - t
+    results.update(images_per_s=args.images / our_time, peak_mb=mem.peak / 2**20)
+    print(f"ours SamLabeler {args.dtype}: {results['images_per_s']:.3f} images/s ({our_time:.1f}s), "
+          f"peak memory {results['peak_mb']:.0f} MiB")
+
+    # image encoder alone, for the MFU
+    batch = images[: args.image_batch_size]
+    labeler.embed(batch)
+    _sync(device)
+    t = time.perf_counter()
+    reps = max(1, args.encoder_reps)
+    for _ in range(reps):
+        labeler.embed(batch)
+    _sync(device)
+    enc_time = (time.perf_counter() - t) / (reps * len(batch))
+    tflops = encoder_flops(dim, depth, global_idx) / enc_time / 1e12
+    peak = args.peak_tflops
+    if peak is None and device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        peak = next((v for k, v in KNOWN_PEAKS.items() if k in name), None)
+    results.update(encoder_s_per_image=enc_time, encoder_tflops=tflops,
+                   encoder_gflop_per_image=encoder_flops(dim, depth, global_idx) / 1e9)
+    line = (f"image encoder: {enc_time * 1000:.1f} ms/image, {results['encoder_gflop_per_image']:.0f} GFLOP/image, "
+            f"{tflops:.2f} TFLOP/s")
+    if peak:
+        results["mfu"] = tflops / peak
+        line += f", MFU {100 * results['mfu']:.1f}% of {peak:.0f} TFLOP/s"
+    print(line)
+
+    if ref_masks is not None:
+        results["speedup"] = results["images_per_s"] / results["ref_images_per_s"]
+        lo, mean = mask_agreement([r.masks for r in ours], ref_masks)
+        results.update(mask_iou_min=lo, mask_iou_mean=mean)
+        print(f"SPEEDUP ours/reference: {results['speedup']:.2f}x   "
+              f"(mask IoU vs reference: min {lo:.4f}, mean {mean:.4f})")
+    return results
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model-size", choices=sorted(SHAPES), default="vit_b")
+    p.add_argument("--images", type=int, default=4)
+    p.add_argument("--boxes", type=int, default=150, help="boxes per image (150 ~ a DOTA car park tile)")
+    p.add_argument("--size", type=int, default=1024, help="image side in pixels")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--image-batch-size", type=int, default=1)
+    p.add_argument("--chunk", type=int, default=None, help="masks per decoder chunk (default: sized to memory)")
+    p.add_argument("--attn", choices=["auto", "eager", "sdpa"], default="auto")
+    p.add_argument("--encoder-reps", type=int, default=2)
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="chip's dense peak for the MFU (default: 989 on H100/H200)")
+    p.add_argument("--skip-reference", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the image encoder (warm-up compiles)")
+    return p
+
+
+if __name__ == "__main__":
+    run(parser().parse_args())

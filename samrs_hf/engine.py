@@ -1,0 +1,304 @@
+"""SAM labelling engine: images + prompts in, boolean masks and SAM's predicted IoU out.
+
+Reproduces ``segment_anything.SamPredictor`` (``multimask_output=False``) step by step, but
+encodes images in batches, decodes all prompts of an image in memory-sized chunks instead of 20 at a
+time, and upsamples/thresholds on the device so only boolean masks cross back to the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .sam_loading import prepare_model
+
+log = logging.getLogger(__name__)
+
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
+MASK_THRESHOLD = 0.0
+OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch < 2.5
+
+
+@dataclass
+class MaskResult:
+    masks: np.ndarray  # (N, H, W) bool at the image's own size
+    scores: np.ndarray  # (N,) float32, SAM's predicted IoU
+
+
+@dataclass
+class ImageEmbeddings:
+    """Encoder output of a batch of images, kept on the device for repeated decoding."""
+
+    embeddings: torch.Tensor  # (B, C, h, w)
+    original_sizes: list[tuple[int, int]]
+    input_sizes: list[tuple[int, int]]
+
+    def __len__(self) -> int:
+        return len(self.original_sizes)
+
+
+def preprocess_shape(h: int, w: int, long_side: int) -> tuple[int, int]:
+    """ResizeLongestSide.get_preprocess_shape, same rounding."""
+    scale = long_side * 1.0 / max(h, w)
+    return int(h * scale + 0.5), int(w * scale + 0.5)
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, OutOfMemoryError):
+        return True
+    msg = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
+
+
+class SamLabeler:
+    """Batched SamPredictor. The labeler owns ``model``: it moves and casts it (see prepare_model).
+
+    ``max_masks_per_chunk=None`` sizes decoder chunks to free memory (CUDA) or a 2 GiB budget (CPU,
+    deterministic so multi-process builds match); an out-of-memory halves the chunk and retries.
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        device: Any = "cpu",
+        dtype: torch.dtype = torch.float32,
+        image_batch_size: int = 1,
+        max_masks_per_chunk: int | None = None,
+        compile: bool = False,
+    ):
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.image_batch_size = max(1, int(image_batch_size))
+        self.max_masks_per_chunk = max_masks_per_chunk
+        prepare_model(model, self.device, dtype)
+        self.model = model
+        cfg = model.config
+        self.image_size = int(cfg.vision_config.image_size)
+        self.decoder_hidden = int(cfg.mask_decoder_config.hidden_size)
+        self._mean = torch.tensor(PIXEL_MEAN, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(PIXEL_STD, device=self.device).view(1, 3, 1, 1)
+        with torch.no_grad():
+            self._image_pe = model.get_image_wide_positional_embeddings().to(dtype)
+        self._chunk_cap: int | None = None  # lowered for good after an out-of-memory
+        # torch.compile fuses the encoder's norms/GELU/window reshapes (GPU); first batches compile.
+        self._encoder = torch.compile(model.vision_encoder) if compile else model.vision_encoder
+
+    # ------------------------------------------------------------------ encoding
+    def _to_input(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+        """ResizeLongestSide + normalize + pad, like SamPredictor.set_image, on the device."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an HxWx3 uint8 image, got {image.dtype} {image.shape}")
+        h, w = image.shape[:2]
+        nh, nw = preprocess_shape(h, w, self.image_size)
+        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
+        x = x.permute(2, 0, 1).unsqueeze(0)
+        if (nh, nw) != (h, w):
+            if self.device.type == "cpu":
+                # uint8 antialiased bilinear: torch's CPU kernel follows PIL's (what SamPredictor uses).
+                x = F.interpolate(x.contiguous(memory_format=torch.channels_last), (nh, nw),
+                                  mode="bilinear", align_corners=False, antialias=True)
+            else:
+                x = F.interpolate(x.float(), (nh, nw), mode="bilinear", align_corners=False, antialias=True)
+                x = x.round_().clamp_(0, 255)
+        x = (x.float() - self._mean) / self._std
+        x = F.pad(x, (0, self.image_size - nw, 0, self.image_size - nh))
+        return x.contiguous(), (h, w), (nh, nw)
+
+    @torch.no_grad()
+    def embed(self, images: list[np.ndarray]) -> ImageEmbeddings:
+        """Encode images (in batches of ``image_batch_size``) once, for any number of decodes."""
+        inputs = [self._to_input(im) for im in images]
+        outs, start = [], 0
+        while start < len(inputs):
+            batch = torch.cat([t for t, _, _ in inputs[start : start + self.image_batch_size]])
+            try:
+                outs.append(self._encoder(batch.to(self.dtype)).last_hidden_state)
+            except (OutOfMemoryError, RuntimeError) as exc:
+                if not is_oom(exc) or self.image_batch_size == 1:
+                    raise
+                self.image_batch_size //= 2  # for good: later batches start at the size that fits
+                log.warning("out of memory encoding %d images; image batch now %d", len(batch), self.image_batch_size)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            start += len(batch)
+        return ImageEmbeddings(
+            embeddings=torch.cat(outs) if outs else torch.empty(0),
+            original_sizes=[o for _, o, _ in inputs],
+            input_sizes=[s for _, _, s in inputs],
+        )
+
+    # ------------------------------------------------------------------ decoding
+    def _chunk_size(self, n: int, hw: tuple[int, int]) -> int:
+        if self.max_masks_per_chunk is not None:
+            size = self.max_masks_per_chunk
+        else:
+            size = self._memory_chunk(hw)
+        if self._chunk_cap is not None:
+            size = min(size, self._chunk_cap)
+        return max(1, min(n, size))
+
+    def _memory_chunk(self, hw: tuple[int, int]) -> int:
+        """Masks per chunk from free memory: decoder activations plus the float upsampling buffers."""
+        emb_tokens = (self.image_size // 16) ** 2
+        elt = torch.finfo(self.dtype).bits // 8
+        decoder = 12 * emb_tokens * self.decoder_hidden * elt + 3 * (4 * emb_tokens) * 4 * elt
+        upsample = 4 * (self.image_size**2 + 2 * hw[0] * hw[1])
+        per_mask = decoder + upsample
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            budget = free * 0.5
+        else:
+            budget = 2 << 30
+        return max(1, int(budget // per_mask))
+
+    def _prompt_tensors(self, prompts, orig: tuple[int, int], inp: tuple[int, int]):
+        sy, sx = inp[0] / orig[0], inp[1] / orig[1]
+
+        def scale(a, shape):  # ResizeLongestSide.apply_coords: float64 scaling, then float32
+            a = np.asarray(a, dtype=np.float64).reshape(shape).copy()
+            a[..., 0] *= sx
+            a[..., 1] *= sy
+            return torch.as_tensor(a, dtype=torch.float32, device=self.device)
+
+        boxes = None if prompts.boxes is None else scale(prompts.boxes, (-1, 2, 2)).reshape(-1, 1, 4)
+        points = labels = None
+        if prompts.points is not None:
+            pts = np.asarray(prompts.points)
+            points = scale(pts, pts.shape)[:, None]  # (N, 1, P, 2)
+            labels = torch.as_tensor(np.asarray(prompts.point_labels), dtype=torch.int64, device=self.device)[:, None]
+        masks = None
+        if prompts.masks is not None:
+            masks = torch.as_tensor(np.asarray(prompts.masks), dtype=torch.float32, device=self.device)
+        return points, labels, boxes, masks
+
+    def _decode_chunk(self, emb: torch.Tensor, points, labels, boxes, masks, orig, inp):
+        """Low-res logits -> masks at the original size; returns (bool masks on device, scores)."""
+        n = next(t.shape[0] for t in (points, boxes, masks) if t is not None)
+        sparse, dense = self.model.prompt_encoder(
+            input_points=points, input_labels=labels, input_boxes=boxes, input_masks=masks
+        )
+        if sparse is not None:
+            sparse = sparse.to(self.dtype)
+        dense = dense.to(self.dtype).expand(n, -1, -1, -1)
+        low_res, iou = self.model.mask_decoder(
+            image_embeddings=emb.expand(n, -1, -1, -1),
+            image_positional_embeddings=self._image_pe.expand(n, -1, -1, -1),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
+        logits = self.postprocess(low_res[:, 0].float(), orig, inp)
+        return logits[:, 0] > MASK_THRESHOLD, iou[:, 0, 0].float()
+
+    def postprocess(self, low_res: torch.Tensor, orig, inp) -> torch.Tensor:
+        """sam.postprocess_masks: (N,1,256,256) logits -> (N,1,H,W) logits."""
+        x = F.interpolate(low_res, (self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        x = x[..., : inp[0], : inp[1]]
+        if tuple(orig) == tuple(inp):  # same-size bilinear (align_corners=False) is the identity
+            return x
+        return F.interpolate(x, orig, mode="bilinear", align_corners=False)
+
+    @torch.no_grad()
+    def decode(self, embeddings: ImageEmbeddings, index: int, prompts) -> MaskResult:
+        """Masks for all prompts of image ``index``; out-of-memory halves the chunk and retries."""
+        orig, inp = embeddings.original_sizes[index], embeddings.input_sizes[index]
+        n = len(prompts)
+        if n == 0:
+            return MaskResult(np.zeros((0, *orig), bool), np.zeros((0,), np.float32))
+        emb = embeddings.embeddings[index : index + 1]
+        tensors = self._prompt_tensors(prompts, orig, inp)
+        # On CUDA the host buffers are pinned so each chunk's copy runs while the next one computes.
+        pinned = self.device.type == "cuda"
+        masks = torch.empty((n, *orig), dtype=torch.bool, pin_memory=pinned)
+        scores = torch.empty((n,), dtype=torch.float32, pin_memory=pinned)
+        start, chunk = 0, self._chunk_size(n, orig)
+        while start < n:
+            stop = min(n, start + chunk)
+            part = [None if t is None else t[start:stop] for t in tensors]
+            try:
+                m, s = self._decode_chunk(emb, *part, orig, inp)
+            except (OutOfMemoryError, RuntimeError) as exc:
+                if not is_oom(exc) or chunk == 1:
+                    raise
+                chunk = max(1, chunk // 2)
+                self._chunk_cap = chunk
+                log.warning("out of memory decoding %d masks; retrying with chunks of %d", stop - start, chunk)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            masks[start:stop].copy_(m, non_blocking=pinned)
+            scores[start:stop].copy_(s, non_blocking=pinned)
+            start = stop
+        if pinned:
+            torch.cuda.current_stream(self.device).synchronize()
+        return MaskResult(masks.numpy(), scores.numpy())
+
+    # ------------------------------------------------------------------ whole images
+    def label(self, images: list[np.ndarray], prompts: list) -> list[MaskResult]:
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images but {len(prompts)} prompt batches")
+        results = []
+        for start in range(0, len(images), self.image_batch_size):
+            batch = images[start : start + self.image_batch_size]
+            emb = self.embed(batch)
+            results.extend(self.decode(emb, i, prompts[start + i]) for i in range(len(batch)))
+        return results
+
+    def label_stream(
+        self, items: Iterable[tuple[Any, np.ndarray, Any]], prefetch: int = 4
+    ) -> Iterator[tuple[Any, MaskResult]]:
+        """Label ``(key, image, prompts)`` items in order while a thread pulls the next ones.
+
+        Iterating ``items`` (decoding, tiling, prompt making) runs in the background thread, so it
+        overlaps the model's compute; an exception there is re-raised here.
+        """
+        q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+        done = object()
+        stop = threading.Event()
+
+        def produce():
+            try:
+                for item in items:
+                    while not stop.is_set():
+                        try:
+                            q.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                q.put(done)
+            except BaseException as exc:  # handed to the consumer
+                q.put(exc)
+
+        thread = threading.Thread(target=produce, name="samrs-prefetch", daemon=True)
+        thread.start()
+        try:
+            finished = False
+            while not finished:
+                batch = []
+                while len(batch) < self.image_batch_size:
+                    got = q.get()
+                    if got is done:
+                        finished = True
+                        break
+                    if isinstance(got, BaseException):
+                        raise got
+                    batch.append(got)
+                if batch:
+                    results = self.label([im for _, im, _ in batch], [p for _, _, p in batch])
+                    yield from ((key, res) for (key, _, _), res in zip(batch, results))
+        finally:
+            stop.set()
+            thread.join(timeout=5)

@@ -1,0 +1,214 @@
+"""SamLabeler on the seeded tiny-random model: shapes, chunking, OOM retry, batching, streaming."""
+
+import numpy as np
+import pytest
+import torch
+
+from samrs_hf.engine import ImageEmbeddings, MaskResult, SamLabeler, preprocess_shape
+from samrs_hf.prompts import PromptBatch, make_prompts
+from samrs_hf.records import SourceObject
+from samrs_hf.sam_loading import load_sam
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_sam("tiny-random")[0]
+
+
+def _image(h, w, seed):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = (np.sin(xx / 23.0 + seed) + np.cos(yy / 31.0)) * 60 + 128
+    img = np.stack([base, base[::-1], base[:, ::-1]], axis=-1) + rng.normal(0, 10, (h, w, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _boxes(h, w, n, seed):
+    rng = np.random.default_rng(seed)
+    x0, y0 = rng.uniform(0, w * 0.7, n), rng.uniform(0, h * 0.7, n)
+    bw, bh = rng.uniform(8, w * 0.3, n), rng.uniform(8, h * 0.3, n)
+    return np.stack([x0, y0, x0 + bw, y0 + bh], 1).astype(np.float32)
+
+
+def _box_prompts(boxes):
+    return PromptBatch(boxes=boxes, points=None, point_labels=None, masks=None, box_kind="H-Box")
+
+
+def _same(a: MaskResult, b: MaskResult, max_flipped=0.0005):
+    """Equal up to float noise: a handful of threshold-borderline pixels may flip."""
+    assert a.masks.shape == b.masks.shape
+    assert np.mean(a.masks != b.masks) <= max_flipped
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4, atol=1e-5)
+
+
+def test_preprocess_shape_matches_resize_longest_side():
+    assert preprocess_shape(600, 800, 1024) == (768, 1024)
+    assert preprocess_shape(700, 1000, 1024) == (717, 1024)  # 716.8 rounds half up
+    assert preprocess_shape(1024, 1024, 1024) == (1024, 1024)
+    assert preprocess_shape(2000, 500, 1024) == (1024, 256)
+
+
+def test_output_shapes_dtypes_and_scores(model):
+    lab = SamLabeler(model)
+    images = [_image(300, 420, 0), _image(256, 256, 1)]
+    prompts = [_box_prompts(_boxes(300, 420, 5, 0)), _box_prompts(np.zeros((0, 4), np.float32))]
+    res = lab.label(images, prompts)
+    assert res[0].masks.shape == (5, 300, 420) and res[0].masks.dtype == np.bool_
+    assert res[0].scores.shape == (5,) and res[0].scores.dtype == np.float32
+    assert np.isfinite(res[0].scores).all()
+    assert res[1].masks.shape == (0, 256, 256) and res[1].scores.shape == (0,)
+    # the seeded random model draws image-dependent, non-trivial masks
+    fill = res[0].masks.mean(axis=(1, 2))
+    assert ((fill > 0.001) & (fill < 0.999)).any()
+
+
+def test_postprocess_is_sam_upsampling(model):
+    """A 256x512 image fills the top half of the 1024 frame; logits positive in the top-left quarter
+    of the 256 frame cover exactly its left 128 columns after upsample, crop and resize."""
+    lab = SamLabeler(model)
+    low = torch.full((1, 1, 256, 256), -5.0)
+    low[..., :128, :64] = 5.0
+    out = lab.postprocess(low, (256, 512), (512, 1024))[0, 0] > 0
+    assert out.shape == (256, 512)
+    assert out[:, :128].all() and not out[:, 128:].any()
+
+
+def test_chunking_gives_same_masks_as_one_chunk(model):
+    img, boxes = _image(320, 320, 2), _boxes(320, 320, 7, 2)
+    whole = SamLabeler(model, max_masks_per_chunk=64).label([img], [_box_prompts(boxes)])[0]
+    chunked = SamLabeler(model, max_masks_per_chunk=3).label([img], [_box_prompts(boxes)])[0]
+    _same(whole, chunked)
+
+
+def test_out_of_memory_is_retried_with_halved_chunks(model, monkeypatch):
+    img, boxes = _image(256, 300, 3), _boxes(256, 300, 8, 3)
+    expected = SamLabeler(model, max_masks_per_chunk=8).label([img], [_box_prompts(boxes)])[0]
+    lab = SamLabeler(model, max_masks_per_chunk=8)
+    real, sizes = lab._decode_chunk, []
+
+    def fake(emb, points, labels, boxes_, masks, orig, inp):
+        sizes.append(boxes_.shape[0])
+        if boxes_.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+        return real(emb, points, labels, boxes_, masks, orig, inp)
+
+    monkeypatch.setattr(lab, "_decode_chunk", fake)
+    got = lab.label([img], [_box_prompts(boxes)])[0]
+    assert sizes == [8, 4, 2, 2, 2, 2]
+    assert lab._chunk_cap == 2  # later images start at the size that fitted
+    _same(expected, got)
+
+
+def test_encoder_out_of_memory_halves_the_image_batch(model, monkeypatch):
+    lab = SamLabeler(model, image_batch_size=4)
+    real, sizes = lab._encoder, []
+
+    def fake(pixels):
+        sizes.append(pixels.shape[0])
+        if pixels.shape[0] > 1:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp] DefaultCPUAllocator: can't allocate memory")
+        return real(pixels)
+
+    monkeypatch.setattr(lab, "_encoder", fake)
+    emb = lab.embed([_image(64, 64, i) for i in range(3)])
+    assert sizes == [3, 2, 1, 1, 1] and lab.image_batch_size == 1  # 4 -> 2 -> 1
+    np.testing.assert_array_equal(emb.embeddings[1:2], lab.embed([_image(64, 64, 1)]).embeddings)
+
+
+def test_other_errors_are_not_swallowed(model, monkeypatch):
+    lab = SamLabeler(model)
+
+    def broken(*args):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(lab, "_decode_chunk", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        lab.label([_image(64, 64, 0)], [_box_prompts(_boxes(64, 64, 2, 0))])
+
+
+def test_results_do_not_depend_on_batch_partners(model):
+    imgs = [_image(200, 260, 4), _image(260, 200, 5), _image(128, 128, 6)]
+    prompts = [_box_prompts(_boxes(im.shape[0], im.shape[1], 3, i)) for i, im in enumerate(imgs)]
+    single = SamLabeler(model, image_batch_size=1).label(imgs, prompts)
+    batched = SamLabeler(model, image_batch_size=3).label(imgs, prompts)
+    for a, b in zip(single, batched):
+        _same(a, b)
+    # order inside the batch does not matter either
+    swapped = SamLabeler(model, image_batch_size=3).label(imgs[::-1], prompts[::-1])[::-1]
+    for a, b in zip(single, swapped):
+        _same(a, b)
+
+
+def test_embed_then_decode_equals_label(model):
+    lab = SamLabeler(model, image_batch_size=2)
+    imgs = [_image(240, 240, 7), _image(180, 300, 8)]
+    prompts = [_box_prompts(_boxes(im.shape[0], im.shape[1], 4, i)) for i, im in enumerate(imgs)]
+    emb = lab.embed(imgs)
+    assert isinstance(emb, ImageEmbeddings) and len(emb) == 2
+    assert emb.embeddings.shape == (2, 32, 64, 64)
+    for i, expected in enumerate(lab.label(imgs, prompts)):
+        got = lab.decode(emb, i, prompts[i])
+        np.testing.assert_array_equal(got.masks, expected.masks)
+        np.testing.assert_array_equal(got.scores, expected.scores)
+
+
+def test_every_prompt_kind_decodes(model):
+    """CP, boxes, mask prompts and combinations from the prompts module all run and differ."""
+    h, w = 240, 320
+    poly = np.array([[60, 40], [200, 80], [180, 150], [40, 110]], np.float64)
+    objs = [
+        SourceObject("ship", 0, (30.0, 30.0, 210.0, 160.0), polygon=poly),
+        SourceObject("ship", 0, (220.0, 150.0, 300.0, 230.0)),
+    ]
+    lab = SamLabeler(model)
+    emb = lab.embed([_image(h, w, 9)])
+    seen = {}
+    for name in ("CP", "H-Box", "RH-Box", "H-Box-M", "R-Box-M", "CP+RH-Box+RH-Box-M"):
+        res = lab.decode(emb, 0, make_prompts(name, objs, (h, w)))
+        assert res.masks.shape == (2, h, w) and res.scores.shape == (2,)
+        seen[name] = res.scores
+    assert len({tuple(np.round(s, 6)) for s in seen.values()}) == len(seen)
+
+
+def test_bfloat16_agrees_with_float32(model):
+    img, boxes = _image(256, 256, 10), _boxes(256, 256, 4, 10)
+    ref = SamLabeler(model, dtype=torch.float32).label([img], [_box_prompts(boxes)])[0]
+    low_model = load_sam("tiny-random", dtype=torch.bfloat16)[0]
+    assert low_model.vision_encoder.layers[0].attn.qkv.weight.dtype == torch.bfloat16
+    assert low_model.prompt_encoder.shared_embedding.positional_embedding.dtype == torch.float32
+    low = SamLabeler(low_model, dtype=torch.bfloat16).label([img], [_box_prompts(boxes)])[0]
+    inter = (ref.masks & low.masks).sum()
+    union = (ref.masks | low.masks).sum()
+    assert union > 0 and inter / union > 0.9
+    np.testing.assert_allclose(low.scores, ref.scores, atol=0.05)
+
+
+def test_label_stream_keeps_order_and_matches_label(model):
+    lab = SamLabeler(model, image_batch_size=2)
+    imgs = [_image(128 + 16 * i, 160, i) for i in range(3)]
+    prompts = [_box_prompts(_boxes(im.shape[0], im.shape[1], 2, i)) for i, im in enumerate(imgs)]
+    expected = lab.label(imgs, prompts)
+    streamed = list(lab.label_stream((f"k{i}", im, p) for i, (im, p) in enumerate(zip(imgs, prompts))))
+    assert [k for k, _ in streamed] == [f"k{i}" for i in range(3)]
+    for (_, got), exp in zip(streamed, expected):
+        _same(got, exp)
+
+
+def test_label_stream_reraises_loader_errors(model):
+    lab = SamLabeler(model)
+
+    def items():
+        yield "a", _image(64, 64, 0), _box_prompts(_boxes(64, 64, 1, 0))
+        raise OSError("tile.png: truncated file")
+
+    stream = lab.label_stream(items())
+    assert next(stream)[0] == "a"
+    with pytest.raises(OSError, match="tile.png"):
+        next(stream)
+
+
+def test_bad_image_is_rejected(model):
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        SamLabeler(model).label([np.zeros((10, 10), np.uint8)], [_box_prompts(np.zeros((1, 4), np.float32))])
+    with pytest.raises(ValueError, match="2 images but 1 prompt"):
+        SamLabeler(model).label([_image(8, 8, 0)] * 2, [_box_prompts(np.zeros((1, 4), np.float32))])
