@@ -24,6 +24,7 @@ from typing import Iterable, Iterator
 from . import layout, splits
 from .classes import ClassTable, class_table_from_names, get_class_table
 from .imageio import CorruptImageError, image_size
+from .prefetch import prefetch
 from .records import (
     CORRUPT_IMAGE, GARBLED_ANNOTATION, MISSING_ANNOTATION, MISSING_IMAGE, SIZE_MISMATCH, UNKNOWN_CLASS,
     Report, SourceError,
@@ -278,54 +279,6 @@ def check_builds(build_dirs) -> tuple[ClassTable, list[tuple[Path, ClassTable, s
 
 
 # -------------------------------------------------------------------------------------------- writer
-
-_DONE = object()
-
-
-def prefetch(iterable: Iterable, depth: int = 16) -> Iterator:
-    """Run ``iterable`` in one background thread, ``depth`` items ahead.
-
-    Reading and checking files (producer) overlaps with parquet encoding and writing (consumer);
-    both release the GIL for most of their work. A single producer keeps order, skip reports and
-    object ids exactly as without it; its exceptions are re-raised here.
-    """
-    import queue
-    import threading
-
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(value) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(value, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce():
-        try:
-            for value in iterable:
-                if not put((True, value)):
-                    return
-            put((True, _DONE))
-        except BaseException as exc:  # handed to the consumer
-            put((False, exc))
-
-    thread = threading.Thread(target=produce, name="samrs-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            ok, value = q.get()
-            if not ok:
-                raise value
-            if value is _DONE:
-                return
-            yield value
-    finally:
-        stop.set()
-        thread.join()
 
 
 class ShardedWriter:
