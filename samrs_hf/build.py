@@ -13,7 +13,8 @@ rather than a loop lives here:
 * **refusal**: the options that shape the outputs are fingerprinted into ``.samrs_build.json``
   at start; an out dir started with other options is refused unless ``--overwrite``;
 * **overlap**: ``--num-workers`` threads decode, cut and make prompts ahead of SAM, SAM runs in
-  the main thread, and writer threads encode PNG / RLE and write.
+  the main thread (masks become COCO RLE runs and the gray map on its device), and writer
+  threads encode PNGs and write.
 
 Determinism: with ``--image-batch-size 1`` (the default) a patch's files depend on the patch only.
 On CUDA a larger image batch lets the kernels (and so the last bits of the embeddings) depend on
@@ -308,30 +309,20 @@ def prompt_box(obj, box_kind: str | None) -> list[float]:
     return [float(v) for v in obj.hbox]
 
 
-def instance_record(obj, mask: np.ndarray, score: float, box_kind: str | None) -> dict:
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+def instance_record(obj, rle: dict, area: int, score: float, box_kind: str | None) -> dict:
+    """``rle``: COCO RLE with ``str`` counts, as the engine's ``output="rle"`` gives it."""
     has_corners = obj.polygon is not None or obj.rbox is not None
     return {
         "category": obj.category,
         "label": int(obj.label),
         "bbox": prompt_box(obj, box_kind),
         "rbox": [float(v) for v in object_corners(obj).reshape(-1)] if has_corners else None,
-        "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
-        "area": int(mask.sum()),
+        "segmentation": {"size": [int(v) for v in rle["size"]], "counts": str(rle["counts"])},
+        "area": int(area),
         "score": float(score),
         "truncated": bool(obj.truncated),
         "difficult": bool(obj.difficult),
     }
-
-
-def paint(labels: Iterable[int], masks: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Semantic map: masks painted in annotation order (the last one wins), 255 elsewhere."""
-    gray = np.full(hw, IGNORE_INDEX, dtype=np.uint8)
-    for label, mask in zip(labels, masks):
-        gray[mask] = label
-    return gray
 
 
 def color_lut(class_table) -> np.ndarray:
@@ -406,12 +397,12 @@ class _Writer:
 
         patch, out = item.patch, self.out
         objects = patch.objects
-        masks, scores = result.masks, result.scores
-        if len(masks) != len(objects):
-            raise RuntimeError(f"{patch.name}: SAM returned {len(masks)} masks for {len(objects)} prompts")
+        rles, gray = result.rles, result.gray
+        if len(rles) != len(objects):
+            raise RuntimeError(f"{patch.name}: SAM returned {len(rles)} masks for {len(objects)} prompts")
         box_kind = item.prompts.box_kind
-        instances = [instance_record(o, m, s, box_kind) for o, m, s in zip(objects, masks, scores)]
-        gray = paint((o.label for o in objects), masks, item.pixels.shape[:2])
+        instances = [instance_record(o, r, a, s, box_kind)
+                     for o, r, a, s in zip(objects, rles, result.areas, result.scores)]
         ext, image_bytes = _image_file(patch, item.pixels, self.uncut)
         write_file(out / IMAGES / f"{patch.name}{ext}", image_bytes)
         write_file(out / GRAY / f"{patch.name}.png", png_bytes(gray, "L"))
@@ -621,7 +612,10 @@ def run_build(config: BuildConfig) -> dict:
         def flush():
             nonlocal label_s
             t0 = time.perf_counter()
-            results = labeler.label([b.pixels for b in batch], [b.prompts for b in batch])
+            # Masks stay on the device: RLE runs and the painted gray map (annotation order, the
+            # last mask wins, 255 elsewhere) are what comes back.
+            results = labeler.label([b.pixels for b in batch], [b.prompts for b in batch], output="rle",
+                                    labels=[[o.label for o in b.patch.objects] for b in batch])
             label_s += time.perf_counter() - t0
             for item, res in zip(batch, results):
                 writer.submit(item, res)

@@ -2,7 +2,9 @@
 
 Reproduces ``segment_anything.SamPredictor`` (``multimask_output=False``) step by step, but
 encodes images in batches, decodes all prompts of an image in memory-sized chunks instead of 20 at a
-time, and upsamples/thresholds on the device so only boolean masks cross back to the CPU.
+time, and upsamples/thresholds on the device. ``output="masks"`` brings boolean masks back to the
+CPU; ``output="rle"`` brings back only COCO RLE run boundaries (and, given the labels, the painted
+semantic map), a few KB instead of H*W bytes per mask.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import rle
+from .classes import IGNORE_INDEX
 from .sam_loading import prepare_model
 
 log = logging.getLogger(__name__)
@@ -26,12 +30,16 @@ PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
 MASK_THRESHOLD = 0.0
 OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch < 2.5
+OUTPUTS = ("masks", "rle")
 
 
 @dataclass
 class MaskResult:
-    masks: np.ndarray  # (N, H, W) bool at the image's own size
+    masks: np.ndarray | None  # (N, H, W) bool at the image's own size; None with output="rle"
     scores: np.ndarray  # (N,) float32, SAM's predicted IoU
+    rles: list[dict] | None = None  # output="rle": COCO RLE dicts (``size``, ``str`` counts)
+    areas: np.ndarray | None = None  # output="rle": (N,) int64 mask pixels
+    gray: np.ndarray | None = None  # given labels: (H, W) uint8, masks painted in order, 255 elsewhere
 
 
 @dataclass
@@ -90,6 +98,10 @@ class SamLabeler:
         with torch.no_grad():
             self._image_pe = model.get_image_wide_positional_embeddings().to(dtype)
         self._chunk_cap: int | None = None  # lowered for good after an out-of-memory
+        # masks mode: chunks reach the host through two reused staging buffers (pinned on CUDA), so
+        # no image allocates pinned memory and a chunk's copy overlaps the next chunk's compute.
+        self._stage = self.device.type == "cuda"
+        self._staging: list[torch.Tensor | None] = [None, None]
         # torch.compile fuses the encoder's norms/GELU/window reshapes (GPU); first batches compile.
         self._encoder = torch.compile(model.vision_encoder) if compile else model.vision_encoder
 
@@ -210,24 +222,32 @@ class SamLabeler:
         return F.interpolate(x, orig, mode="bilinear", align_corners=False)
 
     @torch.no_grad()
-    def decode(self, embeddings: ImageEmbeddings, index: int, prompts) -> MaskResult:
-        """Masks for all prompts of image ``index``; out-of-memory halves the chunk and retries."""
+    def decode(self, embeddings: ImageEmbeddings, index: int, prompts, output: str = "masks",
+               labels=None) -> MaskResult:
+        """Masks for all prompts of image ``index``; out-of-memory halves the chunk and retries.
+
+        ``output="rle"`` returns ``rles`` and ``areas`` instead of ``masks``; ``labels`` (one class id
+        per prompt) also returns ``gray``, painted on the device.
+        """
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}")
         orig, inp = embeddings.original_sizes[index], embeddings.input_sizes[index]
         n = len(prompts)
-        if n == 0:
-            return MaskResult(np.zeros((0, *orig), bool), np.zeros((0,), np.float32))
+        labels = None if labels is None else self._check_labels(labels, n)
         emb = embeddings.embeddings[index : index + 1]
-        tensors = self._prompt_tensors(prompts, orig, inp)
-        # On CUDA the host buffers are pinned so each chunk's copy runs while the next one computes.
-        pinned = self.device.type == "cuda"
-        masks = torch.empty((n, *orig), dtype=torch.bool, pin_memory=pinned)
-        scores = torch.empty((n,), dtype=torch.float32, pin_memory=pinned)
-        start, chunk = 0, self._chunk_size(n, orig)
+        tensors = self._prompt_tensors(prompts, orig, inp) if n else ()
+        host = np.empty((n, *orig), bool) if output == "masks" else None
+        sink = _HostCopy(self, host) if output == "masks" else None
+        runs: list[np.ndarray] = []
+        scores: list[torch.Tensor] = []
+        gray = None if labels is None else torch.full(orig, IGNORE_INDEX, dtype=torch.uint8, device=self.device)
+        start, chunk = 0, self._chunk_size(n, orig) if n else 0
         while start < n:
             stop = min(n, start + chunk)
             part = [None if t is None else t[start:stop] for t in tensors]
             try:
                 m, s = self._decode_chunk(emb, *part, orig, inp)
+                chunk_runs = rle.mask_runs(m) if output == "rle" else None
             except (OutOfMemoryError, RuntimeError) as exc:
                 if not is_oom(exc) or chunk == 1:
                     raise
@@ -237,22 +257,55 @@ class SamLabeler:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 continue
-            masks[start:stop].copy_(m, non_blocking=pinned)
-            scores[start:stop].copy_(s, non_blocking=pinned)
+            if gray is not None:  # in annotation order: the last mask wins
+                for mask, label in zip(m, labels[start:stop]):
+                    gray.masked_fill_(mask, label)
+            if sink is not None:
+                sink.put(m, start, stop)
+            else:
+                runs.extend(chunk_runs)
+            scores.append(s)
             start = stop
-        if pinned:
-            torch.cuda.current_stream(self.device).synchronize()
-        return MaskResult(masks.numpy(), scores.numpy())
+        if sink is not None:
+            sink.finish()
+        score = torch.cat(scores).cpu().numpy() if scores else np.zeros((0,), np.float32)
+        gray = None if gray is None else gray.cpu().numpy()
+        if output == "masks":
+            return MaskResult(host, score, gray=gray)
+        return MaskResult(None, score, rles=rle.compress(runs, *orig), areas=rle.areas(runs), gray=gray)
+
+    @staticmethod
+    def _check_labels(labels, n: int) -> list[int]:
+        labels = [int(v) for v in labels]
+        if len(labels) != n:
+            raise ValueError(f"{len(labels)} labels for {n} prompts")
+        bad = [v for v in labels if not 0 <= v < IGNORE_INDEX]
+        if bad:
+            raise ValueError(f"label {bad[0]} does not fit a uint8 map (0..{IGNORE_INDEX - 1})")
+        return labels
+
+    def _staging_buffer(self, slot: int, numel: int) -> torch.Tensor:
+        buf = self._staging[slot]
+        if buf is None or buf.numel() < numel:
+            self._staging[slot] = buf = torch.empty(numel, dtype=torch.bool, pin_memory=self.device.type == "cuda")
+        return buf[:numel]
 
     # ------------------------------------------------------------------ whole images
-    def label(self, images: list[np.ndarray], prompts: list) -> list[MaskResult]:
+    def label(self, images: list[np.ndarray], prompts: list, output: str = "masks",
+              labels: list | None = None) -> list[MaskResult]:
+        """``labels``: per image, one class id per prompt, to paint ``gray`` on the device."""
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images but {len(prompts)} prompt batches")
+        if labels is not None and len(labels) != len(images):
+            raise ValueError(f"{len(images)} images but {len(labels)} label lists")
         results = []
         for start in range(0, len(images), self.image_batch_size):
             batch = images[start : start + self.image_batch_size]
             emb = self.embed(batch)
-            results.extend(self.decode(emb, i, prompts[start + i]) for i in range(len(batch)))
+            results.extend(
+                self.decode(emb, i, prompts[start + i], output, None if labels is None else labels[start + i])
+                for i in range(len(batch))
+            )
         return results
 
     def label_stream(
@@ -302,3 +355,41 @@ class SamLabeler:
         finally:
             stop.set()
             thread.join(timeout=5)
+
+
+class _HostCopy:
+    """Chunks of device masks -> one host array.
+
+    With staging (CUDA), chunk k goes to staging buffer k % 2 without blocking, and is copied into
+    the result while chunk k + 1 computes; the result is plain (pageable) numpy memory, so earlier
+    results hold no pinned memory.
+    """
+
+    def __init__(self, labeler: SamLabeler, host: np.ndarray):
+        self.labeler, self.host = labeler, host
+        self.slot = 0
+        self.pending = None  # (event or None, staged chunk, start, stop)
+
+    def put(self, masks: torch.Tensor, start: int, stop: int) -> None:
+        if not self.labeler._stage:
+            torch.from_numpy(self.host[start:stop]).copy_(masks)
+            return
+        staged = self.labeler._staging_buffer(self.slot, masks.numel()).view(masks.shape)
+        cuda = masks.device.type == "cuda"
+        staged.copy_(masks, non_blocking=cuda)
+        event = None
+        if cuda:
+            event = torch.cuda.Event()
+            event.record(torch.cuda.current_stream(masks.device))
+        self.finish()  # the previous chunk, whose copy ran while this one computed
+        self.pending = (event, staged, start, stop)
+        self.slot ^= 1
+
+    def finish(self) -> None:
+        if self.pending is None:
+            return
+        event, staged, start, stop = self.pending
+        if event is not None:
+            event.synchronize()
+        self.host[start:stop] = staged.numpy()
+        self.pending = None

@@ -117,6 +117,11 @@ def dior(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def fair1m_src(tmp_path_factory) -> Path:
+    return write_fair1m_sample(tmp_path_factory.mktemp("src") / "fair1m")
+
+
+@pytest.fixture(scope="module")
 def sior_build(dior, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sior") / "out"
     assert samrs_build("sior", "--source", dior, "--out", out, "--pkl") == 0
@@ -173,6 +178,39 @@ def test_pkl_is_samrs_release_form(sior_build):
         assert entry["mask"] == inst["segmentation"]
         assert entry["bbox"].tolist() == inst["bbox"]
         assert (entry["category"], entry["label"], entry["size"]) == (inst["category"], inst["label"], inst["area"])
+
+
+def test_masks_stay_on_the_device_and_files_match_host_encoding(fair1m_src, tmp_path, monkeypatch):
+    """The build asks the engine for RLE + gray only; its files equal what encoding the engine's
+    masks on the host gives: pycocotools bytes per mask, mask sums, masks painted in order."""
+    from samrs_hf.engine import SamLabeler
+
+    real, calls, masks = SamLabeler.label, [], {}
+
+    def label(self, images, prompts, output="masks", labels=None):
+        calls.append((output, labels))
+        for im, res in zip(images, real(self, images, prompts)):  # the masks mode, for comparison
+            masks[im.tobytes()] = res.masks
+        return real(self, images, prompts, output, labels)
+
+    monkeypatch.setattr(SamLabeler, "label", label)
+    out = tmp_path / "out"
+    assert samrs_build("fast", "--source", fair1m_src, "--out", out, "--limit", "1") == 0
+    assert calls and all(output == "rle" and labels is not None for output, labels in calls)
+    checked = 0
+    for ins in sorted((out / "ins").glob("*.json")):
+        record = json.loads(ins.read_text())
+        pixels = np.asarray(Image.open(out / "images" / f"{record['image']}.png"))
+        expected = masks[np.ascontiguousarray(pixels).tobytes()]
+        gray = np.full(pixels.shape[:2], 255, np.uint8)
+        for inst, m in zip(record["instances"], expected, strict=True):
+            rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+            assert inst["segmentation"] == {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode()}
+            assert inst["area"] == int(m.sum())
+            gray[m] = inst["label"]
+            checked += 1
+        assert np.array_equal(np.asarray(Image.open(out / "gray" / f"{record['image']}.png")), gray)
+    assert checked >= 2
 
 
 def test_sota_dota_patches(tmp_path):

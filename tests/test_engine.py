@@ -212,3 +212,76 @@ def test_bad_image_is_rejected(model):
         SamLabeler(model).label([np.zeros((10, 10), np.uint8)], [_box_prompts(np.zeros((1, 4), np.float32))])
     with pytest.raises(ValueError, match="2 images but 1 prompt"):
         SamLabeler(model).label([_image(8, 8, 0)] * 2, [_box_prompts(np.zeros((1, 4), np.float32))])
+
+
+def _cpu_paint(labels, masks, hw):
+    gray = np.full(hw, 255, np.uint8)
+    for label, mask in zip(labels, masks):
+        gray[mask] = label
+    return gray
+
+
+def test_rle_output_equals_encoded_masks_and_paints_gray(model):
+    """output="rle": pycocotools' bytes of the masks mode's masks, their areas, the same scores, and
+    the on-device gray map equal to painting the masks in order (last wins). Chunked in 3s so the
+    runs and the painting cross chunk boundaries."""
+    from pycocotools import mask as mask_utils
+
+    img, boxes = _image(150, 230, 11), _boxes(150, 230, 8, 11)
+    boxes[5] = boxes[2]  # two prompts on one place: the later label must win where they overlap
+    labels = [3, 0, 7, 1, 254, 9, 2, 3]
+    lab = SamLabeler(model, max_masks_per_chunk=3)
+    ref = lab.label([img], [_box_prompts(boxes)])[0]
+    got = lab.label([img], [_box_prompts(boxes)], output="rle", labels=[labels])[0]
+    assert got.masks is None and ref.gray is None and ref.rles is None
+    np.testing.assert_array_equal(got.scores, ref.scores)
+    expected = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in ref.masks]
+    assert got.rles == [{"size": [150, 230], "counts": e["counts"].decode("ascii")} for e in expected]
+    assert got.areas.tolist() == [int(m.sum()) for m in ref.masks]
+    assert got.gray.dtype == np.uint8 and got.gray.shape == (150, 230)
+    np.testing.assert_array_equal(got.gray, _cpu_paint(labels, ref.masks, (150, 230)))
+    overlap = ref.masks[2] & ref.masks[5] & ~ref.masks[6] & ~ref.masks[7]
+    assert overlap.any() and (got.gray[overlap] == 9).all()
+    assert (got.gray == 255).any()  # unlabelled pixels
+    # masks mode paints too
+    painted = lab.label([img], [_box_prompts(boxes)], labels=[labels])[0]
+    np.testing.assert_array_equal(painted.gray, got.gray)
+
+
+def test_rle_output_without_prompts_or_labels(model):
+    lab = SamLabeler(model)
+    empty = lab.label([_image(40, 50, 0)], [_box_prompts(np.zeros((0, 4), np.float32))], output="rle", labels=[[]])[0]
+    assert empty.rles == [] and empty.areas.shape == (0,) and empty.scores.shape == (0,)
+    assert empty.gray.shape == (40, 50) and (empty.gray == 255).all()
+    plain = lab.label([_image(40, 50, 0)], [_box_prompts(_boxes(40, 50, 2, 0))], output="rle")[0]
+    assert plain.gray is None and len(plain.rles) == 2
+
+
+def test_rle_output_bad_arguments(model):
+    lab = SamLabeler(model)
+    img, prompts = _image(32, 32, 0), _box_prompts(_boxes(32, 32, 2, 0))
+    with pytest.raises(ValueError, match="unknown output 'png'"):
+        lab.label([img], [prompts], output="png")
+    with pytest.raises(ValueError, match="1 labels for 2 prompts"):
+        lab.label([img], [prompts], output="rle", labels=[[1]])
+    with pytest.raises(ValueError, match="label 255 does not fit"):
+        lab.label([img], [prompts], output="rle", labels=[[1, 255]])
+    with pytest.raises(ValueError, match="1 images but 2 label lists"):
+        lab.label([img], [prompts], output="rle", labels=[[1, 2], [3]])
+
+
+def test_staged_copy_reuses_its_buffers(model):
+    """The CUDA path's double-buffered staging, run on the CPU: same masks as the direct copy, and
+    the second image reuses the first one's buffers (no allocation per image)."""
+    img, boxes = _image(96, 120, 12), _boxes(96, 120, 7, 12)
+    direct = SamLabeler(model, max_masks_per_chunk=3).label([img], [_box_prompts(boxes)])[0]
+    lab = SamLabeler(model, max_masks_per_chunk=3)
+    lab._stage = True
+    first = lab.label([img], [_box_prompts(boxes)])[0]
+    ptrs = [b.data_ptr() for b in lab._staging]
+    second = lab.label([img], [_box_prompts(boxes)])[0]
+    for got in (first, second):
+        np.testing.assert_array_equal(got.masks, direct.masks)
+        assert not any(np.shares_memory(got.masks, b.numpy()) for b in lab._staging)  # a copy, not a view
+    assert [b.data_ptr() for b in lab._staging] == ptrs
+    assert not np.shares_memory(first.masks, second.masks)
