@@ -140,11 +140,16 @@ def run(args) -> dict:
     from samrs_hf.prompts import PromptBatch
 
     prompts = [PromptBatch(boxes=b, points=None, point_labels=None, masks=None, box_kind="H-Box") for b in boxes]
-    labeler.label(images[: args.image_batch_size], prompts[: args.image_batch_size])  # warm-up
+    # --output rle: what `samrs build` asks for (RLE runs + gray map from the device, no full masks).
+    kw = {"output": args.output}
+    if args.output == "rle":
+        kw["labels"] = [np.zeros(len(p), dtype=np.int64) for p in prompts]
+    labeler.label(images[: args.image_batch_size], prompts[: args.image_batch_size],
+                  **{k: (v[: args.image_batch_size] if k == "labels" else v) for k, v in kw.items()})  # warm-up
     with PeakMemory(device) as mem:
         _sync(device)
         t = time.perf_counter()
-        ours = labeler.label(images, prompts)
+        ours = labeler.label(images, prompts, **kw)
         _sync(device)
         our_time = time.perf_counter() - t
     results.update(images_per_s=args.images / our_time, peak_mb=mem.peak / 2**20)
@@ -177,7 +182,16 @@ def run(args) -> dict:
 
     if ref_masks is not None:
         results["speedup"] = results["images_per_s"] / results["ref_images_per_s"]
-        lo, mean = mask_agreement([r.masks for r in ours], ref_masks)
+        if args.output == "rle":
+            from pycocotools import mask as mask_utils
+
+            def to_masks(r):
+                rles = [{"size": x["size"], "counts": x["counts"].encode()} for x in r.rles]
+                return mask_utils.decode(rles).transpose(2, 0, 1).astype(bool)
+
+            lo, mean = mask_agreement([to_masks(r) for r in ours], ref_masks)
+        else:
+            lo, mean = mask_agreement([r.masks for r in ours], ref_masks)
         results.update(mask_iou_min=lo, mask_iou_mean=mean)
         print(f"SPEEDUP ours/reference: {results['speedup']:.2f}x   "
               f"(mask IoU vs reference: min {lo:.4f}, mean {mean:.4f})")
@@ -199,6 +213,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="chip's dense peak for the MFU (default: 989 on H100/H200)")
     p.add_argument("--skip-reference", action="store_true")
+    p.add_argument("--output", choices=["masks", "rle"], default="masks",
+                   help="ours returns full bool masks, or (as `samrs build` does) RLE runs + the gray map")
     p.add_argument("--compile", action="store_true", help="torch.compile the image encoder (warm-up compiles)")
     return p
 
