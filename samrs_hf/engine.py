@@ -9,9 +9,8 @@ semantic map), a few KB instead of H*W bytes per mask.
 
 from __future__ import annotations
 
+import itertools
 import logging
-import queue
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 
 from . import rle
 from .classes import IGNORE_INDEX
+from .prefetch import prefetch as prefetch_items
 from .sam_loading import prepare_model
 
 log = logging.getLogger(__name__)
@@ -316,45 +316,13 @@ class SamLabeler:
         Iterating ``items`` (decoding, tiling, prompt making) runs in the background thread, so it
         overlaps the model's compute; an exception there is re-raised here.
         """
-        q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
-        done = object()
-        stop = threading.Event()
-
-        def produce():
-            try:
-                for item in items:
-                    while not stop.is_set():
-                        try:
-                            q.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-                q.put(done)
-            except BaseException as exc:  # handed to the consumer
-                q.put(exc)
-
-        thread = threading.Thread(target=produce, name="samrs-prefetch", daemon=True)
-        thread.start()
-        try:
-            finished = False
-            while not finished:
-                batch = []
-                while len(batch) < self.image_batch_size:
-                    got = q.get()
-                    if got is done:
-                        finished = True
-                        break
-                    if isinstance(got, BaseException):
-                        raise got
-                    batch.append(got)
-                if batch:
-                    results = self.label([im for _, im, _ in batch], [p for _, _, p in batch])
-                    yield from ((key, res) for (key, _, _), res in zip(batch, results))
-        finally:
-            stop.set()
-            thread.join(timeout=5)
+        stream = prefetch_items(items, depth=prefetch)
+        while True:
+            batch = list(itertools.islice(stream, self.image_batch_size))
+            if not batch:
+                return
+            results = self.label([im for _, im, _ in batch], [p for _, _, p in batch])
+            yield from ((key, res) for (key, _, _), res in zip(batch, results))
 
 
 class _HostCopy:
