@@ -441,3 +441,20 @@ def test_custom_coco_source(tmp_path):
     assert report["classes"] == ["car", "building", "tree"]  # packaging reads custom class tables here
     assert report["counts"]["per_class"] == {"car": 2, "building": 2, "tree": 1}
     assert report["prompt"] == "CP+H-Box"
+
+
+def test_compile_flag_reaches_the_engine(dior, tmp_path, monkeypatch):
+    """--compile is handed to SamLabeler (compiling itself is exercised on the GPU benchmark)."""
+    from samrs_hf import engine
+
+    seen = []
+    real_init = engine.SamLabeler.__init__
+
+    def init(self, model, **kw):
+        seen.append(kw.get("compile"))
+        kw["compile"] = False  # compiling on this 2-core CPU would take minutes
+        real_init(self, model, **kw)
+
+    monkeypatch.setattr(engine.SamLabeler, "__init__", init)
+    assert samrs_build("sior", "--source", dior, "--out", tmp_path / "out", "--limit", "1", "--compile") == 0
+    assert seen == [True]

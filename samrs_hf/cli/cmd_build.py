@@ -52,6 +52,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
                         "batch, so only 1 makes GPU outputs independent of resume and process count)")
     p.add_argument("--max-masks-per-chunk", type=int, metavar="N",
                    help="boxes per mask-decoder call (default: sized to free memory)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the SAM image encoder: ~2x faster on a GPU after a minute of compiling")
     p.add_argument("--num-workers", type=int, default=2, metavar="N",
                    help="threads decoding, cutting and making prompts ahead of SAM (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -79,7 +81,8 @@ def config_from_args(preset: str, args):
         splits=tuple(args.splits) if args.splits else None, tile_size=args.tile_size, gap=args.gap,
         iof_thr=args.iof_thr, model=args.model, dtype=args.dtype, device=args.device, limit=args.limit,
         overwrite=args.overwrite, strict=args.strict, pkl=args.pkl, image_batch_size=args.image_batch_size,
-        num_workers=args.num_workers, max_masks_per_chunk=args.max_masks_per_chunk, progress=not args.no_progress,
+        num_workers=args.num_workers, max_masks_per_chunk=args.max_masks_per_chunk, compile=args.compile,
+        progress=not args.no_progress,
     )
 
 
