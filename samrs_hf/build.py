@@ -29,13 +29,12 @@ import json
 import logging
 import os
 import shutil
-import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -44,6 +43,7 @@ from .classes import IGNORE_INDEX
 from .geometry import object_corners
 from .imageio import CorruptImageError
 from .layout import COLOR, GRAY, IMAGE_EXTENSIONS, IMAGES, INS, REPORT, atomic_write, json_bytes, png_bytes
+from .prefetch import prefetch_map
 from .prompts import canonical_prompt_name
 from .records import (
     CORRUPT_IMAGE,
@@ -424,67 +424,6 @@ class _Writer:
         return sum(1 for i in instances if i["area"] == 0)
 
 
-# ------------------------------------------------------------------------------ reading ahead
-
-
-class _Prefetch:
-    """Ordered, bounded map over an iterator on worker threads (``workers=0``: inline)."""
-
-    _END = object()
-
-    def __init__(self, fn, items: Iterable, workers: int):
-        self.fn, self.items, self.workers = fn, items, workers
-        self.stop = threading.Event()
-        self.pool = None
-        self.thread = None
-
-    def __iter__(self):
-        if self.workers <= 0:
-            for it in self.items:
-                yield self.fn(it)
-            return
-        import queue
-
-        q: queue.Queue = queue.Queue(maxsize=self.workers + 1)
-        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="samrs-read")
-
-        def put(obj) -> bool:
-            while not self.stop.is_set():
-                try:
-                    q.put(obj, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def feed():
-            try:
-                for it in self.items:
-                    if not put(self.pool.submit(self.fn, it)):
-                        return
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-                put(exc)
-                return
-            put(self._END)
-
-        self.thread = threading.Thread(target=feed, name="samrs-list", daemon=True)
-        self.thread.start()
-        while True:
-            got = q.get()
-            if got is self._END:
-                return
-            if isinstance(got, BaseException):
-                raise got
-            yield got.result()
-
-    def close(self) -> None:
-        self.stop.set()
-        if self.thread is not None:
-            self.thread.join(timeout=10)
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-
-
 # ------------------------------------------------------------------------------ the build
 
 
@@ -605,7 +544,7 @@ def run_build(config: BuildConfig) -> dict:
     bar = tqdm(total=-(-max(0, total - rank) // world), unit="img", desc=f"samrs build {plan.preset}",
                disable=not (state.is_main_process and config.progress), dynamic_ncols=True)
     writer = _Writer(out, color_lut(table), uncut, plan.pkl, config.writer_threads)
-    prefetch = _Prefetch(prepare, owned(), config.num_workers)
+    prepared = prefetch_map(prepare, owned(), config.num_workers)
     label_s = 0.0
     ok = False
     try:
@@ -623,7 +562,7 @@ def run_build(config: BuildConfig) -> dict:
                 writer.submit(item, res)
             batch.clear()
 
-        for prep in prefetch:
+        for prep in prepared:
             tally.problems.extend([prep.index, p.to_dict()] for p in prep.problems)
             counted = prep.done if prep.failed else prep.patches
             for p in counted:
@@ -644,7 +583,7 @@ def run_build(config: BuildConfig) -> dict:
         writer.finish()
         ok = True
     finally:
-        prefetch.close()
+        prepared.close()
         if not ok:
             writer.abort()
         bar.close()

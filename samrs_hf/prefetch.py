@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Iterator
 
 _DONE = object()
@@ -53,3 +54,22 @@ def prefetch(iterable: Iterable, depth: int = 16) -> Iterator:
     finally:
         stop.set()
         thread.join()
+
+
+def prefetch_map(fn, items: Iterable, workers: int) -> Iterator:
+    """``map(fn, items)`` on ``workers`` threads, results in order, a bounded number ahead.
+
+    ``workers=0`` runs inline. Closing the generator stops reading ``items`` and cancels the work
+    not yet started.
+    """
+    if workers <= 0:
+        yield from map(fn, items)
+        return
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="samrs-read")
+    futures = prefetch((pool.submit(fn, it) for it in items), depth=workers + 1)
+    try:
+        for future in futures:
+            yield future.result()
+    finally:
+        futures.close()
+        pool.shutdown(wait=True, cancel_futures=True)
