@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -112,7 +113,10 @@ class SamLabeler:
             raise ValueError(f"expected an HxWx3 uint8 image, got {image.dtype} {image.shape}")
         h, w = image.shape[:2]
         nh, nw = preprocess_shape(h, w, self.image_size)
-        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
+        # Decoded PIL images are read-only arrays; torch only reads them here, so no copy is needed.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
         x = x.permute(2, 0, 1).unsqueeze(0)
         if (nh, nw) != (h, w):
             if self.device.type == "cpu":
