@@ -57,7 +57,8 @@ from .records import (
     SourceError,
     SourceImage,
 )
-from .tiling import TILING_PRESETS, Patch, TilingConfig, load_patches, plan_patches, unassigned_objects
+from .tiling import (TILING_PRESETS, Patch, TilingConfig, load_patches, plan_patches, tiling_config,
+                     unassigned_objects)
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +189,6 @@ def resolve(config: BuildConfig) -> BuildPlan:
         raise ValueError("samrs build custom needs --format (dota, dior, dior-r, fair1m, hrsc2016, coco)")
     if fmt not in TILING_PRESETS:
         raise ValueError(f"unknown --format {fmt!r}; known: {', '.join(TILING_PRESETS)}")
-    from .cli.cmd_inspect import tiling_config  # the one place --tile-size/--gap/--iof-thr are read
-
     tiling = tiling_config(fmt, config.tile_size, config.gap, config.iof_thr)
     if config.dtype not in DTYPES:
         raise ValueError(f"unknown --dtype {config.dtype!r}; choose one of {', '.join(DTYPES)}")

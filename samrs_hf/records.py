@@ -38,14 +38,6 @@ class SourceObject:
     extra: dict[str, Any] = field(default_factory=dict)
     """Format-specific fields (HRSC ``seg_color``, bow point, source ids ...)."""
 
-    @property
-    def polygon_or_hbox(self) -> np.ndarray:
-        """(4, 2) corners: the polygon, or the H-Box corners clockwise from top-left."""
-        if self.polygon is not None:
-            return self.polygon
-        x0, y0, x1, y1 = self.hbox
-        return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
-
 
 @dataclass
 class SourceImage:

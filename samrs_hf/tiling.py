@@ -272,3 +272,24 @@ def load_patches(image: SourceImage, patches: list[Patch]) -> Iterator[tuple[Pat
             out[...] = np.asarray(p.pad_value, dtype=np.uint8)
             out[: crop.shape[0], : crop.shape[1]] = crop
         yield p, out
+
+
+def tiling_config(fmt: str, tile_size: int | None = None, gap: int | None = None,
+                  iof_thr: float | None = None) -> TilingConfig:
+    """The format's SAMRS preset with ``--tile-size/--gap/--iof-thr`` applied (``tile_size=0``: uncut).
+
+    ``samrs inspect`` and ``samrs build`` both read the options here, so they plan the same patches.
+    """
+    cfg = TILING_PRESETS.get(fmt, TilingConfig(None))
+    if tile_size is not None:
+        if tile_size == 0:
+            if gap:
+                raise ValueError("--gap needs windows: give --tile-size > 0")
+            return dataclasses.replace(cfg, size=None, gap=0)
+        base_gap = cfg.gap if cfg.size is not None else 0
+        return dataclasses.replace(cfg, size=tile_size, gap=base_gap if gap is None else gap,
+                                   iof_thr=cfg.iof_thr if iof_thr is None else iof_thr)
+    if gap is not None and cfg.size is None:
+        raise ValueError(f"{fmt} is used uncut: give --tile-size with --gap")
+    changes = {k: v for k, v in (("gap", gap), ("iof_thr", iof_thr)) if v is not None}
+    return dataclasses.replace(cfg, **changes) if changes else cfg

@@ -37,30 +37,10 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def tiling_config(fmt: str, tile_size=None, gap=None, iof_thr=None):
-    """The format's SAMRS preset with the command-line overrides applied."""
-    import dataclasses
-
-    from ..tiling import TILING_PRESETS, TilingConfig
-
-    cfg = TILING_PRESETS.get(fmt, TilingConfig(None))
-    if tile_size is not None:
-        if tile_size == 0:
-            if gap:
-                raise ValueError("--gap needs windows: give --tile-size > 0")
-            return dataclasses.replace(cfg, size=None, gap=0)
-        base_gap = cfg.gap if cfg.size is not None else 0
-        return dataclasses.replace(cfg, size=tile_size, gap=base_gap if gap is None else gap,
-                                   iof_thr=cfg.iof_thr if iof_thr is None else iof_thr)
-    if gap is not None and cfg.size is None:
-        raise ValueError(f"{fmt} is used uncut: give --tile-size with --gap")
-    changes = {k: v for k, v in (("gap", gap), ("iof_thr", iof_thr)) if v is not None}
-    return dataclasses.replace(cfg, **changes) if changes else cfg
-
-
 def run(args) -> int:
     from ..inspection import format_inspection, inspect_source
     from ..readers import open_source
+    from ..tiling import tiling_config
 
     cfg = tiling_config(args.format, args.tile_size, args.gap, args.iof_thr)
     source = open_source(args.format, args.source, strict=args.strict, splits=args.splits, subset=args.subset,
