@@ -103,11 +103,17 @@ def _torchvision_stub() -> dict:
     }
 
 
-def build_reference_sam(shape: str = "tiny", seed: int = 0, *, decoder_gain: float = 1.0):
+def build_reference_sam(shape: str = "tiny", seed: int = 0, *, decoder_gain: float = 1.0,
+                        smooth_masks: bool = False):
     """Random-weight SAM made by segment-anything's own builder (PyTorch default init).
 
     ``decoder_gain`` scales the hypernetwork output layers so random masks are neither all-empty
     nor all-full, which would make a mask comparison meaningless.
+
+    ``smooth_masks`` gives the decoder's two 2x2 transposed convolutions one kernel for all four
+    taps. Default random taps alternate pixel by pixel, so random masks are speckle with ~150k runs
+    each (their RLE is bigger than the bitmap); with shared taps the masks are smooth regions of a
+    few hundred runs, like real SAM masks, while every layer still computes exactly as much.
     """
     import torch
 
@@ -128,6 +134,9 @@ def build_reference_sam(shape: str = "tiny", seed: int = 0, *, decoder_gain: flo
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
         for mlp in sam.mask_decoder.output_hypernetworks_mlps:
             mlp.layers[-1].weight.mul_(decoder_gain)
+        if smooth_masks:
+            for conv in (sam.mask_decoder.output_upscaling[0], sam.mask_decoder.output_upscaling[3]):
+                conv.weight.copy_(conv.weight.mean(dim=(2, 3), keepdim=True).expand_as(conv.weight))
     return sam.eval()
 
 
@@ -209,6 +218,12 @@ def reference_prompts(predictor, hw, prompts):
     masks, scores, _ = predictor.predict_torch(points, labels, boxes=boxes, mask_input=as_t(prompts.masks),
                                                multimask_output=False)
     return masks[:, 0].cpu().numpy(), scores[:, 0].cpu().numpy()
+
+
+def column_runs(masks: np.ndarray) -> np.ndarray:
+    """Runs per mask in COCO RLE order (column-major), i.e. the length of each mask's counts."""
+    flat = masks.transpose(0, 2, 1).reshape(len(masks), -1)
+    return (flat[:, 1:] != flat[:, :-1]).sum(axis=1) + 1 + flat[:, 0]
 
 
 def mask_ious(ours: np.ndarray, ref: np.ndarray) -> np.ndarray:

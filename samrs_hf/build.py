@@ -57,6 +57,7 @@ from .records import (
     SourceError,
     SourceImage,
 )
+from .sam_loading import ATTN_IMPLEMENTATIONS
 from .tiling import (TILING_PRESETS, Patch, TilingConfig, load_patches, plan_patches, tiling_config,
                      unassigned_objects)
 
@@ -124,6 +125,9 @@ class BuildConfig:
     iof_thr: float | None = None
     model: str = "facebook/sam-vit-huge"
     dtype: str = "float32"
+    attn: str | None = None
+    """SAM vision attention (sdpa, eager, flex); None: the device's default. Recorded in build.json's
+    model entry, not fingerprinted: like --compile it changes kernels, not what is computed."""
     device: str | None = None
     limit: int | None = None
     """Label only the first N source images (reader order)."""
@@ -135,7 +139,8 @@ class BuildConfig:
     writer_threads: int = 2
     max_masks_per_chunk: int | None = None
     compile: bool = False
-    """torch.compile the image encoder (about 2x on an H200 for vit_h; compiling takes a minute)."""
+    """torch.compile the image encoder and mask decoder (1.8x images/s on an H200 for vit_h, 150 boxes;
+    compiling takes one to two minutes)."""
     progress: bool = True
 
 
@@ -192,6 +197,8 @@ def resolve(config: BuildConfig) -> BuildPlan:
     tiling = tiling_config(fmt, config.tile_size, config.gap, config.iof_thr)
     if config.dtype not in DTYPES:
         raise ValueError(f"unknown --dtype {config.dtype!r}; choose one of {', '.join(DTYPES)}")
+    if config.attn is not None and config.attn not in ATTN_IMPLEMENTATIONS:
+        raise ValueError(f"unknown --attn {config.attn!r}; choose one of {', '.join(ATTN_IMPLEMENTATIONS)}")
     if config.limit is not None and config.limit < 0:
         raise ValueError(f"--limit must be >= 0, got {config.limit}")
     if config.image_batch_size < 1:
@@ -492,7 +499,7 @@ def run_build(config: BuildConfig) -> dict:
     device = _pick_device(config.device, state)
     dtype = getattr(torch, plan.dtype)
     t = time.perf_counter()
-    model, info = load_sam(plan.model, device=device, dtype=dtype)
+    model, info = load_sam(plan.model, device=device, dtype=dtype, attn_implementation=config.attn)
     labeler = SamLabeler(model, device=device, dtype=dtype, image_batch_size=config.image_batch_size,
                          max_masks_per_chunk=config.max_masks_per_chunk, compile=config.compile)
     model_load_s = time.perf_counter() - t

@@ -103,8 +103,11 @@ class SamLabeler:
         # no image allocates pinned memory and a chunk's copy overlaps the next chunk's compute.
         self._stage = self.device.type == "cuda"
         self._staging: list[torch.Tensor | None] = [None, None]
-        # torch.compile fuses the encoder's norms/GELU/window reshapes (GPU); first batches compile.
+        # torch.compile fuses the encoder's norms/GELU/window reshapes and the decoder's elementwise
+        # chains over (masks x 4096 x 256) tensors plus upsample + threshold (GPU). The first batches
+        # compile; a second prompt count recompiles once with a dynamic count.
         self._encoder = torch.compile(model.vision_encoder) if compile else model.vision_encoder
+        self._masks_from_prompts = torch.compile(self._decode_masks) if compile else self._decode_masks
 
     # ------------------------------------------------------------------ encoding
     def _to_input(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
@@ -207,6 +210,11 @@ class SamLabeler:
         if sparse is not None:
             sparse = sparse.to(self.dtype)
         dense = dense.to(self.dtype).expand(n, -1, -1, -1)
+        return self._masks_from_prompts(emb, sparse, dense, orig, inp)
+
+    def _decode_masks(self, emb, sparse, dense, orig, inp):
+        """Decoder + upsampling + threshold: one function so ``compile`` fuses across all three."""
+        n = dense.shape[0]
         low_res, iou = self.model.mask_decoder(
             image_embeddings=emb.expand(n, -1, -1, -1),
             image_positional_embeddings=self._image_pe.expand(n, -1, -1, -1),

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "facebook/sam-vit-huge"
 TINY_RANDOM = "tiny-random"
 RANDOM_MARK = "samrs_random_weights"  # config attribute: survives save_pretrained, so copies stay flagged
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flex")
+FLEX_MARK = "samrs_flex_attention"  # model attribute; the config keeps "sdpa" so saved folders load anywhere
 
 
 class ModelLoadError(SourceError):
@@ -235,6 +237,7 @@ def summarize_config(config) -> dict[str, Any]:
 
 def sam_model_from_checkpoint(state_dict: dict, attn: str = "eager"):
     """SamModel from a segment-anything state dict (converted; weights assigned, no random init).
+    ``attn`` as in :func:`set_attn_implementation`.
 
     Raises KeyError/ValueError for tensors that do not fit SAM's layout.
     """
@@ -242,7 +245,7 @@ def sam_model_from_checkpoint(state_dict: dict, attn: str = "eager"):
     from transformers import SamModel
 
     config, converted = convert_sam_checkpoint(state_dict)
-    config._attn_implementation = attn
+    config._attn_implementation = _transformers_attn(attn)
     with torch.device("meta"):  # skip the random init of up to 640M parameters
         model = SamModel(config)
     missing, unexpected = model.load_state_dict(converted, strict=False, assign=True)
@@ -287,18 +290,20 @@ def load_sam(
 
     ``dtype`` (default float32) is applied the way the engine runs it (:func:`prepare_model`):
     encoder and decoder in ``dtype``, prompt encoder in float32. ``attn_implementation`` is
-    ``"sdpa"`` or ``"eager"``; None picks the faster one for the device (see benchmarks/README.md).
+    ``"sdpa"``, ``"eager"`` or ``"flex"`` (:mod:`samrs_hf.sam_attention`); None picks the faster
+    one for the device (see benchmarks/README.md).
     """
     import torch
     from transformers import SamModel
 
     dtype = torch.float32 if dtype is None else dtype
     attn = attn_implementation or default_attn_implementation(device)
+    _check_attn(attn)  # before minutes of loading
     spec = str(spec)
     path = Path(spec).expanduser()
     if spec == TINY_RANDOM:
         config = tiny_random_config()
-        config._attn_implementation = attn
+        config._attn_implementation = _transformers_attn(attn)
         model = SamModel(config)
         _seeded_init(model, seed)
         setattr(model.config, RANDOM_MARK, True)
@@ -314,14 +319,14 @@ def load_sam(
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{path}: not a save_pretrained SAM folder (no config.json)")
         try:
-            model = SamModel.from_pretrained(path, attn_implementation=attn)
+            model = SamModel.from_pretrained(path, attn_implementation=_transformers_attn(attn))
         except (OSError, ValueError, KeyError) as exc:
             raise ModelLoadError(f"{path}: cannot load SamModel ({exc})") from None
         kind, random = "folder", bool(getattr(model.config, RANDOM_MARK, False))
     else:
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
         try:
-            model = SamModel.from_pretrained(spec, attn_implementation=attn)
+            model = SamModel.from_pretrained(spec, attn_implementation=_transformers_attn(attn))
         except OSError as exc:
             hint = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if offline else ""
             raise ModelLoadError(
@@ -344,22 +349,46 @@ def default_attn_implementation(device: Any) -> str:
     return "sdpa"
 
 
+def _check_attn(attn: str) -> None:
+    if attn not in ATTN_IMPLEMENTATIONS:
+        raise ValueError(f"attention implementation must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, "
+                         f"got {attn!r}")
+    if attn == "flex":
+        from .sam_attention import require_flex_attention
+
+        require_flex_attention()
+
+
+def _transformers_attn(attn: str) -> str:
+    """What transformers is told: it knows no "flex" (its decoder then runs sdpa)."""
+    _check_attn(attn)
+    return "sdpa" if attn == "flex" else attn
+
+
 def set_attn_implementation(model, attn: str) -> None:
-    """Switch the vision attention class in place (transformers picks it at construction only)."""
+    """Switch the vision attention class in place (transformers picks it at construction only).
+
+    ``"flex"`` (:class:`~samrs_hf.sam_attention.SamVisionFlexAttention`) changes the vision layers
+    only and is recorded as ``model.samrs_flex_attention``; configs say "sdpa" so ``save_pretrained``
+    output loads with stock transformers.
+    """
     from transformers.models.sam import modeling_sam as ms
 
-    if attn not in ("eager", "sdpa"):
-        raise ValueError(f"attention implementation must be 'eager' or 'sdpa', got {attn!r}")
+    config_attn = _transformers_attn(attn)
     sdpa = getattr(ms, "SamVisionSdpaAttention", None)  # absent in older transformers
-    if attn == "sdpa" and sdpa is None:
-        log.warning("this transformers has no SAM sdpa vision attention; using eager")
-        attn = "eager"
-    cls = ms.SamVisionSdpaAttention if attn == "sdpa" else ms.SamVisionAttention
+    if config_attn == "sdpa" and sdpa is None:
+        log.warning("this transformers has no SAM sdpa attention; its layers use eager")
+        config_attn = "eager"
+    if attn == "flex":
+        from .sam_attention import SamVisionFlexAttention as cls
+    else:
+        cls = ms.SamVisionSdpaAttention if config_attn == "sdpa" else ms.SamVisionAttention
     for layer in model.vision_encoder.layers:
         layer.attn.__class__ = cls
-    model.config._attn_implementation = attn
-    model.config.mask_decoder_config._attn_implementation = attn
-    model.mask_decoder.config._attn_implementation = attn
+    setattr(model, FLEX_MARK, attn == "flex")
+    model.config._attn_implementation = config_attn
+    model.config.mask_decoder_config._attn_implementation = config_attn
+    model.mask_decoder.config._attn_implementation = config_attn
 
 
 def prepare_model(model, device: Any, dtype: Any) -> None:

@@ -285,3 +285,15 @@ def test_staged_copy_reuses_its_buffers(model):
         assert not any(np.shares_memory(got.masks, b.numpy()) for b in lab._staging)  # a copy, not a view
     assert [b.data_ptr() for b in lab._staging] == ptrs
     assert not np.shares_memory(first.masks, second.masks)
+
+
+def test_compiled_engine_matches_eager(model):
+    """compile=True (encoder and decoder under torch.compile) gives the eager masks, also after the
+    prompt count changes (the decoder recompiles with a dynamic count)."""
+    eager, compiled = SamLabeler(model), SamLabeler(model, compile=True)
+    assert compiled._masks_from_prompts is not compiled._decode_masks
+    for seed, n in [(0, 6), (1, 3), (2, 5)]:
+        image, prompts = _image(200, 260, seed), _box_prompts(_boxes(200, 260, n, seed))
+        got, want = compiled.label([image], [prompts])[0], eager.label([image], [prompts])[0]
+        assert got.masks.shape == (n, 200, 260)
+        _same(got, want, max_flipped=0.001)

@@ -1,0 +1,107 @@
+"""SAM image encoder alone: ms/image, TFLOP/s and MFU for torch.compile modes, image batches and
+attention backends (random weights of the chosen shape, bf16).
+
+    PYTHONPATH=. python benchmarks/bench_encoder.py --model-size vit_h --batch-sizes 8 16 \
+        --modes default max-autotune-no-cudagraphs --budget-s 280
+
+Each variant starts from a fresh dynamo cache, runs two warm-up calls (the first compiles) and
+times ``--reps`` more. A variant that would not fit ``--budget-s`` is skipped, one that fails is
+reported and the next runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_labeling import DTYPES, KNOWN_PEAKS, _sync, encoder_flops  # noqa: E402
+from sam_reference import SHAPES, build_reference_sam  # noqa: E402
+
+BACKENDS = ("auto", "cudnn", "efficient", "math")
+
+
+def sdpa_context(backend: str):
+    from contextlib import nullcontext
+
+    if backend == "auto":
+        return nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel({"cudnn": SDPBackend.CUDNN_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+                        "math": SDPBackend.MATH}[backend])
+
+
+def time_encoder(encoder, batch: int, dtype, device, backend: str, reps: int) -> float:
+    """Seconds per image (after two warm-up calls)."""
+    x = torch.randn(batch, 3, 1024, 1024, device=device, dtype=dtype)
+    with torch.no_grad(), sdpa_context(backend):
+        encoder(x)
+        encoder(x)
+        _sync(device)
+        t = time.perf_counter()
+        for _ in range(reps):
+            encoder(x)
+        _sync(device)
+    return (time.perf_counter() - t) / (reps * batch)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model-size", choices=sorted(SHAPES), default="vit_h")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16")
+    p.add_argument("--attn", choices=["sdpa", "eager", "flex"], default="sdpa")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[8])
+    p.add_argument("--modes", nargs="+", default=["default"],
+                   help="torch.compile modes; 'eager' = not compiled")
+    p.add_argument("--backends", choices=BACKENDS, nargs="+", default=["auto"], help="SDPA backend")
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--budget-s", type=float, default=600.0)
+    p.add_argument("--peak-tflops", type=float, default=None, help="default: 989 on H100/H200")
+    args = p.parse_args(argv)
+
+    from samrs_hf.sam_loading import sam_model_from_checkpoint
+
+    start = time.perf_counter()
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    dim, depth, _, global_idx = SHAPES[args.model_size]
+    flops = encoder_flops(dim, depth, global_idx)
+    peak = args.peak_tflops
+    if peak is None and device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        peak = next((v for k, v in KNOWN_PEAKS.items() if k in name), None)
+    model = sam_model_from_checkpoint(build_reference_sam(args.model_size).state_dict(), args.attn)
+    encoder = model.vision_encoder.to(device=device, dtype=dtype).eval()
+    print(f"torch {torch.__version__}, {device}, {args.model_size} encoder {args.dtype}, attention {args.attn}, "
+          f"{flops / 1e9:.0f} GFLOP/image")
+    for mode in args.modes:
+        for backend in args.backends:
+            for batch in args.batch_sizes:
+                name = f"mode {mode}, SDPA backend {backend}, batch {batch}"
+                elapsed = time.perf_counter() - start
+                if elapsed > args.budget_s:
+                    print(f"{name}: SKIPPED ({elapsed:.0f}s elapsed)", flush=True)
+                    continue
+                torch._dynamo.reset()
+                t = time.perf_counter()
+                try:
+                    fn = encoder if mode == "eager" else torch.compile(
+                        encoder, mode=None if mode == "default" else mode)
+                    sec = time_encoder(fn, batch, dtype, device, backend, args.reps)
+                except Exception as exc:  # noqa: BLE001 - report and try the next variant
+                    print(f"{name}: ERROR {type(exc).__name__}: {str(exc)[:300]}", flush=True)
+                    continue
+                tflops = flops / sec / 1e12
+                mfu = f", MFU {100 * tflops / peak:.1f}% of {peak:.0f}" if peak else ""
+                print(f"{name}: {sec * 1000:.2f} ms/image, {tflops:.1f} TFLOP/s{mfu} "
+                      f"(with warm-up/compile {time.perf_counter() - t:.0f}s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""FlexAttention for SAM's global vision-attention layers.
+
+SAM adds a decomposed relative-position bias ``rel_h[q, k // kw] + rel_w[q, k % kw]`` to every
+score. transformers' SDPA attention materialises that sum as a float (B, heads, N, N) mask: for
+vit_h's global layers (64x64 = 4096 tokens, 16 heads) that is 1 GiB per image in float32, written
+and read once per layer. FlexAttention adds the two small tables inside the attention kernel instead
+(a ``score_mod``), so the N x N bias never exists. Windowed layers (14x14 = 196 tokens) gain nothing
+and keep SDPA with the materialised bias, exactly as ``SamVisionSdpaAttention`` computes it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers.models.sam.modeling_sam import SamVisionAttention
+
+try:
+    from torch.nn.attention.flex_attention import flex_attention
+except ImportError:  # torch < 2.5
+    flex_attention = None
+
+FLEX_MIN_TOKENS = 1024
+"""Layers with at least this many tokens (SAM's global layers) use flex; fewer keep SDPA."""
+
+FLEX_INLINE = True
+"""Under an outer torch.compile on CUDA, trace flex into the same graph (False: call a separately
+compiled flex across a graph break, the layout every torch with flex supports)."""
+
+_compiled_flex = None
+
+
+def require_flex_attention() -> None:
+    if flex_attention is None:
+        raise ImportError(f"attention 'flex' needs torch.nn.attention.flex_attention (torch >= 2.5); "
+                          f"this torch is {torch.__version__}: use 'sdpa'")
+
+
+@torch.compiler.disable
+def _flex_outside_graph(query, key, value, score_mod, scale):
+    """CPU: inductor's CPU flex template cannot take bias tables computed in the same graph
+    (torch 2.13 LoweringException), so there flex runs eagerly (math reference). CUDA: uncompiled
+    flex would materialise the scores, so it is compiled once on its own."""
+    global _compiled_flex
+    if not query.is_cuda:
+        return flex_attention(query, key, value, score_mod=score_mod, scale=scale)
+    if _compiled_flex is None:
+        _compiled_flex = torch.compile(flex_attention)
+    return _compiled_flex(query, key, value, score_mod=score_mod, scale=scale)
+
+
+def _flex(query, key, value, score_mod, scale):
+    if query.is_cuda and FLEX_INLINE and torch.compiler.is_compiling():
+        return flex_attention(query, key, value, score_mod=score_mod, scale=scale)
+    return _flex_outside_graph(query, key, value, score_mod, scale)
+
+
+class SamVisionFlexAttention(SamVisionAttention):
+    """SamVisionSdpaAttention's math; the rel-pos bias of large (global) layers goes in a score_mod."""
+
+    def forward(self, hidden_states: torch.Tensor, output_attentions=False):
+        batch, height, width, _ = hidden_states.shape
+        heads, tokens = self.num_attention_heads, height * width
+        qkv = self.qkv(hidden_states).reshape(batch, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
+        query, key, value = qkv.unbind(0)  # each (batch, heads, tokens, head_dim)
+
+        if not self.use_rel_pos:
+            out = F.scaled_dot_product_attention(query, key, value, scale=self.scale)
+        elif tokens < FLEX_MIN_TOKENS:
+            flat = query.reshape(batch * heads, tokens, -1)
+            bias = self.get_decomposed_rel_pos(flat, self.rel_pos_h, self.rel_pos_w, (height, width),
+                                               (height, width))
+            bias = bias.reshape(batch, heads, tokens, tokens)
+            out = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=self.scale)
+        else:
+            require_flex_attention()
+            rel_pos_h = self.get_rel_pos(height, height, self.rel_pos_h)  # (height, kh, head_dim)
+            rel_pos_w = self.get_rel_pos(width, width, self.rel_pos_w)  # (width, kw, head_dim)
+            grid = query.reshape(batch, heads, height, width, -1)
+            rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid, rel_pos_h).reshape(batch, heads, tokens, height)
+            rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid, rel_pos_w).reshape(batch, heads, tokens, width)
+
+            def rel_pos_bias(score, b, h, q_idx, kv_idx):
+                return score + rel_h[b, h, q_idx, kv_idx // width] + rel_w[b, h, q_idx, kv_idx % width]
+
+            out = _flex(query, key, value, rel_pos_bias, self.scale)
+
+        out = out.reshape(batch, heads, height, width, -1).permute(0, 2, 3, 1, 4).reshape(batch, height, width, -1)
+        return self.proj(out), None

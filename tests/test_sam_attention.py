@@ -1,0 +1,158 @@
+"""``--attn flex``: SAM's vision attention with the rel-pos bias inside FlexAttention (CPU reference).
+
+The flex path must compute what transformers' sdpa/eager attention and segment-anything compute,
+take the flex route only in the global layers, never build the (B, heads, N, N) bias there, and
+leave saved models loadable by stock transformers.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import SamModel
+from transformers.models.sam import modeling_sam as ms
+
+from samrs_hf import cli, sam_attention
+from samrs_hf.build import BuildConfig, resolve
+from samrs_hf.engine import SamLabeler
+from samrs_hf.prompts import PromptBatch
+from samrs_hf.sam_attention import SamVisionFlexAttention
+from samrs_hf.sam_loading import FLEX_MARK, load_sam, sam_model_from_checkpoint, set_attn_implementation
+from samrs_hf.samples import write_dior_sample
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from sam_reference import build_reference_sam, import_segment_anything  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_sam("tiny-random", attn_implementation="sdpa")[0]
+
+
+@pytest.fixture(scope="module")
+def pixels():
+    return torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture
+def flex_calls(monkeypatch):
+    """Shapes of the queries flex_attention gets, and token counts of materialised rel-pos biases."""
+    calls = {"flex": [], "bias": []}
+    real_flex = sam_attention.flex_attention
+    real_bias = ms.SamVisionAttention.get_decomposed_rel_pos
+
+    def flex(query, *args, **kwargs):
+        calls["flex"].append(tuple(query.shape))
+        return real_flex(query, *args, **kwargs)
+
+    def bias(self, query, rel_pos_h, rel_pos_w, q_size, k_size):
+        calls["bias"].append(q_size[0] * q_size[1])
+        return real_bias(self, query, rel_pos_h, rel_pos_w, q_size, k_size)
+
+    monkeypatch.setattr(sam_attention, "flex_attention", flex)
+    monkeypatch.setattr(SamVisionFlexAttention, "get_decomposed_rel_pos", bias)
+    return calls
+
+
+def _encode(model, attn, pixels):
+    set_attn_implementation(model, attn)
+    with torch.no_grad():
+        return model.vision_encoder(pixels).last_hidden_state
+
+
+def test_flex_encoder_equals_sdpa_and_eager(model, pixels, flex_calls):
+    # tiny-random: layer 0 windowed (14x14 = 196 tokens), layer 1 global (64x64 = 4096 tokens)
+    assert 196 < sam_attention.FLEX_MIN_TOKENS <= 4096
+    sdpa, eager = _encode(model, "sdpa", pixels), _encode(model, "eager", pixels)
+    flex = _encode(model, "flex", pixels)
+    assert all(type(layer.attn) is SamVisionFlexAttention for layer in model.vision_encoder.layers)
+    torch.testing.assert_close(flex, sdpa, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(flex, eager, rtol=1e-5, atol=1e-5)
+    # flex ran once, in the global layer; the only N x N bias built was the windowed layer's
+    assert flex_calls["flex"] == [(1, 2, 4096, 16)]
+    assert flex_calls["bias"] == [196]
+
+
+@pytest.mark.parametrize("batch,height,width", [(2, 6, 10), (1, 14, 14)])
+def test_flex_attention_module_matches_sdpa_on_any_grid(model, monkeypatch, batch, height, width):
+    """Non-square grids and batches check the kv_idx // width, kv_idx % width and batch indexing."""
+    monkeypatch.setattr(sam_attention, "FLEX_MIN_TOKENS", 1)
+    attn = model.vision_encoder.layers[0].attn
+    hidden = torch.randn(batch, height, width, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        attn.__class__ = ms.SamVisionSdpaAttention
+        ref = attn(hidden)[0]
+        attn.__class__ = SamVisionFlexAttention
+        got, weights = attn(hidden)
+    assert weights is None
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_checkpoint_conversion_takes_flex():
+    """segment-anything checkpoints (the .pth path and benchmarks) build with "sdpa", then switch."""
+    import_segment_anything()
+    model = sam_model_from_checkpoint(build_reference_sam("tiny").state_dict(), "flex")
+    assert getattr(model, FLEX_MARK) is True and model.config._attn_implementation == "sdpa"
+    assert all(type(layer.attn) is SamVisionFlexAttention for layer in model.vision_encoder.layers)
+
+
+def test_labeler_masks_equal_with_flex():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:240, 0:320]
+    base = (np.sin(xx / 17.0) + np.cos(yy / 23.0)) * 60 + 128
+    image = np.stack([base, base[::-1], base[:, ::-1]], -1) + rng.normal(0, 8, (240, 320, 3))
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    boxes = np.array([[10, 20, 120, 90], [150, 60, 300, 220], [40, 120, 140, 230]], np.float32)
+    prompts = PromptBatch(boxes=boxes, points=None, point_labels=None, masks=None, box_kind="H-Box")
+    results = {}
+    for attn in ("sdpa", "flex"):
+        model, info = load_sam("tiny-random", attn_implementation=attn)
+        assert info.config["attn_implementation"] == attn and getattr(model, FLEX_MARK) is (attn == "flex")
+        results[attn] = SamLabeler(model).label([image], [prompts])[0]
+    sdpa, flex = results["sdpa"], results["flex"]
+    assert flex.masks.shape == (3, 240, 320) and 0 < flex.masks.mean() < 1
+    assert np.mean(flex.masks != sdpa.masks) <= 0.0005  # at most a few threshold-borderline pixels
+    np.testing.assert_allclose(flex.scores, sdpa.scores, rtol=1e-4, atol=1e-5)
+
+
+def test_saved_flex_model_loads_with_stock_transformers(tmp_path):
+    model, _ = load_sam("tiny-random", attn_implementation="flex")
+    assert model.config._attn_implementation == "sdpa"
+    assert model.mask_decoder.config._attn_implementation == "sdpa"  # the decoder is untouched
+    model.save_pretrained(tmp_path / "sam")
+    assert "flex" not in (tmp_path / "sam" / "config.json").read_text()
+    stock = SamModel.from_pretrained(tmp_path / "sam")
+    assert type(stock.vision_encoder.layers[1].attn) in (ms.SamVisionAttention, ms.SamVisionSdpaAttention)
+    ours = model.state_dict()
+    assert all(torch.equal(v, ours[k]) for k, v in stock.state_dict().items())
+    again, info = load_sam(str(tmp_path / "sam"), attn_implementation="flex")
+    assert info.kind == "folder" and type(again.vision_encoder.layers[1].attn) is SamVisionFlexAttention
+
+
+def test_bad_or_unavailable_attention_is_a_clear_error(monkeypatch):
+    with pytest.raises(ValueError, match=r"one of sdpa, eager, flex, got 'flash'"):
+        load_sam("tiny-random", attn_implementation="flash")
+    with pytest.raises(ValueError, match=r"unknown --attn 'flash'"):
+        resolve(BuildConfig(preset="sior", source=Path("x"), out=Path("y"), attn="flash"))
+    monkeypatch.setattr(sam_attention, "flex_attention", None)  # a torch without FlexAttention
+    with pytest.raises(ImportError, match=r"'flex' needs torch\.nn\.attention\.flex_attention"):
+        load_sam("tiny-random", attn_implementation="flex")
+
+
+def test_build_attn_option_is_used_and_recorded(tmp_path):
+    dior = write_dior_sample(tmp_path / "dior")
+    out = tmp_path / "out"
+    argv = ["build", "sior", "--source", str(dior), "--out", str(out), "--model", "tiny-random",
+            "--device", "cpu", "--no-progress", "--limit", "1", "--attn", "flex"]
+    assert cli.main(argv) == 0
+    report = json.loads((out / "build.json").read_text())
+    assert report["model"]["config"]["attn_implementation"] == "flex"
+    assert report["counts"]["objects"] > 0
+    # a kernel choice like --compile: resuming with another --attn is allowed (not fingerprinted)
+    assert cli.main([*argv[:-1], "sdpa"]) == 0
+    assert json.loads((out / "build.json").read_text())["run"]["patches_resumed"] == 1
