@@ -64,14 +64,15 @@ def atomic_write(path, data: bytes) -> None:
         raise
 
 
-def png_bytes(array: np.ndarray, mode: str | None = None, palette: list[int] | None = None) -> bytes:
+def png_bytes(array: np.ndarray, mode: str | None = None, palette: list[int] | None = None,
+              compress_level: int = 6) -> bytes:
     """Deterministic PNG encoding (no timestamps, fixed compression)."""
     im = Image.fromarray(array, mode) if mode else Image.fromarray(array)
     if palette is not None:
         im = im.convert("P") if im.mode != "P" else im
         im.putpalette(palette)
     buf = io.BytesIO()
-    im.save(buf, format="PNG", compress_level=6)
+    im.save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
 
 

@@ -8,6 +8,7 @@ tiling say, not against themselves.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import shutil
@@ -409,7 +410,28 @@ def test_bad_options_are_clear_errors(dior, tmp_path, capsys):
     assert "--format" in capsys.readouterr().err
     assert samrs_build("sior", "--source", dior, "--out", tmp_path / "b", "--prompt", "R-Box") == 2
     assert "invalid prompt" in capsys.readouterr().err
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert samrs_build("sior", "--source", dior, "--out", tmp_path / "c", "--writer-threads", "0") == 2
+    assert "--writer-threads must be >= 1" in capsys.readouterr().err
+    assert not [p for p in ("a", "b", "c") if (tmp_path / p).exists()]
+
+
+def test_writer_threads_default_to_the_process_share_of_cores(monkeypatch):
+    from samrs_hf import build
+
+    for cores, processes, want in [(2, 1, 2), (16, 1, 8), (16, 4, 4), (64, 8, 8), (16, 16, 2), (None, 1, 2)]:
+        monkeypatch.setattr(build.os, "cpu_count", lambda c=cores: c)
+        assert build.default_writer_threads(processes) == want, (cores, processes)
+
+
+def test_patch_images_are_fast_png_with_exact_pixels():
+    """Patch images use zlib level 1 (aerial photos barely compress further); pixels are lossless."""
+    from samrs_hf import build, layout
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)
+    ext, data = build._image_file(None, pixels, uncut=False)
+    assert ext == ".png" and data == layout.png_bytes(pixels, compress_level=build.IMAGE_PNG_LEVEL)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), pixels)
 
 
 def test_custom_preset_with_tiling_and_prompt(dior, tmp_path):

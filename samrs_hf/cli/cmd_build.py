@@ -61,6 +61,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
                         "after one to two minutes of compiling")
     p.add_argument("--num-workers", type=int, default=2, metavar="N",
                    help="threads decoding, cutting and making prompts ahead of SAM (default: %(default)s)")
+    p.add_argument("--writer-threads", type=int, metavar="N",
+                   help="threads encoding PNG/RLE/JSON behind SAM (default: the process's share of the cores, 2-8)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -87,7 +89,8 @@ def config_from_args(preset: str, args):
         iof_thr=args.iof_thr, model=args.model, dtype=args.dtype, attn=args.attn, device=args.device,
         limit=args.limit, overwrite=args.overwrite, strict=args.strict, pkl=args.pkl,
         image_batch_size=args.image_batch_size, num_workers=args.num_workers,
-        max_masks_per_chunk=args.max_masks_per_chunk, compile=args.compile, progress=not args.no_progress,
+        max_masks_per_chunk=args.max_masks_per_chunk, compile=args.compile, writer_threads=args.writer_threads,
+        progress=not args.no_progress,
     )
 
 
