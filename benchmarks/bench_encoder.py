@@ -50,7 +50,8 @@ def time_encoder(encoder, batch: int, dtype, device, backend: str, reps: int) ->
     return (time.perf_counter() - t) / (reps * batch)
 
 
-def main(argv=None) -> int:
+def run(argv=None) -> list[str]:
+    """Time every variant; returns the printed result lines."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model-size", choices=sorted(SHAPES), default="vit_h")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -77,15 +78,21 @@ def main(argv=None) -> int:
         peak = next((v for k, v in KNOWN_PEAKS.items() if k in name), None)
     model = sam_model_from_checkpoint(build_reference_sam(args.model_size).state_dict(), args.attn)
     encoder = model.vision_encoder.to(device=device, dtype=dtype).eval()
-    print(f"torch {torch.__version__}, {device}, {args.model_size} encoder {args.dtype}, attention {args.attn}, "
-          f"{flops / 1e9:.0f} GFLOP/image")
+    lines = []
+
+    def report(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    report(f"torch {torch.__version__}, {device}, {args.model_size} encoder {args.dtype}, attention {args.attn}, "
+           f"{flops / 1e9:.0f} GFLOP/image")
     for mode in args.modes:
         for backend in args.backends:
             for batch in args.batch_sizes:
                 name = f"mode {mode}, SDPA backend {backend}, batch {batch}"
                 elapsed = time.perf_counter() - start
                 if elapsed > args.budget_s:
-                    print(f"{name}: SKIPPED ({elapsed:.0f}s elapsed)", flush=True)
+                    report(f"{name}: SKIPPED ({elapsed:.0f}s elapsed)")
                     continue
                 torch._dynamo.reset()
                 t = time.perf_counter()
@@ -94,12 +101,17 @@ def main(argv=None) -> int:
                         encoder, mode=None if mode == "default" else mode)
                     sec = time_encoder(fn, batch, dtype, device, backend, args.reps)
                 except Exception as exc:  # noqa: BLE001 - report and try the next variant
-                    print(f"{name}: ERROR {type(exc).__name__}: {str(exc)[:300]}", flush=True)
+                    report(f"{name}: ERROR {type(exc).__name__}: {str(exc)[:300]}")
                     continue
                 tflops = flops / sec / 1e12
                 mfu = f", MFU {100 * tflops / peak:.1f}% of {peak:.0f}" if peak else ""
-                print(f"{name}: {sec * 1000:.2f} ms/image, {tflops:.1f} TFLOP/s{mfu} "
-                      f"(with warm-up/compile {time.perf_counter() - t:.0f}s)", flush=True)
+                report(f"{name}: {sec * 1000:.2f} ms/image, {tflops:.1f} TFLOP/s{mfu} "
+                       f"(with warm-up/compile {time.perf_counter() - t:.0f}s)")
+    return lines
+
+
+def main(argv=None) -> int:
+    run(argv)
     return 0
 
 

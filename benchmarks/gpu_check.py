@@ -11,7 +11,8 @@ fit the budget is skipped):
   3. the same with FlexAttention in the global layers;
   4. CUDA fp32 parity, SamPredictor vs SamLabeler (tiny random ViT from segment-anything's builder,
      3 image sizes x H-Box/RH-Box/CP/H-Box-M; per-mask IoU >= 0.99, mean >= 0.995), sdpa and flex;
-  5. ours with boolean masks out, and ours uncompiled, against the reference figure of section 2.
+  5. ours with boolean masks out, and ours uncompiled, against the reference figure of section 2;
+  6. the encoder alone under torch.compile's max-autotune modes (bench_encoder.py), for the MFU.
 A summary of all figures is printed at the end.
 """
 
@@ -29,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import bench_encoder  # noqa: E402
 import bench_labeling  # noqa: E402
 from sam_reference import (  # noqa: E402
     SHAPES, build_reference_sam, import_segment_anything, mask_ious, random_objects, reference_prompts, textured_image,
@@ -163,6 +165,10 @@ def main():
                "sdpa, compiled, masks out")),
         ("ours: sdpa, not compiled, RLE out", 30,
          bench(["--attn", "sdpa", "--output", "rle", "--skip-reference"], "sdpa, eager, RLE out")),
+        ("encoder alone: torch.compile max-autotune (MFU)", 200, lambda: SUMMARY.extend(bench_encoder.run(
+            ["--model-size", size, "--device", args.device, "--batch-sizes", args.image_batch_size,
+             "--modes", "max-autotune-no-cudagraphs", "max-autotune",
+             "--budget-s", str(max(0.0, args.budget_s - (time.perf_counter() - start) - 30))]))),
     ]
     status = 0
     for name, needs, fn in sections:
