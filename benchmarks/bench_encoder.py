@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_labeling import DTYPES, KNOWN_PEAKS, _sync, encoder_flops  # noqa: E402
+from bench_labeling import DTYPES, _sync, chip_peak_tflops, encoder_flops  # noqa: E402
 from sam_reference import SHAPES, build_reference_sam  # noqa: E402
 
 BACKENDS = ("auto", "cudnn", "efficient", "math")
@@ -72,10 +72,7 @@ def run(argv=None) -> list[str]:
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     dim, depth, _, global_idx = SHAPES[args.model_size]
     flops = encoder_flops(dim, depth, global_idx)
-    peak = args.peak_tflops
-    if peak is None and device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        peak = next((v for k, v in KNOWN_PEAKS.items() if k in name), None)
+    peak = chip_peak_tflops(device, args.peak_tflops)
     model = sam_model_from_checkpoint(build_reference_sam(args.model_size).state_dict(), args.attn)
     encoder = model.vision_encoder.to(device=device, dtype=dtype).eval()
     lines = []

@@ -50,6 +50,14 @@ def encoder_flops(dim: int, depth: int, global_idx: list[int], image: int = 1024
     return float(flops)
 
 
+def chip_peak_tflops(device: torch.device, given: float | None = None) -> float | None:
+    """``given``, else the dense bf16 peak of a known CUDA chip, else None (no MFU printed)."""
+    if given is not None or device.type != "cuda":
+        return given
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in KNOWN_PEAKS.items() if k in name), None)
+
+
 class PeakMemory:
     """Peak device memory (CUDA allocator) or peak process RSS (CPU, sampled every 5 ms)."""
 
@@ -179,10 +187,7 @@ def run(args) -> dict:
     _sync(device)
     enc_time = (time.perf_counter() - t) / (reps * len(batch))
     tflops = encoder_flops(dim, depth, global_idx) / enc_time / 1e12
-    peak = args.peak_tflops
-    if peak is None and device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        peak = next((v for k, v in KNOWN_PEAKS.items() if k in name), None)
+    peak = chip_peak_tflops(device, args.peak_tflops)
     results.update(encoder_s_per_image=enc_time, encoder_tflops=tflops,
                    encoder_gflop_per_image=encoder_flops(dim, depth, global_idx) / 1e9)
     line = (f"image encoder: {enc_time * 1000:.1f} ms/image, {results['encoder_gflop_per_image']:.0f} GFLOP/image, "
@@ -201,10 +206,11 @@ def run(args) -> dict:
         return mask_utils.decode(rles).transpose(2, 0, 1).astype(bool)
 
     # What the RLE path moves depends on the masks: real SAM masks have hundreds of runs.
-    runs = column_runs(to_masks(ours[0]))
+    first = to_masks(ours[0])
+    runs = column_runs(first)
     results.update(runs_per_mask_median=float(np.median(runs)), runs_per_mask_max=int(runs.max()))
     print(f"masks of image 0: runs per mask median {np.median(runs):.0f}, max {runs.max()}; "
-          f"area {to_masks(ours[0]).mean(axis=(1, 2)).mean():.2%} of the image on average")
+          f"area {first.mean(axis=(1, 2)).mean():.2%} of the image on average")
 
     ref_rate = results.get("ref_images_per_s", args.reference_images_per_s)
     if ref_rate:

@@ -156,3 +156,11 @@ def test_build_attn_option_is_used_and_recorded(tmp_path):
     # a kernel choice like --compile: resuming with another --attn is allowed (not fingerprinted)
     assert cli.main([*argv[:-1], "sdpa"]) == 0
     assert json.loads((out / "build.json").read_text())["run"]["patches_resumed"] == 1
+
+
+def test_build_cli_offers_exactly_the_loadable_attentions():
+    """cmd_build keeps its own copy (so `samrs --help` imports nothing heavy); they must agree."""
+    from samrs_hf.cli import cmd_build
+    from samrs_hf.sam_loading import ATTN_IMPLEMENTATIONS
+
+    assert set(cmd_build.ATTN) == set(ATTN_IMPLEMENTATIONS)
