@@ -56,7 +56,8 @@ def run(argv=None) -> list[str]:
     p.add_argument("--model-size", choices=sorted(SHAPES), default="vit_h")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16")
-    p.add_argument("--attn", choices=["sdpa", "eager", "flex"], default="sdpa")
+    p.add_argument("--attn", choices=["sdpa", "eager", "flex", "triton"], nargs="+", default=["sdpa"],
+                   help="vision attention implementations, each timed on the same weights")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[8])
     p.add_argument("--modes", nargs="+", default=["default"],
                    help="torch.compile modes; 'eager' = not compiled")
@@ -66,14 +67,13 @@ def run(argv=None) -> list[str]:
     p.add_argument("--peak-tflops", type=float, default=None, help="default: 989 on H100/H200")
     args = p.parse_args(argv)
 
-    from samrs_hf.sam_loading import sam_model_from_checkpoint
+    from samrs_hf.sam_loading import sam_model_from_checkpoint, set_attn_implementation
 
     start = time.perf_counter()
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
-    dim, depth, _, global_idx = SHAPES[args.model_size]
-    flops = encoder_flops(dim, depth, global_idx)
     peak = chip_peak_tflops(device, args.peak_tflops)
-    model = sam_model_from_checkpoint(build_reference_sam(args.model_size).state_dict(), args.attn)
+    model = sam_model_from_checkpoint(build_reference_sam(args.model_size).state_dict(), args.attn[0])
+    flops = encoder_flops(model.config.vision_config)
     encoder = model.vision_encoder.to(device=device, dtype=dtype).eval()
     lines = []
 
@@ -81,29 +81,30 @@ def run(argv=None) -> list[str]:
         print(line, flush=True)
         lines.append(line)
 
-    report(f"torch {torch.__version__}, {device}, {args.model_size} encoder {args.dtype}, attention {args.attn}, "
-           f"{flops / 1e9:.0f} GFLOP/image")
-    for mode in args.modes:
-        for backend in args.backends:
-            for batch in args.batch_sizes:
-                name = f"mode {mode}, SDPA backend {backend}, batch {batch}"
-                elapsed = time.perf_counter() - start
-                if elapsed > args.budget_s:
-                    report(f"{name}: SKIPPED ({elapsed:.0f}s elapsed)")
-                    continue
-                torch._dynamo.reset()
-                t = time.perf_counter()
-                try:
-                    fn = encoder if mode == "eager" else torch.compile(
-                        encoder, mode=None if mode == "default" else mode)
-                    sec = time_encoder(fn, batch, dtype, device, backend, args.reps)
-                except Exception as exc:  # noqa: BLE001 - report and try the next variant
-                    report(f"{name}: ERROR {type(exc).__name__}: {str(exc)[:300]}")
-                    continue
-                tflops = flops / sec / 1e12
-                mfu = f", MFU {100 * tflops / peak:.1f}% of {peak:.0f}" if peak else ""
-                report(f"{name}: {sec * 1000:.2f} ms/image, {tflops:.1f} TFLOP/s{mfu} "
-                       f"(with warm-up/compile {time.perf_counter() - t:.0f}s)")
+    report(f"torch {torch.__version__}, {device}, {args.model_size} encoder {args.dtype}, "
+           f"{flops / 1e9:.0f} GFLOP/image (model FLOPs)")
+    variants = [(a, m, be, b) for a in args.attn for m in args.modes for be in args.backends
+                for b in args.batch_sizes]
+    for attn, mode, backend, batch in variants:
+        set_attn_implementation(model, attn)
+        name = f"attention {attn}, mode {mode}, SDPA backend {backend}, batch {batch}"
+        elapsed = time.perf_counter() - start
+        if elapsed > args.budget_s:
+            report(f"{name}: SKIPPED ({elapsed:.0f}s elapsed)")
+            continue
+        torch._dynamo.reset()
+        t = time.perf_counter()
+        try:
+            fn = encoder if mode == "eager" else torch.compile(
+                encoder, mode=None if mode == "default" else mode)
+            sec = time_encoder(fn, batch, dtype, device, backend, args.reps)
+        except Exception as exc:  # noqa: BLE001 - report and try the next variant
+            report(f"{name}: ERROR {type(exc).__name__}: {str(exc)[:300]}")
+            continue
+        tflops = flops / sec / 1e12
+        mfu = f", MFU {100 * tflops / peak:.1f}% of {peak:.0f}" if peak else ""
+        report(f"{name}: {sec * 1000:.2f} ms/image, {tflops:.1f} TFLOP/s{mfu} "
+               f"(with warm-up/compile {time.perf_counter() - t:.0f}s)")
     return lines
 
 

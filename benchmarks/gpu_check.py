@@ -8,11 +8,14 @@ fit the budget is skipped):
   2. vit_h shapes (random weights, smooth masks), bf16, 150 boxes/image, image batch 8: the fp32
      SamPredictor reference loop, then ours with sdpa attention, encoder and decoder compiled, RLE
      + gray map out (what ``samrs build`` runs): ratio (target >= 5x) and encoder MFU (>= 40 %);
-  3. the same with FlexAttention in the global layers;
+  3. the same with our Triton kernel in the global layers (--attn triton);
   4. CUDA fp32 parity, SamPredictor vs SamLabeler (tiny random ViT from segment-anything's builder,
-     3 image sizes x H-Box/RH-Box/CP/H-Box-M; per-mask IoU >= 0.99, mean >= 0.995), sdpa and flex;
-  5. ours with boolean masks out, and ours uncompiled, against the reference figure of section 2;
-  6. the encoder alone under torch.compile's max-autotune modes (bench_encoder.py), for the MFU.
+     3 image sizes x H-Box/RH-Box/CP/H-Box-M; per-mask IoU >= 0.99, mean >= 0.995), triton and sdpa;
+  5. FlexAttention in the global layers, and its parity;
+  6. ours with boolean masks out, and ours uncompiled, against the reference figure of section 2;
+  7. the encoder alone under torch.compile's max-autotune modes (bench_encoder.py), for the MFU.
+Before 2, the global attention alone (bench_relpos_attention.py): materialised-bias SDPA, flex,
+triton and bias-free flash, ms/image and error.
 A summary of all figures is printed at the end.
 """
 
@@ -32,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench_encoder  # noqa: E402
 import bench_labeling  # noqa: E402
+import bench_relpos_attention  # noqa: E402
 from sam_reference import (  # noqa: E402
     SHAPES, build_reference_sam, import_segment_anything, mask_ious, random_objects, reference_prompts, textured_image,
 )
@@ -153,12 +157,19 @@ def main():
     # name, seconds it needs (compiling vit_h takes a minute or two), function
     sections = [
         ("versions", 0, lambda: section_versions(device)),
+        ("global attention alone (vit_h shapes)", 30, lambda: SUMMARY.extend(bench_relpos_attention.run(
+            ["--device", args.device, "--batch", args.image_batch_size]
+            + (["--grid", "16", "--head-dim", "32", "--dtype", "float32"] if size == "tiny" else [])))),
         ("reference loop vs ours: sdpa, compiled, RLE out", 150,
          bench(["--attn", "sdpa", "--compile", "--output", "rle"], "sdpa, compiled, RLE out")),
+        ("ours: triton attention, compiled, RLE out", 150,
+         bench(["--attn", "triton", "--compile", "--output", "rle", "--skip-reference"],
+               "triton, compiled, RLE out")),
+        ("parity fp32 (triton)", 20, lambda: section_parity(device, "triton")),
+        ("parity fp32 (sdpa)", 20, lambda: section_parity(device, "sdpa")),
         ("ours: flex attention, compiled, RLE out", 150,
          lambda: section_flex(bench(["--attn", "flex", "--compile", "--output", "rle", "--skip-reference"],
                                     "flex, compiled, RLE out"))),
-        ("parity fp32 (sdpa)", 20, lambda: section_parity(device, "sdpa")),
         ("parity fp32 (flex)", 40, lambda: section_parity(device, "flex")),
         ("ours: sdpa, compiled, boolean masks out", 100,
          bench(["--attn", "sdpa", "--compile", "--output", "masks", "--skip-reference"],
@@ -167,7 +178,7 @@ def main():
          bench(["--attn", "sdpa", "--output", "rle", "--skip-reference"], "sdpa, eager, RLE out")),
         ("encoder alone: torch.compile max-autotune (MFU)", 200, lambda: SUMMARY.extend(bench_encoder.run(
             ["--model-size", size, "--device", args.device, "--batch-sizes", args.image_batch_size,
-             "--modes", "max-autotune-no-cudagraphs", "max-autotune",
+             "--attn", "triton", "sdpa", "--modes", "max-autotune-no-cudagraphs",
              "--budget-s", str(max(0.0, args.budget_s - (time.perf_counter() - start) - 30))]))),
     ]
     status = 0

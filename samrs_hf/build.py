@@ -126,7 +126,7 @@ class BuildConfig:
     model: str = "facebook/sam-vit-huge"
     dtype: str = "float32"
     attn: str | None = None
-    """SAM vision attention (sdpa, eager, flex); None: the device's default. Recorded in build.json's
+    """SAM vision attention (sdpa, eager, flex, triton); None: the device's default. Recorded in build.json's
     model entry, not fingerprinted: like --compile it changes kernels, not what is computed."""
     device: str | None = None
     limit: int | None = None

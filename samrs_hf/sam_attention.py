@@ -1,11 +1,12 @@
-"""FlexAttention for SAM's global vision-attention layers.
+"""FlexAttention or our Triton kernel for SAM's global vision-attention layers.
 
 SAM adds a decomposed relative-position bias ``rel_h[q, k // kw] + rel_w[q, k % kw]`` to every
 score. transformers' SDPA attention materialises that sum as a float (B, heads, N, N) mask: for
 vit_h's global layers (64x64 = 4096 tokens, 16 heads) that is 1 GiB per image in float32, written
-and read once per layer. FlexAttention adds the two small tables inside the attention kernel instead
-(a ``score_mod``), so the N x N bias never exists. Windowed layers (14x14 = 196 tokens) gain nothing
-and keep SDPA with the materialised bias, exactly as ``SamVisionSdpaAttention`` computes it.
+and read once per layer. ``flex`` adds the two small tables inside a FlexAttention kernel instead
+(a ``score_mod``); ``triton`` adds them inside our flash-attention kernel, one key-grid row per key
+block (:mod:`samrs_hf.relpos_flash`). Either way the N x N bias never exists. Windowed layers (14x14 =
+196 tokens) gain little and keep SDPA with the materialised bias, as ``SamVisionSdpaAttention`` does.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ try:
 except ImportError:  # torch < 2.5
     flex_attention = None
 
-FLEX_MIN_TOKENS = 1024
-"""Layers with at least this many tokens (SAM's global layers) use flex; fewer keep SDPA."""
+GLOBAL_MIN_TOKENS = 1024
+"""Layers with at least this many tokens (SAM's global layers) use flex / the Triton kernel; fewer
+(14x14 windows) keep SDPA with the materialised bias."""
 
 FLEX_INLINE = True
 """Under an outer torch.compile on CUDA, trace flex into the same graph (False: call a separately
@@ -54,8 +56,9 @@ def _flex(query, key, value, score_mod, scale):
     return _flex_outside_graph(query, key, value, score_mod, scale)
 
 
-class SamVisionFlexAttention(SamVisionAttention):
-    """SamVisionSdpaAttention's math; the rel-pos bias of large (global) layers goes in a score_mod."""
+class _SamVisionRelPosAttention(SamVisionAttention):
+    """SamVisionSdpaAttention's math; the rel-pos bias of large (global) layers goes to
+    ``_global_attention`` as the two tables instead of an N x N mask."""
 
     def forward(self, hidden_states: torch.Tensor, output_attentions=False):
         batch, height, width, _ = hidden_states.shape
@@ -65,24 +68,44 @@ class SamVisionFlexAttention(SamVisionAttention):
 
         if not self.use_rel_pos:
             out = F.scaled_dot_product_attention(query, key, value, scale=self.scale)
-        elif tokens < FLEX_MIN_TOKENS:
+        elif tokens < GLOBAL_MIN_TOKENS:
             flat = query.reshape(batch * heads, tokens, -1)
             bias = self.get_decomposed_rel_pos(flat, self.rel_pos_h, self.rel_pos_w, (height, width),
                                                (height, width))
             bias = bias.reshape(batch, heads, tokens, tokens)
             out = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=self.scale)
         else:
-            require_flex_attention()
             rel_pos_h = self.get_rel_pos(height, height, self.rel_pos_h)  # (height, kh, head_dim)
             rel_pos_w = self.get_rel_pos(width, width, self.rel_pos_w)  # (width, kw, head_dim)
             grid = query.reshape(batch, heads, height, width, -1)
             rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid, rel_pos_h).reshape(batch, heads, tokens, height)
             rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid, rel_pos_w).reshape(batch, heads, tokens, width)
-
-            def rel_pos_bias(score, b, h, q_idx, kv_idx):
-                return score + rel_h[b, h, q_idx, kv_idx // width] + rel_w[b, h, q_idx, kv_idx % width]
-
-            out = _flex(query, key, value, rel_pos_bias, self.scale)
+            out = self._global_attention(query, key, value, rel_h, rel_w, width)
 
         out = out.reshape(batch, heads, height, width, -1).permute(0, 2, 3, 1, 4).reshape(batch, height, width, -1)
         return self.proj(out), None
+
+    def _global_attention(self, query, key, value, rel_h, rel_w, width: int) -> torch.Tensor:
+        """(batch, heads, tokens, head_dim) attention output, bias ``rel_h[q, k // width] + rel_w[q, k % width]``."""
+        raise NotImplementedError
+
+
+class SamVisionFlexAttention(_SamVisionRelPosAttention):
+    """Global layers: FlexAttention with the bias tables in a ``score_mod``."""
+
+    def _global_attention(self, query, key, value, rel_h, rel_w, width: int) -> torch.Tensor:
+        require_flex_attention()
+
+        def rel_pos_bias(score, b, h, q_idx, kv_idx):
+            return score + rel_h[b, h, q_idx, kv_idx // width] + rel_w[b, h, q_idx, kv_idx % width]
+
+        return _flex(query, key, value, rel_pos_bias, self.scale)
+
+
+class SamVisionTritonAttention(_SamVisionRelPosAttention):
+    """Global layers: our Triton flash-attention kernel with the bias fused (:mod:`samrs_hf.relpos_flash`)."""
+
+    def _global_attention(self, query, key, value, rel_h, rel_w, width: int) -> torch.Tensor:
+        from .relpos_flash import relpos_attention
+
+        return relpos_attention(query, key, value, rel_h, rel_w, self.scale).transpose(1, 2)

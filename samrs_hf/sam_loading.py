@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "facebook/sam-vit-huge"
 TINY_RANDOM = "tiny-random"
 RANDOM_MARK = "samrs_random_weights"  # config attribute: survives save_pretrained, so copies stay flagged
-ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flex")
-FLEX_MARK = "samrs_flex_attention"  # model attribute; the config keeps "sdpa" so saved folders load anywhere
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flex", "triton")
+ATTN_MARK = "samrs_vision_attention"  # model attribute; the config keeps "sdpa" so saved folders load anywhere
+CUSTOM_VISION_ATTN = ("flex", "triton")  # our vision attention classes (sam_attention.py)
 
 
 class ModelLoadError(SourceError):
@@ -290,7 +291,7 @@ def load_sam(
 
     ``dtype`` (default float32) is applied the way the engine runs it (:func:`prepare_model`):
     encoder and decoder in ``dtype``, prompt encoder in float32. ``attn_implementation`` is
-    ``"sdpa"``, ``"eager"`` or ``"flex"`` (:mod:`samrs_hf.sam_attention`); None picks the faster
+    ``"sdpa"``, ``"eager"``, ``"flex"`` or ``"triton"`` (:mod:`samrs_hf.sam_attention`); None picks the faster
     one for the device (see benchmarks/README.md).
     """
     import torch
@@ -299,6 +300,10 @@ def load_sam(
     dtype = torch.float32 if dtype is None else dtype
     attn = attn_implementation or default_attn_implementation(device)
     _check_attn(attn)  # before minutes of loading
+    if attn == "triton" and torch.device(device).type == "cuda":
+        from .relpos_flash import require_triton
+
+        require_triton()
     spec = str(spec)
     path = Path(spec).expanduser()
     if spec == TINY_RANDOM:
@@ -360,17 +365,17 @@ def _check_attn(attn: str) -> None:
 
 
 def _transformers_attn(attn: str) -> str:
-    """What transformers is told: it knows no "flex" (its decoder then runs sdpa)."""
+    """What transformers is told: it knows no "flex" or "triton" (its decoder then runs sdpa)."""
     _check_attn(attn)
-    return "sdpa" if attn == "flex" else attn
+    return "sdpa" if attn in CUSTOM_VISION_ATTN else attn
 
 
 def set_attn_implementation(model, attn: str) -> None:
     """Switch the vision attention class in place (transformers picks it at construction only).
 
-    ``"flex"`` (:class:`~samrs_hf.sam_attention.SamVisionFlexAttention`) changes the vision layers
-    only and is recorded as ``model.samrs_flex_attention``; configs say "sdpa" so ``save_pretrained``
-    output loads with stock transformers.
+    ``"flex"`` and ``"triton"`` (:mod:`samrs_hf.sam_attention`) change the vision layers only; the
+    choice is recorded as ``model.samrs_vision_attention`` and configs say "sdpa", so
+    ``save_pretrained`` output loads with stock transformers.
     """
     from transformers.models.sam import modeling_sam as ms
 
@@ -381,11 +386,13 @@ def set_attn_implementation(model, attn: str) -> None:
         config_attn = "eager"
     if attn == "flex":
         from .sam_attention import SamVisionFlexAttention as cls
+    elif attn == "triton":
+        from .sam_attention import SamVisionTritonAttention as cls
     else:
         cls = ms.SamVisionSdpaAttention if config_attn == "sdpa" else ms.SamVisionAttention
     for layer in model.vision_encoder.layers:
         layer.attn.__class__ = cls
-    setattr(model, FLEX_MARK, attn == "flex")
+    setattr(model, ATTN_MARK, attn if attn in CUSTOM_VISION_ATTN else config_attn)
     model.config._attn_implementation = config_attn
     model.config.mask_decoder_config._attn_implementation = config_attn
     model.mask_decoder.config._attn_implementation = config_attn

@@ -42,3 +42,23 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def encode_tiny_sam():
+    """encode(attn) -> tiny-random SAM's image embedding of one fixed 1024² input, with the vision
+    attention switched to ``attn`` (one model per test module)."""
+    import torch
+
+    from samrs_hf.sam_loading import load_sam, set_attn_implementation
+
+    model = load_sam("tiny-random", attn_implementation="sdpa")[0]
+    pixels = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(0))
+
+    def encode(attn: str):
+        set_attn_implementation(model, attn)
+        with torch.no_grad():
+            return model.vision_encoder(pixels).last_hidden_state
+
+    encode.model, encode.pixels = model, pixels
+    return encode

@@ -20,23 +20,13 @@ from samrs_hf.build import BuildConfig, resolve
 from samrs_hf.engine import SamLabeler
 from samrs_hf.prompts import PromptBatch
 from samrs_hf.sam_attention import SamVisionFlexAttention
-from samrs_hf.sam_loading import FLEX_MARK, load_sam, sam_model_from_checkpoint, set_attn_implementation
+from samrs_hf.sam_loading import ATTN_MARK, load_sam, sam_model_from_checkpoint
 from samrs_hf.samples import write_dior_sample
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from sam_reference import build_reference_sam, import_segment_anything  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_sam("tiny-random", attn_implementation="sdpa")[0]
-
-
-@pytest.fixture(scope="module")
-def pixels():
-    return torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(0))
 
 
 @pytest.fixture
@@ -59,18 +49,13 @@ def flex_calls(monkeypatch):
     return calls
 
 
-def _encode(model, attn, pixels):
-    set_attn_implementation(model, attn)
-    with torch.no_grad():
-        return model.vision_encoder(pixels).last_hidden_state
-
-
-def test_flex_encoder_equals_sdpa_and_eager(model, pixels, flex_calls):
+def test_flex_encoder_equals_sdpa_and_eager(encode_tiny_sam, flex_calls):
     # tiny-random: layer 0 windowed (14x14 = 196 tokens), layer 1 global (64x64 = 4096 tokens)
-    assert 196 < sam_attention.FLEX_MIN_TOKENS <= 4096
-    sdpa, eager = _encode(model, "sdpa", pixels), _encode(model, "eager", pixels)
-    flex = _encode(model, "flex", pixels)
-    assert all(type(layer.attn) is SamVisionFlexAttention for layer in model.vision_encoder.layers)
+    assert 196 < sam_attention.GLOBAL_MIN_TOKENS <= 4096
+    sdpa, eager = encode_tiny_sam("sdpa"), encode_tiny_sam("eager")
+    flex = encode_tiny_sam("flex")
+    layers = encode_tiny_sam.model.vision_encoder.layers
+    assert all(type(layer.attn) is SamVisionFlexAttention for layer in layers)
     torch.testing.assert_close(flex, sdpa, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(flex, eager, rtol=1e-5, atol=1e-5)
     # flex ran once, in the global layer; the only N x N bias built was the windowed layer's
@@ -79,10 +64,10 @@ def test_flex_encoder_equals_sdpa_and_eager(model, pixels, flex_calls):
 
 
 @pytest.mark.parametrize("batch,height,width", [(2, 6, 10), (1, 14, 14)])
-def test_flex_attention_module_matches_sdpa_on_any_grid(model, monkeypatch, batch, height, width):
+def test_flex_attention_module_matches_sdpa_on_any_grid(encode_tiny_sam, monkeypatch, batch, height, width):
     """Non-square grids and batches check the kv_idx // width, kv_idx % width and batch indexing."""
-    monkeypatch.setattr(sam_attention, "FLEX_MIN_TOKENS", 1)
-    attn = model.vision_encoder.layers[0].attn
+    monkeypatch.setattr(sam_attention, "GLOBAL_MIN_TOKENS", 1)
+    attn = encode_tiny_sam.model.vision_encoder.layers[0].attn
     hidden = torch.randn(batch, height, width, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         attn.__class__ = ms.SamVisionSdpaAttention
@@ -97,7 +82,7 @@ def test_checkpoint_conversion_takes_flex():
     """segment-anything checkpoints (the .pth path and benchmarks) build with "sdpa", then switch."""
     import_segment_anything()
     model = sam_model_from_checkpoint(build_reference_sam("tiny").state_dict(), "flex")
-    assert getattr(model, FLEX_MARK) is True and model.config._attn_implementation == "sdpa"
+    assert getattr(model, ATTN_MARK) == "flex" and model.config._attn_implementation == "sdpa"
     assert all(type(layer.attn) is SamVisionFlexAttention for layer in model.vision_encoder.layers)
 
 
@@ -112,7 +97,7 @@ def test_labeler_masks_equal_with_flex():
     results = {}
     for attn in ("sdpa", "flex"):
         model, info = load_sam("tiny-random", attn_implementation=attn)
-        assert info.config["attn_implementation"] == attn and getattr(model, FLEX_MARK) is (attn == "flex")
+        assert info.config["attn_implementation"] == attn and getattr(model, ATTN_MARK) == attn
         results[attn] = SamLabeler(model).label([image], [prompts])[0]
     sdpa, flex = results["sdpa"], results["flex"]
     assert flex.masks.shape == (3, 240, 320) and 0 < flex.masks.mean() < 1
@@ -135,7 +120,7 @@ def test_saved_flex_model_loads_with_stock_transformers(tmp_path):
 
 
 def test_bad_or_unavailable_attention_is_a_clear_error(monkeypatch):
-    with pytest.raises(ValueError, match=r"one of sdpa, eager, flex, got 'flash'"):
+    with pytest.raises(ValueError, match=r"one of sdpa, eager, flex, triton, got 'flash'"):
         load_sam("tiny-random", attn_implementation="flash")
     with pytest.raises(ValueError, match=r"unknown --attn 'flash'"):
         resolve(BuildConfig(preset="sior", source=Path("x"), out=Path("y"), attn="flash"))

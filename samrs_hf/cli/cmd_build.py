@@ -12,7 +12,7 @@ import sys
 PRESET_NAMES = ("sota", "sior", "fast", "custom")
 FORMATS = ("dota", "dior", "dior-r", "fair1m", "hrsc2016", "coco")
 DTYPES = ("float32", "bfloat16", "float16")
-ATTN = ("sdpa", "eager", "flex")  # sam_loading.ATTN_IMPLEMENTATIONS (not imported: keeps --help fast)
+ATTN = ("sdpa", "eager", "flex", "triton")  # sam_loading.ATTN_IMPLEMENTATIONS (not imported: keeps --help fast)
 
 EPILOG = """presets (paper, Sec. 2.2):
   sota    DOTA-v2.0 (format dota), every labelled split (train+val), 1024 windows gap 200 iof 0.7, H-Box
@@ -43,8 +43,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="SAM compute dtype (default: %(default)s)")
     p.add_argument("--attn", choices=ATTN,
-                   help="SAM image-encoder attention (default: sdpa); flex adds the rel-pos bias inside a fused "
-                        "CUDA kernel in the global layers instead of an NxN mask")
+                   help="SAM image-encoder attention (default: sdpa); flex (FlexAttention) and triton (our "
+                        "flash-attention kernel) add the rel-pos bias inside one CUDA kernel in the global layers "
+                        "instead of an NxN mask")
     p.add_argument("--device", help="torch device (default: this process's accelerate device)")
     p.add_argument("--limit", type=int, metavar="N", help="label only the first N source images (reader order)")
     p.add_argument("--overwrite", action="store_true",

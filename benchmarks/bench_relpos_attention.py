@@ -1,0 +1,122 @@
+"""SAM's global attention alone (vit_h: 16 heads, 64x64 = 4096 tokens, head dim 80, decomposed rel-pos
+bias), four ways on the same inputs: transformers' SDPA with the materialised (B, heads, N, N) bias
+(bias construction timed too: it runs in every layer), FlexAttention with the tables in a score_mod
+(compiled), our Triton kernel (``samrs_hf.relpos_flash``), and SDPA without the bias (flash: a floor,
+not SAM's math). Prints ms per image, TFLOP/s of the attention matmuls, and each one's largest
+difference from a float32 reference.
+
+    PYTHONPATH=. python benchmarks/bench_relpos_attention.py --batch 8
+    PYTHONPATH=. python benchmarks/bench_relpos_attention.py --device cpu --dtype float32 --grid 16 --batch 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_labeling import DTYPES, _sync  # noqa: E402
+
+from samrs_hf.relpos_flash import reference_relpos_attention, relpos_attention  # noqa: E402
+
+
+def inputs(batch, heads, grid, head_dim, dtype, device, seed=0):
+    """q, k, v as strided views of one fused qkv (as SAM's attention makes them) and the two tables."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    n = grid * grid
+    qkv = torch.randn(batch, n, 3, heads, head_dim, generator=g).to(device=device, dtype=dtype)
+    query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    rel_h = (torch.randn(batch, heads, n, grid, generator=g) * 2).to(device=device, dtype=dtype)
+    rel_w = (torch.randn(batch, heads, n, grid, generator=g) * 2).to(device=device, dtype=dtype)
+    return query, key, value, rel_h, rel_w
+
+
+def variants(scale: float, grid: int, device) -> dict:
+    """name -> fn(query, key, value, rel_h, rel_w) returning (B, N, heads, D)."""
+
+    def sdpa_bias(q, k, v, rh, rw):
+        return reference_relpos_attention(q, k, v, rh, rw, scale)
+
+    def sdpa_no_bias(q, k, v, rh, rw):
+        return F.scaled_dot_product_attention(q, k, v, scale=scale).transpose(1, 2)
+
+    def triton(q, k, v, rh, rw):
+        return relpos_attention(q, k, v, rh, rw, scale)
+
+    out = {"sdpa + materialised bias (transformers)": sdpa_bias, "triton (ours)": triton}
+    try:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        flex_c = torch.compile(flex_attention) if device.type == "cuda" else flex_attention
+
+        def flex(q, k, v, rh, rw):
+            def score_mod(score, b, h, qi, ki):
+                return score + rh[b, h, qi, ki // grid] + rw[b, h, qi, ki % grid]
+
+            return flex_c(q, k, v, score_mod=score_mod, scale=scale).transpose(1, 2)
+
+        out["flex (compiled)" if device.type == "cuda" else "flex (eager reference)"] = flex
+    except ImportError:
+        pass
+    out["sdpa, no bias (floor, not SAM's math)"] = sdpa_no_bias
+    return out
+
+
+def run(argv=None) -> list[str]:
+    """Time every variant; returns the printed result lines."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16")
+    p.add_argument("--batch", type=int, default=8, help="images (vit_h global layer: 16 heads each)")
+    p.add_argument("--heads", type=int, default=16)
+    p.add_argument("--grid", type=int, default=64, help="token grid side (SAM: 64)")
+    p.add_argument("--head-dim", type=int, default=80, help="vit_h 80, vit_b/vit_l 64")
+    p.add_argument("--reps", type=int, default=10)
+    args = p.parse_args(argv)
+
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    scale, n = args.head_dim ** -0.5, args.grid ** 2
+    flops = 4 * args.batch * args.heads * n * n * args.head_dim  # q.k and p.v
+    tensors = inputs(args.batch, args.heads, args.grid, args.head_dim, dtype, device)
+    want = reference_relpos_attention(*(t[:1].float() for t in tensors), scale)  # image 0, float32
+    lines = []
+
+    def report(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    report(f"torch {torch.__version__}, {device}, {args.dtype}: batch {args.batch} x {args.heads} heads x "
+          f"{n} tokens x head dim {args.head_dim}, {flops / args.batch / 1e9:.1f} GFLOP/image")
+    for name, fn in variants(scale, args.grid, device).items():
+        try:
+            with torch.no_grad():
+                got = fn(*tensors)  # first call compiles / autotunes
+                fn(*tensors)
+                _sync(device)
+                t = time.perf_counter()
+                for _ in range(args.reps):
+                    fn(*tensors)
+                _sync(device)
+                sec = (time.perf_counter() - t) / args.reps
+        except Exception as exc:  # noqa: BLE001 - report and go on
+            report(f"{name}: ERROR {type(exc).__name__}: {str(exc)[:300]}")
+            continue
+        err = (got[:1].float() - want).abs().max().item()
+        report(f"{name}: {1000 * sec / args.batch:.3f} ms/image, {flops / sec / 1e12:.1f} TFLOP/s, "
+               f"max |diff| vs float32 {err:.2e}")
+    return lines
+
+
+def main(argv=None) -> int:
+    run(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
