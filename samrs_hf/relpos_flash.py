@@ -175,8 +175,10 @@ def reference_relpos_attention(query, key, value, rel_h, rel_w, scale: float):
 @torch.library.custom_op("samrs::relpos_attention", mutates_args=())
 def relpos_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, rel_h: torch.Tensor,
                      rel_w: torch.Tensor, scale: float) -> torch.Tensor:
-    """SAM global attention with the decomposed rel-pos bias, (B, heads, N, D) in, (B, N, heads, D) out."""
-    if (query.is_cuda or interpreting()) and kernel_supports(query.shape[-1], rel_w.shape[-1]):
+    """SAM global attention with the decomposed rel-pos bias, (B, heads, N, D) in, (B, N, heads, D) out.
+    The kernel needs an Ampere or newer GPU (bf16 tensor cores); elsewhere the reference runs."""
+    if kernel_supports(query.shape[-1], rel_w.shape[-1]) and (
+            interpreting() or (query.is_cuda and torch.cuda.get_device_capability(query.device) >= (8, 0))):
         return triton_relpos_attention(query, key, value, rel_h, rel_w, scale)
     return reference_relpos_attention(query, key, value, rel_h, rel_w, scale)
 
