@@ -56,8 +56,9 @@ def run(argv=None) -> list[str]:
     p.add_argument("--model-size", choices=sorted(SHAPES), default="vit_h")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16")
-    p.add_argument("--attn", choices=["sdpa", "eager", "flex", "triton"], nargs="+", default=["sdpa"],
-                   help="vision attention implementations, each timed on the same weights")
+    p.add_argument("--attn", choices=["sdpa", "eager", "flex", "triton", "triton+windows"], nargs="+",
+                   default=["sdpa"], help="vision attention implementations, each timed on the same weights; "
+                   "triton+windows: triton with sam_attention.TRITON_WINDOWS (windowed layers in the kernel too)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[8])
     p.add_argument("--modes", nargs="+", default=["default"],
                    help="torch.compile modes; 'eager' = not compiled")
@@ -67,12 +68,13 @@ def run(argv=None) -> list[str]:
     p.add_argument("--peak-tflops", type=float, default=None, help="default: 989 on H100/H200")
     args = p.parse_args(argv)
 
+    from samrs_hf import sam_attention
     from samrs_hf.sam_loading import sam_model_from_checkpoint, set_attn_implementation
 
     start = time.perf_counter()
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     peak = chip_peak_tflops(device, args.peak_tflops)
-    model = sam_model_from_checkpoint(build_reference_sam(args.model_size).state_dict(), args.attn[0])
+    model = sam_model_from_checkpoint(build_reference_sam(args.model_size).state_dict(), "sdpa")
     flops = encoder_flops(model.config.vision_config)
     encoder = model.vision_encoder.to(device=device, dtype=dtype).eval()
     lines = []
@@ -86,7 +88,8 @@ def run(argv=None) -> list[str]:
     variants = [(a, m, be, b) for a in args.attn for m in args.modes for be in args.backends
                 for b in args.batch_sizes]
     for attn, mode, backend, batch in variants:
-        set_attn_implementation(model, attn)
+        sam_attention.TRITON_WINDOWS = attn == "triton+windows"
+        set_attn_implementation(model, attn.split("+")[0])
         name = f"attention {attn}, mode {mode}, SDPA backend {backend}, batch {batch}"
         elapsed = time.perf_counter() - start
         if elapsed > args.budget_s:

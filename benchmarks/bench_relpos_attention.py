@@ -6,6 +6,7 @@ not SAM's math). Prints ms per image, TFLOP/s of the attention matmuls, and each
 difference from a float32 reference.
 
     PYTHONPATH=. python benchmarks/bench_relpos_attention.py --batch 8
+    PYTHONPATH=. python benchmarks/bench_relpos_attention.py --batch 8 --window   # 25 14x14 windows/image
     PYTHONPATH=. python benchmarks/bench_relpos_attention.py --device cpu --dtype float32 --grid 16 --batch 1
 """
 
@@ -77,13 +78,17 @@ def run(argv=None) -> list[str]:
     p.add_argument("--heads", type=int, default=16)
     p.add_argument("--grid", type=int, default=64, help="token grid side (SAM: 64)")
     p.add_argument("--head-dim", type=int, default=80, help="vit_h 80, vit_b/vit_l 64")
+    p.add_argument("--window", action="store_true",
+                   help="a windowed layer instead: 25 windows of 14x14 (SAM's 64x64 grid padded to 70x70) per image")
     p.add_argument("--reps", type=int, default=10)
     args = p.parse_args(argv)
 
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
-    scale, n = args.head_dim ** -0.5, args.grid ** 2
-    flops = 4 * args.batch * args.heads * n * n * args.head_dim  # q.k and p.v
-    tensors = inputs(args.batch, args.heads, args.grid, args.head_dim, dtype, device)
+    grid, per_image = (14, 25) if args.window else (args.grid, 1)
+    batch = args.batch * per_image
+    scale, n = args.head_dim ** -0.5, grid ** 2
+    flops = 4 * batch * args.heads * n * n * args.head_dim  # q.k and p.v
+    tensors = inputs(batch, args.heads, grid, args.head_dim, dtype, device)
     want = reference_relpos_attention(*(t[:1].float() for t in tensors), scale)  # image 0, float32
     lines = []
 
@@ -91,9 +96,9 @@ def run(argv=None) -> list[str]:
         print(line, flush=True)
         lines.append(line)
 
-    report(f"torch {torch.__version__}, {device}, {args.dtype}: batch {args.batch} x {args.heads} heads x "
-          f"{n} tokens x head dim {args.head_dim}, {flops / args.batch / 1e9:.1f} GFLOP/image")
-    for name, fn in variants(scale, args.grid, device).items():
+    report(f"torch {torch.__version__}, {device}, {args.dtype}: {args.batch} images x {per_image} x {args.heads} "
+           f"heads x {n} tokens x head dim {args.head_dim}, {flops / args.batch / 1e9:.1f} GFLOP/image")
+    for name, fn in variants(scale, grid, device).items():
         try:
             with torch.no_grad():
                 got = fn(*tensors)  # first call compiles / autotunes

@@ -14,8 +14,8 @@ fit the budget is skipped):
   5. FlexAttention in the global layers, and its parity;
   6. ours with boolean masks out, and ours uncompiled, against the reference figure of section 2;
   7. the encoder alone under torch.compile's max-autotune modes (bench_encoder.py), for the MFU.
-Before 2, the global attention alone (bench_relpos_attention.py): materialised-bias SDPA, flex,
-triton and bias-free flash, ms/image and error.
+Before 2, the attention alone (bench_relpos_attention.py), global and windowed layers:
+materialised-bias SDPA, flex, triton and bias-free flash, ms/image and error.
 A summary of all figures is printed at the end.
 """
 
@@ -157,9 +157,11 @@ def main():
     # name, seconds it needs (compiling vit_h takes a minute or two), function
     sections = [
         ("versions", 0, lambda: section_versions(device)),
-        ("global attention alone (vit_h shapes)", 30, lambda: SUMMARY.extend(bench_relpos_attention.run(
-            ["--device", args.device, "--batch", args.image_batch_size]
-            + (["--grid", "16", "--head-dim", "32", "--dtype", "float32"] if size == "tiny" else [])))),
+        ("attention alone, global and windowed layers (vit_h shapes)", 40, lambda: [
+            SUMMARY.extend(bench_relpos_attention.run(
+                ["--device", args.device, "--batch", args.image_batch_size, *window]
+                + (["--grid", "16", "--head-dim", "32", "--dtype", "float32"] if size == "tiny" else [])))
+            for window in ([], ["--window"])]),
         ("reference loop vs ours: sdpa, compiled, RLE out", 150,
          bench(["--attn", "sdpa", "--compile", "--output", "rle"], "sdpa, compiled, RLE out")),
         ("ours: triton attention, compiled, RLE out", 150,
@@ -178,7 +180,7 @@ def main():
          bench(["--attn", "sdpa", "--output", "rle", "--skip-reference"], "sdpa, eager, RLE out")),
         ("encoder alone: torch.compile max-autotune (MFU)", 200, lambda: SUMMARY.extend(bench_encoder.run(
             ["--model-size", size, "--device", args.device, "--batch-sizes", args.image_batch_size,
-             "--attn", "triton", "sdpa", "--modes", "max-autotune-no-cudagraphs",
+             "--attn", "triton", "triton+windows", "sdpa", "--modes", "max-autotune-no-cudagraphs",
              "--budget-s", str(max(0.0, args.budget_s - (time.perf_counter() - start) - 30))]))),
     ]
     status = 0

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CONSTEXPRS = ("BLOCK_M", "W", "D0", "D1", "PRECISION")
+CONSTEXPRS = ("BLOCK_M", "W", "WB", "D0", "D1", "PRECISION")
 POINTERS = ("Q", "K", "V", "RH", "RW", "O")
 
 
@@ -35,7 +35,8 @@ def compile_kernel(dtype: str, block_m: int, warps: int, stages: int, head_dim: 
     sig = {n: "constexpr" if n in CONSTEXPRS else "*" + dtype if n in POINTERS else "fp32" if n == "qk_scale"
            else "i32" for n in names}
     d0 = 1 << (head_dim.bit_length() - 1)
-    values = dict(BLOCK_M=block_m, W=width, D0=d0, D1=head_dim - d0, PRECISION="ieee" if dtype == "fp32" else None)
+    values = dict(BLOCK_M=block_m, W=width, WB=max(16, triton.next_power_of_2(width)), D0=d0, D1=head_dim - d0,
+                  PRECISION="ieee" if dtype == "fp32" else None)
     attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if sig[n] not in ("constexpr", "fp32")}
     src = ASTSource(fn=_relpos_attention_fwd, signature=sig,
                     constexprs={(names.index(k),): v for k, v in values.items()}, attrs=attrs)
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--head-dim", type=int, default=80, help="vit_h 80, vit_b/vit_l 64")
-    p.add_argument("--width", type=int, default=64, help="key-grid row (SAM: 64)")
+    p.add_argument("--width", type=int, default=64, help="key-grid row (SAM: 64 global, 14 windowed)")
     p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16")
     p.add_argument("--capability", type=int, default=90, help="90 = H100/H200, 80 = A100")
     args = p.parse_args(argv)

@@ -3,9 +3,9 @@
 SAM's global vision layers add ``rel_h[q, k // W] + rel_w[q, k % W]`` to every score. transformers
 materialises that sum as a (B, heads, N, N) float mask for SDPA (vit_h: 4096 tokens, 512 MiB per
 image and layer in bf16), which also keeps SDPA off its flash kernels; FlexAttention avoids the mask
-but gathers both tables for every score. Here a key block is exactly one row of the key grid
-(``BLOCK_N == W``), so its bias is one ``rel_h`` column broadcast over the block plus a ``rel_w``
-tile that is the same for every block: loaded once per query block, one add per score.
+but gathers both tables for every score. Here a key block is exactly one row of the key grid (W
+keys, padded to a power of two), so its bias is one ``rel_h`` column broadcast over the block plus a
+``rel_w`` tile that is the same for every block: loaded once per query block, one add per score.
 
 ``relpos_attention`` is a ``torch.library`` custom op, opaque to ``torch.compile``: CUDA runs the
 kernel; CPU runs the same math through SDPA with the materialised bias (the reference), or, when the
@@ -28,16 +28,16 @@ LOG2E = 1.4426950408889634
 
 
 def kernel_supports(head_dim: int, width: int) -> bool:
-    """Shapes the kernel takes (others run the reference): ``width`` (key-grid row = key block) a power
-    of two in [16, 128]; a head dim up to 128 that is a power of two >= 16, or one plus a smaller power
-    of two >= 16 (vit_h: 80 = 64 + 16), since Triton's block sizes are powers of two."""
+    """Shapes the kernel takes (others run the reference): a key-grid row (= key block) of at most 128;
+    a head dim up to 128 that is a power of two >= 16, or one plus a smaller power of two >= 16 (vit_h:
+    80 = 64 + 16), since Triton's tensor-core blocks are powers of two of at least 16."""
 
     def pow2(n):
         return n >= 16 and n & (n - 1) == 0
 
     main = 1 << (head_dim.bit_length() - 1)
     tail = head_dim - main
-    return pow2(width) and width <= 128 and head_dim <= 128 and pow2(main) and (tail == 0 or pow2(tail))
+    return 1 <= width <= 128 and head_dim <= 128 and pow2(main) and (tail == 0 or pow2(tail))
 
 
 def require_triton() -> None:
@@ -54,23 +54,25 @@ if triton is not None:
         s_qb, s_qh, s_qn, s_kb, s_kh, s_kn, s_vb, s_vh, s_vn,
         s_rhb, s_rhh, s_rhn, s_rwb, s_rwh, s_rwn, s_ob, s_oh, s_on,
         heads, n_ctx, key_rows,
-        BLOCK_M: tl.constexpr, W: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr,
+        BLOCK_M: tl.constexpr, W: tl.constexpr, WB: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr,
         PRECISION: tl.constexpr,
     ):
-        """One (BLOCK_M queries, batch x head) tile; loops over the key grid's rows."""
+        """One (BLOCK_M queries, batch x head) tile; loops over the key grid's rows (W keys each, in a
+        block of WB >= W: the power of two Triton needs; SAM's global rows are exactly 64)."""
         pid_m = tl.program_id(0)
         pid_bh = tl.program_id(1)
         b = (pid_bh // heads).to(tl.int64)  # offsets past 2**31 elements at large batches
         h = (pid_bh % heads).to(tl.int64)
         offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         in_m = offs_m < n_ctx
-        offs_w = tl.arange(0, W)
+        offs_w = tl.arange(0, WB)
+        in_w = offs_w < W
         offs_d0 = tl.arange(0, D0)
 
         q_rows = Q + b * s_qb + h * s_qh + offs_m[:, None] * s_qn
         q0 = tl.load(q_rows + offs_d0[None, :], mask=in_m[:, None], other=0.0)
         rw_ptr = RW + b * s_rwb + h * s_rwh + offs_m[:, None] * s_rwn + offs_w[None, :]
-        rel_w = tl.load(rw_ptr, mask=in_m[:, None], other=0.0).to(tl.float32) * 1.4426950408889634
+        rel_w = tl.load(rw_ptr, mask=in_m[:, None] & in_w[None, :], other=0.0).to(tl.float32) * 1.4426950408889634
         rh_ptr = RH + b * s_rhb + h * s_rhh + offs_m * s_rhn
         k_base = K + b * s_kb + h * s_kh
         v_base = V + b * s_vb + h * s_vh
@@ -85,21 +87,23 @@ if triton is not None:
 
         for row in range(key_rows):
             keys = row * W + offs_w
-            k0 = tl.load(k_base + keys[None, :] * s_kn + offs_d0[:, None])  # (D0, W)
-            scores = tl.dot(q0, k0, input_precision=PRECISION)
+            k0 = tl.load(k_base + keys[None, :] * s_kn + offs_d0[:, None], mask=in_w[None, :], other=0.0)
+            scores = tl.dot(q0, k0, input_precision=PRECISION)  # (BLOCK_M, WB)
             if D1 > 0:
-                k1 = tl.load(k_base + keys[None, :] * s_kn + offs_d1[:, None])
+                k1 = tl.load(k_base + keys[None, :] * s_kn + offs_d1[:, None], mask=in_w[None, :], other=0.0)
                 scores += tl.dot(q1, k1, input_precision=PRECISION)
             rel_h = tl.load(rh_ptr + row, mask=in_m, other=0.0).to(tl.float32) * 1.4426950408889634
             scores = scores * qk_scale + rel_h[:, None] + rel_w  # log2 domain
+            if WB != W:
+                scores = tl.where(in_w[None, :], scores, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(scores, 1))
             p = tl.exp2(scores - m_new[:, None])
             alpha = tl.exp2(m_i - m_new)
             l_i = l_i * alpha + tl.sum(p, 1)
-            v0 = tl.load(v_base + keys[:, None] * s_vn + offs_d0[None, :])  # (W, D0)
+            v0 = tl.load(v_base + keys[:, None] * s_vn + offs_d0[None, :], mask=in_w[:, None], other=0.0)
             acc0 = acc0 * alpha[:, None] + tl.dot(p.to(v0.dtype), v0, input_precision=PRECISION)
             if D1 > 0:
-                v1 = tl.load(v_base + keys[:, None] * s_vn + offs_d1[None, :])
+                v1 = tl.load(v_base + keys[:, None] * s_vn + offs_d1[None, :], mask=in_w[:, None], other=0.0)
                 acc1 = acc1 * alpha[:, None] + tl.dot(p.to(v1.dtype), v1, input_precision=PRECISION)
             m_i = m_new
 
@@ -159,7 +163,8 @@ def triton_relpos_attention(query, key, value, rel_h, rel_w, scale: float):
         rel_h.stride(0), rel_h.stride(1), rel_h.stride(2), rel_w.stride(0), rel_w.stride(1), rel_w.stride(2),
         out.stride(0), out.stride(2), out.stride(1),
         heads, n_ctx, n_ctx // width,
-        W=width, D0=d0, D1=head_dim - d0, PRECISION=precision, **launch,
+        W=width, WB=max(16, triton.next_power_of_2(width)), D0=d0, D1=head_dim - d0, PRECISION=precision,
+        **launch,
     )
     return out
 

@@ -24,6 +24,11 @@ GLOBAL_MIN_TOKENS = 1024
 """Layers with at least this many tokens (SAM's global layers) use flex / the Triton kernel; fewer
 (14x14 windows) keep SDPA with the materialised bias."""
 
+TRITON_WINDOWS = False
+"""``triton`` attention: also run the windowed layers (25 windows of 14x14 per image, rows padded to
+16 keys) through the kernel. Off until a GPU measurement shows it beats SDPA there
+(``benchmarks/bench_relpos_attention.py --window``)."""
+
 FLEX_INLINE = True
 """Under an outer torch.compile on CUDA, trace flex into the same graph (False: call a separately
 compiled flex across a graph break, the layout every torch with flex supports)."""
@@ -58,7 +63,7 @@ def _flex(query, key, value, score_mod, scale):
 
 class _SamVisionRelPosAttention(SamVisionAttention):
     """SamVisionSdpaAttention's math; the rel-pos bias of large (global) layers goes to
-    ``_global_attention`` as the two tables instead of an N x N mask."""
+    ``_fused_attention`` as the two tables instead of an N x N mask."""
 
     def forward(self, hidden_states: torch.Tensor, output_attentions=False):
         batch, height, width, _ = hidden_states.shape
@@ -68,7 +73,7 @@ class _SamVisionRelPosAttention(SamVisionAttention):
 
         if not self.use_rel_pos:
             out = F.scaled_dot_product_attention(query, key, value, scale=self.scale)
-        elif tokens < GLOBAL_MIN_TOKENS:
+        elif tokens < GLOBAL_MIN_TOKENS and not self._fuse_small_layers():
             flat = query.reshape(batch * heads, tokens, -1)
             bias = self.get_decomposed_rel_pos(flat, self.rel_pos_h, self.rel_pos_w, (height, width),
                                                (height, width))
@@ -80,12 +85,15 @@ class _SamVisionRelPosAttention(SamVisionAttention):
             grid = query.reshape(batch, heads, height, width, -1)
             rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid, rel_pos_h).reshape(batch, heads, tokens, height)
             rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid, rel_pos_w).reshape(batch, heads, tokens, width)
-            out = self._global_attention(query, key, value, rel_h, rel_w, width)
+            out = self._fused_attention(query, key, value, rel_h, rel_w, width)
 
         out = out.reshape(batch, heads, height, width, -1).permute(0, 2, 3, 1, 4).reshape(batch, height, width, -1)
         return self.proj(out), None
 
-    def _global_attention(self, query, key, value, rel_h, rel_w, width: int) -> torch.Tensor:
+    def _fuse_small_layers(self) -> bool:
+        return False
+
+    def _fused_attention(self, query, key, value, rel_h, rel_w, width: int) -> torch.Tensor:
         """(batch, heads, tokens, head_dim) attention output, bias ``rel_h[q, k // width] + rel_w[q, k % width]``."""
         raise NotImplementedError
 
@@ -93,7 +101,7 @@ class _SamVisionRelPosAttention(SamVisionAttention):
 class SamVisionFlexAttention(_SamVisionRelPosAttention):
     """Global layers: FlexAttention with the bias tables in a ``score_mod``."""
 
-    def _global_attention(self, query, key, value, rel_h, rel_w, width: int) -> torch.Tensor:
+    def _fused_attention(self, query, key, value, rel_h, rel_w, width: int) -> torch.Tensor:
         require_flex_attention()
 
         def rel_pos_bias(score, b, h, q_idx, kv_idx):
@@ -103,9 +111,13 @@ class SamVisionFlexAttention(_SamVisionRelPosAttention):
 
 
 class SamVisionTritonAttention(_SamVisionRelPosAttention):
-    """Global layers: our Triton flash-attention kernel with the bias fused (:mod:`samrs_hf.relpos_flash`)."""
+    """Global layers (and windowed ones with :data:`TRITON_WINDOWS`): our Triton flash-attention kernel
+    with the bias fused (:mod:`samrs_hf.relpos_flash`)."""
 
-    def _global_attention(self, query, key, value, rel_h, rel_w, width: int) -> torch.Tensor:
+    def _fuse_small_layers(self) -> bool:
+        return TRITON_WINDOWS
+
+    def _fused_attention(self, query, key, value, rel_h, rel_w, width: int) -> torch.Tensor:
         from .relpos_flash import relpos_attention
 
         return relpos_attention(query, key, value, rel_h, rel_w, self.scale).transpose(1, 2)

@@ -15,17 +15,18 @@ import pytest
 import torch
 from transformers.models.sam import modeling_sam as ms
 
-from samrs_hf import relpos_flash
+from samrs_hf import relpos_flash, sam_attention
 from samrs_hf.relpos_flash import kernel_supports
 from samrs_hf.sam_attention import SamVisionTritonAttention
 from samrs_hf.sam_loading import ATTN_MARK, load_sam
 
 
 def test_kernel_shapes():
-    # vit_b / vit_l heads are 64 wide, vit_h 80 = 64 + 16; SAM's global key grid is 64 wide
+    # vit_b / vit_l heads are 64 wide, vit_h 80 = 64 + 16; SAM's key grid rows: 64 global, 14 windowed
     assert all(kernel_supports(d, 64) for d in (16, 32, 48, 64, 80, 96, 128))
     assert not any(kernel_supports(d, 64) for d in (8, 40, 72, 112, 256))
-    assert not any(kernel_supports(64, w) for w in (8, 14, 48, 256))
+    assert all(kernel_supports(80, w) for w in (1, 14, 48, 64, 128))
+    assert not any(kernel_supports(80, w) for w in (0, 129, 256))
 
 
 def test_triton_encoder_equals_sdpa_and_uses_the_op_in_global_layers_only(encode_tiny_sam, monkeypatch):
@@ -44,6 +45,13 @@ def test_triton_encoder_equals_sdpa_and_uses_the_op_in_global_layers_only(encode
     torch.testing.assert_close(got, sdpa, rtol=1e-5, atol=1e-5)
     # tiny-random: layer 0 windowed (196 tokens, SDPA), layer 1 global (64x64 grid, the op)
     assert calls == [((1, 2, 4096, 16), (1, 2, 4096, 64), (1, 2, 4096, 64))]
+
+    monkeypatch.setattr(sam_attention, "TRITON_WINDOWS", True)
+    calls.clear()
+    torch.testing.assert_close(encode_tiny_sam("triton"), sdpa, rtol=1e-5, atol=1e-5)
+    # now layer 0's 25 windows (64x64 padded to 70x70) go through the op too
+    assert calls == [((25, 2, 196, 16), (25, 2, 196, 14), (25, 2, 196, 14)),
+                     ((1, 2, 4096, 16), (1, 2, 4096, 64), (1, 2, 4096, 64))]
 
 
 def test_triton_attention_is_one_graph_under_torch_compile(encode_tiny_sam):
@@ -73,15 +81,17 @@ def test_saved_triton_model_loads_with_stock_transformers(tmp_path):
 
 INTERPRETED = textwrap.dedent("""
     import torch
-    from samrs_hf import relpos_flash
+    from samrs_hf import relpos_flash, sam_attention
     from samrs_hf.relpos_flash import reference_relpos_attention, relpos_attention, triton_relpos_attention
     from samrs_hf.sam_loading import load_sam, set_attn_implementation
 
     assert relpos_flash.interpreting()
     g = torch.Generator().manual_seed(0)
     # (batch, heads, key rows, key width, head dim): a 64+16 head dim (vit_h), query counts that do
-    # not fill the last query block (masked rows), several batches and heads (strides)
-    for batch, heads, rows, width, dim in [(2, 3, 4, 16, 80), (1, 2, 3, 32, 64), (1, 1, 5, 16, 48)]:
+    # not fill the last query block (masked rows), several batches and heads (strides), and rows that
+    # are not a power of two (SAM's 14x14 windows: masked keys)
+    for batch, heads, rows, width, dim in [(2, 3, 4, 16, 80), (1, 2, 3, 32, 64), (1, 1, 5, 16, 48),
+                                           (3, 2, 14, 14, 80), (1, 1, 2, 40, 32)]:
         n = rows * width
         for dtype, tol in ((torch.float32, 1e-5), (torch.float16, 2e-3)):
             qkv = torch.randn(batch, n, 3, heads, dim, generator=g).to(dtype).permute(2, 0, 3, 1, 4)
@@ -105,7 +115,10 @@ INTERPRETED = textwrap.dedent("""
         sdpa = model.vision_encoder(pixels).last_hidden_state
         set_attn_implementation(model, "triton")  # the global layer runs the interpreted kernel
         got = model.vision_encoder(pixels).last_hidden_state
+        sam_attention.TRITON_WINDOWS = True  # and the windowed one
+        windows_too = model.vision_encoder(pixels).last_hidden_state
     torch.testing.assert_close(got, sdpa, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(windows_too, sdpa, rtol=1e-4, atol=1e-4)
     print("interpreted kernel OK")
 """)
 

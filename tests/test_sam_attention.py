@@ -86,7 +86,8 @@ def test_checkpoint_conversion_takes_flex():
     assert all(type(layer.attn) is SamVisionFlexAttention for layer in model.vision_encoder.layers)
 
 
-def test_labeler_masks_equal_with_flex():
+@pytest.mark.parametrize("attn", ["flex", "triton"])
+def test_labeler_masks_equal_with_fused_rel_pos_attention(attn):
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:240, 0:320]
     base = (np.sin(xx / 17.0) + np.cos(yy / 23.0)) * 60 + 128
@@ -95,14 +96,14 @@ def test_labeler_masks_equal_with_flex():
     boxes = np.array([[10, 20, 120, 90], [150, 60, 300, 220], [40, 120, 140, 230]], np.float32)
     prompts = PromptBatch(boxes=boxes, points=None, point_labels=None, masks=None, box_kind="H-Box")
     results = {}
-    for attn in ("sdpa", "flex"):
-        model, info = load_sam("tiny-random", attn_implementation=attn)
-        assert info.config["attn_implementation"] == attn and getattr(model, ATTN_MARK) == attn
-        results[attn] = SamLabeler(model).label([image], [prompts])[0]
-    sdpa, flex = results["sdpa"], results["flex"]
-    assert flex.masks.shape == (3, 240, 320) and 0 < flex.masks.mean() < 1
-    assert np.mean(flex.masks != sdpa.masks) <= 0.0005  # at most a few threshold-borderline pixels
-    np.testing.assert_allclose(flex.scores, sdpa.scores, rtol=1e-4, atol=1e-5)
+    for name in ("sdpa", attn):
+        model, info = load_sam("tiny-random", attn_implementation=name)
+        assert info.config["attn_implementation"] == name and getattr(model, ATTN_MARK) == name
+        results[name] = SamLabeler(model).label([image], [prompts])[0]
+    sdpa, got = results["sdpa"], results[attn]
+    assert got.masks.shape == (3, 240, 320) and 0 < got.masks.mean() < 1
+    assert np.mean(got.masks != sdpa.masks) <= 0.0005  # at most a few threshold-borderline pixels
+    np.testing.assert_allclose(got.scores, sdpa.scores, rtol=1e-4, atol=1e-5)
 
 
 def test_saved_flex_model_loads_with_stock_transformers(tmp_path):
@@ -129,14 +130,15 @@ def test_bad_or_unavailable_attention_is_a_clear_error(monkeypatch):
         load_sam("tiny-random", attn_implementation="flex")
 
 
-def test_build_attn_option_is_used_and_recorded(tmp_path):
+@pytest.mark.parametrize("attn", ["flex", "triton"])
+def test_build_attn_option_is_used_and_recorded(tmp_path, attn):
     dior = write_dior_sample(tmp_path / "dior")
     out = tmp_path / "out"
     argv = ["build", "sior", "--source", str(dior), "--out", str(out), "--model", "tiny-random",
-            "--device", "cpu", "--no-progress", "--limit", "1", "--attn", "flex"]
+            "--device", "cpu", "--no-progress", "--limit", "1", "--attn", attn]
     assert cli.main(argv) == 0
     report = json.loads((out / "build.json").read_text())
-    assert report["model"]["config"]["attn_implementation"] == "flex"
+    assert report["model"]["config"]["attn_implementation"] == attn
     assert report["counts"]["objects"] > 0
     # a kernel choice like --compile: resuming with another --attn is allowed (not fingerprinted)
     assert cli.main([*argv[:-1], "sdpa"]) == 0
