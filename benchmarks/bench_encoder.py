@@ -12,6 +12,7 @@ reported and the next runs.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,41 @@ def time_encoder(encoder, batch: int, dtype, device, backend: str, reps: int) ->
     return (time.perf_counter() - t) / (reps * batch)
 
 
+KERNEL_KINDS = (  # (kind, name pattern) of profiled kernels, first match wins
+    ("attention", re.compile(r"attention|fmha|flash|relpos|sdpa|softmax", re.I)),
+    ("matmul / conv", re.compile(r"gemm|nvjet|cutlass|xmma|sm\d+_|addmm|\bmm\b|bmm|matmul|linear|conv", re.I)),
+    ("fused elementwise / norms", re.compile(r"triton_|layer_norm|gelu|elementwise|reduce|copy|cat|pad", re.I)),
+)
+
+
+def profile_encoder(encoder, batch: int, dtype, device, backend: str, top: int = 12) -> list[str]:
+    """Where one encoder call's time goes: per-image time by kernel kind, then the top kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    x = torch.randn(batch, 3, 1024, 1024, device=device, dtype=dtype)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch.no_grad(), sdpa_context(backend):
+        encoder(x)
+        _sync(device)
+        with profile(activities=activities) as prof:
+            encoder(x)
+            _sync(device)
+    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = [(e.key, getattr(e, attr, 0.0) / 1000 / batch) for e in prof.key_averages()]  # ms/image
+    events = sorted((e for e in events if e[1] > 0), key=lambda e: -e[1])
+    if device.type != "cuda":  # CPU self times include the Python-level ops; keep aten kernels
+        events = [e for e in events if e[0].startswith("aten::") or "triton" in e[0] or "cpp_fused" in e[0]]
+    kinds: dict[str, float] = {}
+    for name, ms in events:
+        kind = next((k for k, pattern in KERNEL_KINDS if pattern.search(name)), "other")
+        kinds[kind] = kinds.get(kind, 0.0) + ms
+    total = sum(kinds.values())
+    lines = [f"  profile: {total:.2f} ms/image in kernels; "
+             + ", ".join(f"{k} {v:.2f} ms ({100 * v / total:.0f}%)" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))]
+    lines += [f"    {ms:7.3f} ms/image  {name[:110]}" for name, ms in events[:top]]
+    return lines
+
+
 def run(argv=None) -> list[str]:
     """Time every variant; returns the printed result lines."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -66,6 +102,8 @@ def run(argv=None) -> list[str]:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--budget-s", type=float, default=600.0)
     p.add_argument("--peak-tflops", type=float, default=None, help="default: 989 on H100/H200")
+    p.add_argument("--profile", action="store_true",
+                   help="after timing each variant, profile one call: time by kernel kind and the top kernels")
     args = p.parse_args(argv)
 
     from samrs_hf import sam_attention
@@ -108,6 +146,12 @@ def run(argv=None) -> list[str]:
         mfu = f", MFU {100 * tflops / peak:.1f}% of {peak:.0f}" if peak else ""
         report(f"{name}: {sec * 1000:.2f} ms/image, {tflops:.1f} TFLOP/s{mfu} "
                f"(with warm-up/compile {time.perf_counter() - t:.0f}s)")
+        if args.profile:
+            try:
+                for line in profile_encoder(fn, batch, dtype, device, backend):
+                    report(line)
+            except Exception as exc:  # noqa: BLE001 - the timing above stands
+                report(f"  profile: ERROR {type(exc).__name__}: {str(exc)[:200]}")
     return lines
 
 
