@@ -38,8 +38,9 @@ def inputs(batch, heads, grid, head_dim, dtype, device, seed=0):
     return query, key, value, rel_h, rel_w
 
 
-def variants(scale: float, grid: int, device) -> dict:
-    """name -> fn(query, key, value, rel_h, rel_w) returning (B, N, heads, D)."""
+def variants(scale: float, grid: int, device, rel_h_rows) -> dict:
+    """name -> fn(query, key, value, rel_h, rel_w) returning (B, N, heads, D). ``rel_h_rows``: rel_h's
+    values laid out key-row-major, as ``--attn triton`` hands them to its kernel."""
 
     def sdpa_bias(q, k, v, rh, rw):
         return reference_relpos_attention(q, k, v, rh, rw, scale)
@@ -48,7 +49,7 @@ def variants(scale: float, grid: int, device) -> dict:
         return F.scaled_dot_product_attention(q, k, v, scale=scale).transpose(1, 2)
 
     def triton(q, k, v, rh, rw):
-        return relpos_attention(q, k, v, rh, rw, scale)
+        return relpos_attention(q, k, v, rel_h_rows, rw, scale)
 
     out = {"sdpa + materialised bias (transformers)": sdpa_bias, "triton (ours)": triton}
     try:
@@ -98,7 +99,8 @@ def run(argv=None) -> list[str]:
 
     report(f"torch {torch.__version__}, {device}, {args.dtype}: {args.batch} images x {per_image} x {args.heads} "
            f"heads x {n} tokens x head dim {args.head_dim}, {flops / args.batch / 1e9:.1f} GFLOP/image")
-    for name, fn in variants(scale, grid, device).items():
+    rel_h_rows = tensors[3].transpose(-1, -2).contiguous().transpose(-1, -2)
+    for name, fn in variants(scale, grid, device, rel_h_rows).items():
         try:
             with torch.no_grad():
                 got = fn(*tensors)  # first call compiles / autotunes

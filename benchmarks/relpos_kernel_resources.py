@@ -23,8 +23,9 @@ POINTERS = ("Q", "K", "V", "RH", "RW", "O")
 
 def compile_kernel(dtype: str, block_m: int, warps: int, stages: int, head_dim: int = 80, width: int = 64,
                    capability: int = 90):
-    """triton.compile for ``cuda:sm_<capability>``, with the 16-divisible pointers and strides SAM's
-    shapes give the JIT at run time (without them triton neither vectorises nor pipelines the loads)."""
+    """triton.compile for ``cuda:sm_<capability>``, with the 16-divisible pointers and strides (and the
+    unit rel_h stride) SAM's shapes give the JIT at run time: without them triton neither vectorises
+    nor pipelines the loads."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -32,10 +33,11 @@ def compile_kernel(dtype: str, block_m: int, warps: int, stages: int, head_dim: 
     from samrs_hf.relpos_flash import _relpos_attention_fwd
 
     names = _relpos_attention_fwd.arg_names
-    sig = {n: "constexpr" if n in CONSTEXPRS else "*" + dtype if n in POINTERS else "fp32" if n == "qk_scale"
+    sig = {n: "constexpr" if n in CONSTEXPRS or n == "s_rhn" else "*" + dtype if n in POINTERS else "fp32" if n == "qk_scale"
            else "i32" for n in names}
     d0 = 1 << (head_dim.bit_length() - 1)
-    values = dict(BLOCK_M=block_m, W=width, WB=max(16, triton.next_power_of_2(width)), D0=d0, D1=head_dim - d0,
+    # s_rhn = 1: --attn triton lays rel_h out key-row-major, and the JIT specialises a stride of 1
+    values = dict(s_rhn=1, BLOCK_M=block_m, W=width, WB=max(16, triton.next_power_of_2(width)), D0=d0, D1=head_dim - d0,
                   PRECISION="ieee" if dtype == "fp32" else None)
     attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if sig[n] not in ("constexpr", "fp32")}
     src = ASTSource(fn=_relpos_attention_fwd, signature=sig,

@@ -52,7 +52,7 @@ if triton is not None:
     def _relpos_attention_fwd(
         Q, K, V, RH, RW, O, qk_scale,
         s_qb, s_qh, s_qn, s_kb, s_kh, s_kn, s_vb, s_vh, s_vn,
-        s_rhb, s_rhh, s_rhn, s_rwb, s_rwh, s_rwn, s_ob, s_oh, s_on,
+        s_rhb, s_rhh, s_rhn, s_rhk, s_rwb, s_rwh, s_rwn, s_ob, s_oh, s_on,
         heads, n_ctx, key_rows,
         BLOCK_M: tl.constexpr, W: tl.constexpr, WB: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr,
         PRECISION: tl.constexpr,
@@ -92,7 +92,7 @@ if triton is not None:
             if D1 > 0:
                 k1 = tl.load(k_base + keys[None, :] * s_kn + offs_d1[:, None], mask=in_w[None, :], other=0.0)
                 scores += tl.dot(q1, k1, input_precision=PRECISION)
-            rel_h = tl.load(rh_ptr + row, mask=in_m, other=0.0).to(tl.float32) * 1.4426950408889634
+            rel_h = tl.load(rh_ptr + row * s_rhk, mask=in_m, other=0.0).to(tl.float32) * 1.4426950408889634
             scores = scores * qk_scale + rel_h[:, None] + rel_w  # log2 domain
             if WB != W:
                 scores = tl.where(in_w[None, :], scores, float("-inf"))
@@ -120,7 +120,7 @@ def interpreting() -> bool:
 
 
 # (BLOCK_M, num_warps, num_stages) tried on the first call per shape. For vit_h's heads (bf16, sm_90)
-# each compiles to wgmma with 170-181 registers and no spills (benchmarks/relpos_kernel_resources.py);
+# each compiles to wgmma with 168-175 registers and no spills (benchmarks/relpos_kernel_resources.py);
 # 128 queries on 4 warps spilled and serialised its wgmma, so it is not tried.
 TUNING_CONFIGS = ((64, 4, 2), (64, 4, 3), (64, 4, 4), (128, 8, 2), (128, 8, 3))
 
@@ -142,7 +142,8 @@ def triton_relpos_attention(query, key, value, rel_h, rel_w, scale: float):
     """softmax(scale * q k^T + rel_h[:, :, :, k // W] + rel_w[:, :, :, k % W]) v, as (B, N, heads, D).
 
     query/key/value: (B, heads, N, D) with unit stride along D (views of a fused qkv are fine);
-    rel_h: (B, heads, N, N // W); rel_w: (B, heads, N, W). Queries and keys share the (N // W, W) grid.
+    rel_h: (B, heads, N, N // W), any strides (fastest with unit stride along N: the kernel reads one
+    key row's column per step); rel_w: (B, heads, N, W). Queries and keys share the (N // W, W) grid.
     """
     require_triton()
     batch, heads, n_ctx, head_dim = query.shape
@@ -150,8 +151,7 @@ def triton_relpos_attention(query, key, value, rel_h, rel_w, scale: float):
     if not kernel_supports(head_dim, width) or n_ctx % width or rel_h.shape[-1] * width != n_ctx:
         raise ValueError(f"relpos kernel: unsupported shapes head_dim {head_dim}, {n_ctx} tokens, "
                          f"key grid {rel_h.shape[-1]}x{width}")
-    query, key, value, rel_h, rel_w = (t if t.stride(-1) == 1 else t.contiguous()
-                                       for t in (query, key, value, rel_h, rel_w))
+    query, key, value, rel_w = (t if t.stride(-1) == 1 else t.contiguous() for t in (query, key, value, rel_w))
     out = query.new_empty(batch, n_ctx, heads, head_dim)
     d0 = 1 << (head_dim.bit_length() - 1)
     kernel, grid, launch = _kernel_and_grid(n_ctx, batch * heads)
@@ -160,7 +160,8 @@ def triton_relpos_attention(query, key, value, rel_h, rel_w, scale: float):
         query, key, value, rel_h, rel_w, out, scale * LOG2E,
         query.stride(0), query.stride(1), query.stride(2), key.stride(0), key.stride(1), key.stride(2),
         value.stride(0), value.stride(1), value.stride(2),
-        rel_h.stride(0), rel_h.stride(1), rel_h.stride(2), rel_w.stride(0), rel_w.stride(1), rel_w.stride(2),
+        rel_h.stride(0), rel_h.stride(1), rel_h.stride(2), rel_h.stride(3),
+        rel_w.stride(0), rel_w.stride(1), rel_w.stride(2),
         out.stride(0), out.stride(2), out.stride(1),
         heads, n_ctx, n_ctx // width,
         W=width, WB=max(16, triton.next_power_of_2(width)), D0=d0, D1=head_dim - d0, PRECISION=precision,

@@ -80,11 +80,7 @@ class _SamVisionRelPosAttention(SamVisionAttention):
             bias = bias.reshape(batch, heads, tokens, tokens)
             out = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=self.scale)
         else:
-            rel_pos_h = self.get_rel_pos(height, height, self.rel_pos_h)  # (height, kh, head_dim)
-            rel_pos_w = self.get_rel_pos(width, width, self.rel_pos_w)  # (width, kw, head_dim)
-            grid = query.reshape(batch, heads, height, width, -1)
-            rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid, rel_pos_h).reshape(batch, heads, tokens, height)
-            rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid, rel_pos_w).reshape(batch, heads, tokens, width)
+            rel_h, rel_w = self._rel_pos_tables(query, height, width)
             out = self._fused_attention(query, key, value, rel_h, rel_w, width)
 
         out = out.reshape(batch, heads, height, width, -1).permute(0, 2, 3, 1, 4).reshape(batch, height, width, -1)
@@ -92,6 +88,23 @@ class _SamVisionRelPosAttention(SamVisionAttention):
 
     def _fuse_small_layers(self) -> bool:
         return False
+
+    def _rel_pos_tables(self, query, height: int, width: int, rows_last: bool = True):
+        """rel_h (batch, heads, tokens, height) and rel_w (batch, heads, tokens, width): the two terms of
+        the bias, as ``get_decomposed_rel_pos`` computes them before it adds them into an N x N mask.
+        ``rows_last=False`` lays rel_h out key-row-major (a transposed view), so that one key row's
+        column over consecutive queries is contiguous."""
+        batch, heads, tokens, _ = query.shape
+        rel_pos_h = self.get_rel_pos(height, height, self.rel_pos_h)  # (height, kh, head_dim)
+        rel_pos_w = self.get_rel_pos(width, width, self.rel_pos_w)  # (width, kw, head_dim)
+        grid = query.reshape(batch, heads, height, width, -1)
+        if rows_last:
+            rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid, rel_pos_h).reshape(batch, heads, tokens, height)
+        else:
+            rel_h = torch.einsum("bnhwc,hkc->bnkhw", grid, rel_pos_h).reshape(batch, heads, height, tokens)
+            rel_h = rel_h.transpose(-1, -2)
+        rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid, rel_pos_w).reshape(batch, heads, tokens, width)
+        return rel_h, rel_w
 
     def _fused_attention(self, query, key, value, rel_h, rel_w, width: int) -> torch.Tensor:
         """(batch, heads, tokens, head_dim) attention output, bias ``rel_h[q, k // width] + rel_w[q, k % width]``."""
@@ -116,6 +129,10 @@ class SamVisionTritonAttention(_SamVisionRelPosAttention):
 
     def _fuse_small_layers(self) -> bool:
         return TRITON_WINDOWS
+
+    def _rel_pos_tables(self, query, height: int, width: int, rows_last: bool = True):
+        # the kernel reads one rel_h column per key row: contiguous over its block of queries
+        return super()._rel_pos_tables(query, height, width, rows_last=False)
 
     def _fused_attention(self, query, key, value, rel_h, rel_w, width: int) -> torch.Tensor:
         from .relpos_flash import relpos_attention

@@ -35,6 +35,7 @@ def test_triton_encoder_equals_sdpa_and_uses_the_op_in_global_layers_only(encode
 
     def op(query, key, value, rel_h, rel_w, scale):
         calls.append((tuple(query.shape), tuple(rel_h.shape), tuple(rel_w.shape)))
+        assert rel_h.stride(-2) == 1  # key-row-major: one key row's column is contiguous over queries
         return real(query, key, value, rel_h, rel_w, scale)
 
     monkeypatch.setattr(relpos_flash, "relpos_attention", op)
@@ -97,6 +98,8 @@ INTERPRETED = textwrap.dedent("""
             qkv = torch.randn(batch, n, 3, heads, dim, generator=g).to(dtype).permute(2, 0, 3, 1, 4)
             query, key, value = qkv.unbind(0)  # strided views of a fused qkv, as SAM makes them
             rel_h = torch.randn(batch, heads, n, rows, generator=g).to(dtype)
+            if dtype == torch.float16:  # key-row-major, as --attn triton lays it out
+                rel_h = rel_h.transpose(-1, -2).contiguous().transpose(-1, -2)
             rel_w = torch.randn(batch, heads, n, width, generator=g).to(dtype)
             got = triton_relpos_attention(query, key, value, rel_h, rel_w, dim ** -0.5)
             want = reference_relpos_attention(*(t.float() for t in (query, key, value, rel_h, rel_w)),
