@@ -1,9 +1,11 @@
-"""SAM's global attention alone (vit_h: 16 heads, 64x64 = 4096 tokens, head dim 80, decomposed rel-pos
-bias), four ways on the same inputs: transformers' SDPA with the materialised (B, heads, N, N) bias
-(bias construction timed too: it runs in every layer), FlexAttention with the tables in a score_mod
-(compiled), our Triton kernel (``samrs_hf.relpos_flash``), and SDPA without the bias (flash: a floor,
-not SAM's math). Prints ms per image, TFLOP/s of the attention matmuls, and each one's largest
-difference from a float32 reference.
+"""SAM's vision attention alone with its decomposed rel-pos bias (vit_h: 16 heads, head dim 80; a
+global layer's 64x64 = 4096 tokens, or with --window a windowed layer's 25 windows of 14x14 on the
+64x64 grid padded to 70x70), on the same inputs: transformers' SDPA with the materialised bias
+(padding, partitioning and bias construction timed too: every layer runs them), FlexAttention with
+the tables in a score_mod (compiled; global only), our Triton kernel (``samrs_hf.relpos_flash``, which
+windows and pads inside the kernel), and SDPA without the bias (flash: a floor, not SAM's math;
+global only). Prints ms per image, TFLOP/s of the attention matmuls (as SAM runs them, padding
+included), and each one's largest difference from a float32 reference.
 
     PYTHONPATH=. python benchmarks/bench_relpos_attention.py --batch 8
     PYTHONPATH=. python benchmarks/bench_relpos_attention.py --batch 8 --window   # 25 14x14 windows/image
@@ -27,41 +29,54 @@ from bench_labeling import DTYPES, _sync  # noqa: E402
 from samrs_hf.relpos_flash import reference_relpos_attention, relpos_attention  # noqa: E402
 
 
-def inputs(batch, heads, grid, head_dim, dtype, device, seed=0):
-    """q, k, v as strided views of one fused qkv (as SAM's attention makes them) and the two tables."""
+def inputs(batch, heads, grid, head_dim, dtype, device, window, seed=0):
+    """q, k, v as strided views of one fused (batch, grid, grid, 3, heads, head_dim) qkv (as SAM's
+    attention makes it), the padded tokens' key/value bias and the two rel-pos tables."""
     g = torch.Generator(device="cpu").manual_seed(seed)
-    n = grid * grid
-    qkv = torch.randn(batch, n, 3, heads, head_dim, generator=g).to(device=device, dtype=dtype)
-    query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-    rel_h = (torch.randn(batch, heads, n, grid, generator=g) * 2).to(device=device, dtype=dtype)
-    rel_w = (torch.randn(batch, heads, n, grid, generator=g) * 2).to(device=device, dtype=dtype)
-    return query, key, value, rel_h, rel_w
+    rows = grid if window == 0 else window
+    qkv = torch.randn(batch, grid, grid, 3, heads, head_dim, generator=g).to(device=device, dtype=dtype)
+    query, key, value = qkv.unbind(3)
+    key_bias, value_bias = torch.randn(2, heads, head_dim, generator=g).to(device=device, dtype=dtype).unbind(0)
+    rel_h = (torch.randn(batch, heads, grid * grid, rows, generator=g) * 2).to(device=device, dtype=dtype)
+    rel_w = (torch.randn(batch, heads, grid * grid, rows, generator=g) * 2).to(device=device, dtype=dtype)
+    return query, key, value, key_bias, value_bias, rel_h, rel_w
 
 
-def variants(scale: float, grid: int, device, rel_h_rows) -> dict:
-    """name -> fn(query, key, value, rel_h, rel_w) returning (B, N, heads, D). ``rel_h_rows``: rel_h's
-    values laid out key-row-major, as ``--attn triton`` hands them to its kernel."""
+def variants(scale: float, window: int, device, rel_h_rows) -> dict:
+    """name -> fn(*inputs) returning (B, grid, grid, heads, D). ``rel_h_rows``: rel_h's values laid out
+    key-row-major, as ``--attn triton`` hands them to its kernel."""
 
-    def sdpa_bias(q, k, v, rh, rw):
-        return reference_relpos_attention(q, k, v, rh, rw, scale)
+    def sdpa_bias(q, k, v, kb, vb, rh, rw):
+        return reference_relpos_attention(q, k, v, kb, vb, rh, rw, scale, window)
 
-    def sdpa_no_bias(q, k, v, rh, rw):
-        return F.scaled_dot_product_attention(q, k, v, scale=scale).transpose(1, 2)
-
-    def triton(q, k, v, rh, rw):
-        return relpos_attention(q, k, v, rel_h_rows, rw, scale)
+    def triton(q, k, v, kb, vb, rh, rw):
+        return relpos_attention(q, k, v, kb, vb, rel_h_rows, rw, scale, window)
 
     out = {"sdpa + materialised bias (transformers)": sdpa_bias, "triton (ours)": triton}
+    if window:  # flex and the bias-free floor: global layers only
+        return out
+
+    def heads_first(t):  # (B, H, W, heads, D) -> (B, heads, N, D)
+        return t.flatten(1, 2).transpose(1, 2)
+
+    def tokens_back(out, q):  # (B, heads, N, D) -> (B, H, W, heads, D)
+        return out.transpose(1, 2).reshape(q.shape)
+
+    def sdpa_no_bias(q, k, v, kb, vb, rh, rw):
+        return tokens_back(F.scaled_dot_product_attention(*map(heads_first, (q, k, v)), scale=scale), q)
+
     try:
         from torch.nn.attention.flex_attention import flex_attention
 
         flex_c = torch.compile(flex_attention) if device.type == "cuda" else flex_attention
 
-        def flex(q, k, v, rh, rw):
-            def score_mod(score, b, h, qi, ki):
-                return score + rh[b, h, qi, ki // grid] + rw[b, h, qi, ki % grid]
+        def flex(q, k, v, kb, vb, rh, rw):
+            cols = rw.shape[-1]
 
-            return flex_c(q, k, v, score_mod=score_mod, scale=scale).transpose(1, 2)
+            def score_mod(score, b, h, qi, ki):
+                return score + rh[b, h, qi, ki // cols] + rw[b, h, qi, ki % cols]
+
+            return tokens_back(flex_c(*map(heads_first, (q, k, v)), score_mod=score_mod, scale=scale), q)
 
         out["flex (compiled)" if device.type == "cuda" else "flex (eager reference)"] = flex
     except ImportError:
@@ -78,29 +93,32 @@ def run(argv=None) -> list[str]:
     p.add_argument("--batch", type=int, default=8, help="images (vit_h global layer: 16 heads each)")
     p.add_argument("--heads", type=int, default=16)
     p.add_argument("--grid", type=int, default=64, help="token grid side (SAM: 64)")
+    p.add_argument("--window-size", type=int, default=14, help="window side with --window (SAM: 14)")
     p.add_argument("--head-dim", type=int, default=80, help="vit_h 80, vit_b/vit_l 64")
     p.add_argument("--window", action="store_true",
-                   help="a windowed layer instead: 25 windows of 14x14 (SAM's 64x64 grid padded to 70x70) per image")
+                   help="a windowed layer instead: SAM's 64x64 grid padded to 70x70, 25 windows of 14x14")
     p.add_argument("--reps", type=int, default=10)
     args = p.parse_args(argv)
 
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
-    grid, per_image = (14, 25) if args.window else (args.grid, 1)
-    batch = args.batch * per_image
-    scale, n = args.head_dim ** -0.5, grid ** 2
-    flops = 4 * batch * args.heads * n * n * args.head_dim  # q.k and p.v
-    tensors = inputs(batch, args.heads, grid, args.head_dim, dtype, device)
-    want = reference_relpos_attention(*(t[:1].float() for t in tensors), scale)  # image 0, float32
+    window = args.window_size if args.window else 0
+    side = window or args.grid
+    windows = (-(-args.grid // side)) ** 2
+    scale, n = args.head_dim ** -0.5, side * side  # tokens per attention (window)
+    flops = 4 * args.batch * windows * args.heads * n * n * args.head_dim  # q.k and p.v, padded as SAM runs them
+    tensors = inputs(args.batch, args.heads, args.grid, args.head_dim, dtype, device, window)
+    image0 = [t[:1].float() for t in tensors[:3]] + [t.float() for t in tensors[3:5]] + [t[:1].float() for t in tensors[5:]]
+    want = reference_relpos_attention(*image0, scale, window)  # image 0, float32
     lines = []
 
     def report(line: str) -> None:
         print(line, flush=True)
         lines.append(line)
 
-    report(f"torch {torch.__version__}, {device}, {args.dtype}: {args.batch} images x {per_image} x {args.heads} "
-           f"heads x {n} tokens x head dim {args.head_dim}, {flops / args.batch / 1e9:.1f} GFLOP/image")
-    rel_h_rows = tensors[3].transpose(-1, -2).contiguous().transpose(-1, -2)
-    for name, fn in variants(scale, grid, device, rel_h_rows).items():
+    report(f"torch {torch.__version__}, {device}, {args.dtype}: {args.batch} images x {windows} windows x "
+           f"{args.heads} heads x {n} tokens x head dim {args.head_dim}, {flops / args.batch / 1e9:.1f} GFLOP/image")
+    rel_h_rows = tensors[5].transpose(-1, -2).contiguous().transpose(-1, -2)
+    for name, fn in variants(scale, window, device, rel_h_rows).items():
         try:
             with torch.no_grad():
                 got = fn(*tensors)  # first call compiles / autotunes

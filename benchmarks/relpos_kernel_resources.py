@@ -17,12 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CONSTEXPRS = ("BLOCK_M", "W", "WB", "D0", "D1", "PRECISION")
-POINTERS = ("Q", "K", "V", "RH", "RW", "O")
+CONSTEXPRS = ("BLOCK_M", "W", "WB", "D0", "D1", "PADDED", "PRECISION")
+POINTERS = ("Q", "K", "V", "KB", "VB", "RH", "RW", "O")
 
 
 def compile_kernel(dtype: str, block_m: int, warps: int, stages: int, head_dim: int = 80, width: int = 64,
-                   capability: int = 90):
+                   capability: int = 90, padded: bool = False):
     """triton.compile for ``cuda:sm_<capability>``, with the 16-divisible pointers and strides (and the
     unit rel_h stride) SAM's shapes give the JIT at run time: without them triton neither vectorises
     nor pipelines the loads."""
@@ -38,7 +38,7 @@ def compile_kernel(dtype: str, block_m: int, warps: int, stages: int, head_dim: 
     d0 = 1 << (head_dim.bit_length() - 1)
     # s_rhn = 1: --attn triton lays rel_h out key-row-major, and the JIT specialises a stride of 1
     values = dict(s_rhn=1, BLOCK_M=block_m, W=width, WB=max(16, triton.next_power_of_2(width)), D0=d0, D1=head_dim - d0,
-                  PRECISION="ieee" if dtype == "fp32" else None)
+                  PADDED=padded, PRECISION="ieee" if dtype == "fp32" else None)
     attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names) if sig[n] not in ("constexpr", "fp32")}
     src = ASTSource(fn=_relpos_attention_fwd, signature=sig,
                     constexprs={(names.index(k),): v for k, v in values.items()}, attrs=attrs)
@@ -74,12 +74,13 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--head-dim", type=int, default=80, help="vit_h 80, vit_b/vit_l 64")
-    p.add_argument("--width", type=int, default=64, help="key-grid row (SAM: 64 global, 14 windowed)")
+    p.add_argument("--window", action="store_true", help="SAM's windowed layers: 14x14 windows on a padded grid")
     p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16")
     p.add_argument("--capability", type=int, default=90, help="90 = H100/H200, 80 = A100")
     args = p.parse_args(argv)
     for block_m, warps, stages in TUNING_CONFIGS:
-        k = compile_kernel(args.dtype, block_m, warps, stages, args.head_dim, args.width, args.capability)
+        k = compile_kernel(args.dtype, block_m, warps, stages, args.head_dim, 14 if args.window else 64,
+                           args.capability, padded=args.window)
         mma = "wgmma" if "wgmma" in k.asm["ptx"] else "mma"
         print(f"BLOCK_M {block_m}, {warps} warps, {stages} stages: {mma}, shared {k.metadata.shared} B, "
               f"{ptxas_report(k, args.capability)}")

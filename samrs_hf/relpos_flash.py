@@ -6,6 +6,9 @@ image and layer in bf16), which also keeps SDPA off its flash kernels; FlexAtten
 but gathers both tables for every score. Here a key block is exactly one row of the key grid (W
 keys, padded to a power of two), so its bias is one ``rel_h`` column broadcast over the block plus a
 ``rel_w`` tile that is the same for every block: loaded once per query block, one add per score.
+The same kernel runs SAM's windowed layers on the unpadded token grid: it walks the 14x14 windows
+itself, uses the qkv bias as the keys and values of the tokens SAM pads the grid with (what a zero
+input projects to) and drops their queries, so no padded qkv/proj rows and no partition copies.
 
 ``relpos_attention`` is a ``torch.library`` custom op, opaque to ``torch.compile``: CUDA runs the
 kernel; CPU runs the same math through SDPA with the materialised bias (the reference), or, when the
@@ -50,32 +53,45 @@ if triton is not None:
 
     @triton.jit
     def _relpos_attention_fwd(
-        Q, K, V, RH, RW, O, qk_scale,
-        s_qb, s_qh, s_qn, s_kb, s_kh, s_kn, s_vb, s_vh, s_vn,
-        s_rhb, s_rhh, s_rhn, s_rhk, s_rwb, s_rwh, s_rwn, s_ob, s_oh, s_on,
-        heads, n_ctx, key_rows,
+        Q, K, V, KB, VB, RH, RW, O, qk_scale,
+        s_qb, s_qy, s_qx, s_qh, s_kb, s_ky, s_kx, s_kh, s_vb, s_vy, s_vx, s_vh,
+        s_rhb, s_rhh, s_rhn, s_rhk, s_rwb, s_rwh, s_rwn, s_ob, s_oy, s_ox, s_oh,
+        heads, img_h, img_w, windows, windows_x, key_rows,
         BLOCK_M: tl.constexpr, W: tl.constexpr, WB: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr,
-        PRECISION: tl.constexpr,
+        PADDED: tl.constexpr, PRECISION: tl.constexpr,
     ):
-        """One (BLOCK_M queries, batch x head) tile; loops over the key grid's rows (W keys each, in a
-        block of WB >= W: the power of two Triton needs; SAM's global rows are exactly 64)."""
+        """One (BLOCK_M queries of one window, batch x window x head) tile; loops over the window's key
+        rows (W keys each, in a block of WB >= W: the power of two Triton needs). Tokens are addressed
+        on the image's (img_h, img_w) grid; with PADDED, window positions past its edge are SAM's
+        zero-padded tokens, whose keys and values are the qkv bias (KB, VB) and whose outputs are dropped."""
         pid_m = tl.program_id(0)
-        pid_bh = tl.program_id(1)
-        b = (pid_bh // heads).to(tl.int64)  # offsets past 2**31 elements at large batches
-        h = (pid_bh % heads).to(tl.int64)
+        pid_z = tl.program_id(1)
+        h = (pid_z % heads).to(tl.int64)  # 64-bit offsets: batches past 2**31 elements
+        win = (pid_z // heads) % windows
+        b = (pid_z // heads // windows).to(tl.int64)
+        y0 = (win // windows_x) * key_rows
+        x0 = (win % windows_x) * W
+
         offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-        in_m = offs_m < n_ctx
+        qy = y0 + offs_m // W
+        qx = x0 + offs_m % W
+        in_m = (offs_m < key_rows * W) & (qy < img_h) & (qx < img_w)
         offs_w = tl.arange(0, WB)
         in_w = offs_w < W
+        kx = x0 + offs_w
         offs_d0 = tl.arange(0, D0)
 
-        q_rows = Q + b * s_qb + h * s_qh + offs_m[:, None] * s_qn
+        q_rows = Q + b * s_qb + h * s_qh + qy[:, None] * s_qy + qx[:, None] * s_qx
         q0 = tl.load(q_rows + offs_d0[None, :], mask=in_m[:, None], other=0.0)
-        rw_ptr = RW + b * s_rwb + h * s_rwh + offs_m[:, None] * s_rwn + offs_w[None, :]
+        token = qy * img_w + qx  # rows of the rel-pos tables
+        rw_ptr = RW + b * s_rwb + h * s_rwh + token[:, None] * s_rwn + offs_w[None, :]
         rel_w = tl.load(rw_ptr, mask=in_m[:, None] & in_w[None, :], other=0.0).to(tl.float32) * 1.4426950408889634
-        rh_ptr = RH + b * s_rhb + h * s_rhh + offs_m * s_rhn
+        rh_ptr = RH + b * s_rhb + h * s_rhh + token * s_rhn
         k_base = K + b * s_kb + h * s_kh
         v_base = V + b * s_vb + h * s_vh
+        if PADDED:
+            kb0 = tl.load(KB + h * (D0 + D1) + offs_d0)
+            vb0 = tl.load(VB + h * (D0 + D1) + offs_d0)
 
         m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_M], tl.float32)
@@ -84,13 +100,26 @@ if triton is not None:
             offs_d1 = D0 + tl.arange(0, D1)
             q1 = tl.load(q_rows + offs_d1[None, :], mask=in_m[:, None], other=0.0)
             acc1 = tl.zeros([BLOCK_M, D1], tl.float32)
+            if PADDED:
+                kb1 = tl.load(KB + h * (D0 + D1) + offs_d1)
+                vb1 = tl.load(VB + h * (D0 + D1) + offs_d1)
 
         for row in range(key_rows):
-            keys = row * W + offs_w
-            k0 = tl.load(k_base + keys[None, :] * s_kn + offs_d0[:, None], mask=in_w[None, :], other=0.0)
+            ky = y0 + row
+            if PADDED:
+                k_ok = in_w & (kx < img_w) & (kx * 0 + ky < img_h)  # a real token, else SAM's padding
+            else:
+                k_ok = in_w  # all true for SAM's global rows (W == WB): folded away
+            k_cols = k_base + ky * s_ky + kx * s_kx
+            v_rows = v_base + ky * s_vy + kx * s_vx
+            k0 = tl.load(k_cols[None, :] + offs_d0[:, None], mask=k_ok[None, :], other=0.0)  # (D0, WB)
+            if PADDED:
+                k0 = tl.where(k_ok[None, :], k0, kb0[:, None])
             scores = tl.dot(q0, k0, input_precision=PRECISION)  # (BLOCK_M, WB)
             if D1 > 0:
-                k1 = tl.load(k_base + keys[None, :] * s_kn + offs_d1[:, None], mask=in_w[None, :], other=0.0)
+                k1 = tl.load(k_cols[None, :] + offs_d1[:, None], mask=k_ok[None, :], other=0.0)
+                if PADDED:
+                    k1 = tl.where(k_ok[None, :], k1, kb1[:, None])
                 scores += tl.dot(q1, k1, input_precision=PRECISION)
             rel_h = tl.load(rh_ptr + row * s_rhk, mask=in_m, other=0.0).to(tl.float32) * 1.4426950408889634
             scores = scores * qk_scale + rel_h[:, None] + rel_w  # log2 domain
@@ -100,14 +129,18 @@ if triton is not None:
             p = tl.exp2(scores - m_new[:, None])
             alpha = tl.exp2(m_i - m_new)
             l_i = l_i * alpha + tl.sum(p, 1)
-            v0 = tl.load(v_base + keys[:, None] * s_vn + offs_d0[None, :], mask=in_w[:, None], other=0.0)
+            v0 = tl.load(v_rows[:, None] + offs_d0[None, :], mask=k_ok[:, None], other=0.0)  # (WB, D0)
+            if PADDED:
+                v0 = tl.where(k_ok[:, None], v0, vb0[None, :])
             acc0 = acc0 * alpha[:, None] + tl.dot(p.to(v0.dtype), v0, input_precision=PRECISION)
             if D1 > 0:
-                v1 = tl.load(v_base + keys[:, None] * s_vn + offs_d1[None, :], mask=in_w[:, None], other=0.0)
+                v1 = tl.load(v_rows[:, None] + offs_d1[None, :], mask=k_ok[:, None], other=0.0)
+                if PADDED:
+                    v1 = tl.where(k_ok[:, None], v1, vb1[None, :])
                 acc1 = acc1 * alpha[:, None] + tl.dot(p.to(v1.dtype), v1, input_precision=PRECISION)
             m_i = m_new
 
-        o_rows = O + b * s_ob + h * s_oh + offs_m[:, None] * s_on
+        o_rows = O + b * s_ob + h * s_oh + qy[:, None] * s_oy + qx[:, None] * s_ox
         tl.store(o_rows + offs_d0[None, :], (acc0 / l_i[:, None]).to(O.dtype.element_ty), mask=in_m[:, None])
         if D1 > 0:
             tl.store(o_rows + offs_d1[None, :], (acc1 / l_i[:, None]).to(O.dtype.element_ty),
@@ -120,76 +153,110 @@ def interpreting() -> bool:
 
 
 # (BLOCK_M, num_warps, num_stages) tried on the first call per shape. For vit_h's heads (bf16, sm_90)
-# each compiles to wgmma with 168-175 registers and no spills (benchmarks/relpos_kernel_resources.py);
+# each compiles to wgmma with 191-195 registers (windowed: 119-140) and no spills
+# (benchmarks/relpos_kernel_resources.py);
 # 128 queries on 4 warps spilled and serialised its wgmma, so it is not tried.
 TUNING_CONFIGS = ((64, 4, 2), (64, 4, 3), (64, 4, 4), (128, 8, 2), (128, 8, 3))
 
 _tuned_kernel = None
 
 
-def _kernel_and_grid(n_ctx: int, batch_heads: int):
+def _kernel_and_grid(window_tokens: int, programs: int):
     """The autotuned kernel on CUDA; the plain one in the interpreter (numpy: big blocks are cheap)."""
     global _tuned_kernel
     if interpreting():
-        return _relpos_attention_fwd, (triton.cdiv(n_ctx, 128), batch_heads), dict(BLOCK_M=128)
+        return _relpos_attention_fwd, (triton.cdiv(window_tokens, 128), programs), {"BLOCK_M": 128}
     if _tuned_kernel is None:
         configs = [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=st) for m, w, st in TUNING_CONFIGS]
-        _tuned_kernel = triton.autotune(configs, key=["n_ctx", "W", "D0", "D1"])(_relpos_attention_fwd)
-    return _tuned_kernel, lambda meta: (triton.cdiv(n_ctx, meta["BLOCK_M"]), batch_heads), {}
+        _tuned_kernel = triton.autotune(configs, key=["key_rows", "W", "D0", "D1", "PADDED"])(_relpos_attention_fwd)
+    return _tuned_kernel, lambda meta: (triton.cdiv(window_tokens, meta["BLOCK_M"]), programs), {}
 
 
-def triton_relpos_attention(query, key, value, rel_h, rel_w, scale: float):
-    """softmax(scale * q k^T + rel_h[:, :, :, k // W] + rel_w[:, :, :, k % W]) v, as (B, N, heads, D).
+def _window_shape(height: int, width: int, window: int) -> tuple[int, int]:
+    return (height, width) if window == 0 else (window, window)
 
-    query/key/value: (B, heads, N, D) with unit stride along D (views of a fused qkv are fine);
-    rel_h: (B, heads, N, N // W), any strides (fastest with unit stride along N: the kernel reads one
-    key row's column per step); rel_w: (B, heads, N, W). Queries and keys share the (N // W, W) grid.
-    """
+
+def triton_relpos_attention(query, key, value, key_bias, value_bias, rel_h, rel_w, scale: float, window: int):
+    """The kernel behind :func:`relpos_attention` (same arguments, same result)."""
     require_triton()
-    batch, heads, n_ctx, head_dim = query.shape
-    width = rel_w.shape[-1]
-    if not kernel_supports(head_dim, width) or n_ctx % width or rel_h.shape[-1] * width != n_ctx:
-        raise ValueError(f"relpos kernel: unsupported shapes head_dim {head_dim}, {n_ctx} tokens, "
-                         f"key grid {rel_h.shape[-1]}x{width}")
+    batch, height, width, heads, head_dim = query.shape
+    rows, cols = _window_shape(height, width, window)
+    if not kernel_supports(head_dim, cols):
+        raise ValueError(f"relpos kernel: unsupported head dim {head_dim} or key-row width {cols}")
     query, key, value, rel_w = (t if t.stride(-1) == 1 else t.contiguous() for t in (query, key, value, rel_w))
-    out = query.new_empty(batch, n_ctx, heads, head_dim)
+    key_bias, value_bias = key_bias.contiguous(), value_bias.contiguous()
+    out = query.new_empty(batch, height, width, heads, head_dim)
+    windows_y, windows_x = -(-height // rows), -(-width // cols)
     d0 = 1 << (head_dim.bit_length() - 1)
-    kernel, grid, launch = _kernel_and_grid(n_ctx, batch * heads)
+    kernel, grid, launch = _kernel_and_grid(rows * cols, batch * windows_y * windows_x * heads)
     precision = "ieee" if query.dtype == torch.float32 else None  # float32 stays exact (no tf32)
     kernel[grid](
-        query, key, value, rel_h, rel_w, out, scale * LOG2E,
-        query.stride(0), query.stride(1), query.stride(2), key.stride(0), key.stride(1), key.stride(2),
-        value.stride(0), value.stride(1), value.stride(2),
-        rel_h.stride(0), rel_h.stride(1), rel_h.stride(2), rel_h.stride(3),
-        rel_w.stride(0), rel_w.stride(1), rel_w.stride(2),
-        out.stride(0), out.stride(2), out.stride(1),
-        heads, n_ctx, n_ctx // width,
-        W=width, WB=max(16, triton.next_power_of_2(width)), D0=d0, D1=head_dim - d0, PRECISION=precision,
-        **launch,
+        query, key, value, key_bias, value_bias, rel_h, rel_w, out, scale * LOG2E,
+        *query.stride()[:4], *key.stride()[:4], *value.stride()[:4],
+        *rel_h.stride(), *rel_w.stride()[:3], *out.stride()[:4],
+        heads, height, width, windows_y * windows_x, windows_x, rows,
+        W=cols, WB=max(16, triton.next_power_of_2(cols)), D0=d0, D1=head_dim - d0,
+        PADDED=bool(height % rows or width % cols), PRECISION=precision, **launch,
     )
     return out
 
 
-def reference_relpos_attention(query, key, value, rel_h, rel_w, scale: float):
-    """What transformers' SDPA attention computes, materialised bias and all, as (B, N, heads, D)."""
-    batch, heads, n_ctx, _ = query.shape
-    bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(batch, heads, n_ctx, n_ctx)
-    out = F.scaled_dot_product_attention(query, key, value, attn_mask=bias.to(query.dtype), scale=scale)
-    return out.transpose(1, 2).contiguous()
+def reference_relpos_attention(query, key, value, key_bias, value_bias, rel_h, rel_w, scale: float, window: int):
+    """What transformers' SAM attention computes, in its layout: pad the grid to whole windows (padded
+    tokens' keys and values are the qkv bias: the zero-padded input's projection), partition, SDPA
+    with the materialised bias, unpartition, crop."""
+    batch, height, width, heads, head_dim = query.shape
+    rows, cols = _window_shape(height, width, window)
+    pad_h, pad_w = -height % rows, -width % cols
+
+    def padded(t, fill):  # (batch, height, width, ...) -> (batch, height + pad_h, width + pad_w, ...)
+        if not (pad_h or pad_w):
+            return t
+        out = fill.to(t.dtype).expand(batch, height + pad_h, width + pad_w, *t.shape[3:]).clone()
+        out[:, :height, :width] = t
+        return out
+
+    def windows(t):  # (batch, H, W, heads, c) -> (batch * windows, heads, rows * cols, c)
+        grid_h, grid_w = t.shape[1] // rows, t.shape[2] // cols
+        t = t.reshape(batch, grid_h, rows, grid_w, cols, heads, -1).permute(0, 1, 3, 5, 2, 4, 6)
+        return t.reshape(batch * grid_h * grid_w, heads, rows * cols, -1)
+
+    def tables(t):  # (batch, heads, height * width, k) -> windows
+        t = t.reshape(batch, heads, height, width, -1).permute(0, 2, 3, 1, 4)
+        return windows(padded(t, t.new_zeros(())))
+
+    zero = query.new_zeros(())
+    q, k, v = windows(padded(query, zero)), windows(padded(key, key_bias)), windows(padded(value, value_bias))
+    rh, rw = tables(rel_h), tables(rel_w)
+    bias = (rh[..., :, None] + rw[..., None, :]).reshape(*q.shape[:3], rows * cols)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=scale)
+    grid_h, grid_w = (height + pad_h) // rows, (width + pad_w) // cols
+    out = out.reshape(batch, grid_h, grid_w, heads, rows, cols, head_dim).permute(0, 1, 4, 2, 5, 3, 6)
+    out = out.reshape(batch, height + pad_h, width + pad_w, heads, head_dim)
+    return out[:, :height, :width].contiguous()
 
 
 @torch.library.custom_op("samrs::relpos_attention", mutates_args=())
-def relpos_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, rel_h: torch.Tensor,
-                     rel_w: torch.Tensor, scale: float) -> torch.Tensor:
-    """SAM global attention with the decomposed rel-pos bias, (B, heads, N, D) in, (B, N, heads, D) out.
-    The kernel needs an Ampere or newer GPU (bf16 tensor cores); elsewhere the reference runs."""
-    if kernel_supports(query.shape[-1], rel_w.shape[-1]) and (
+def relpos_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_bias: torch.Tensor,
+                     value_bias: torch.Tensor, rel_h: torch.Tensor, rel_w: torch.Tensor, scale: float,
+                     window: int) -> torch.Tensor:
+    """SAM's vision attention with its decomposed rel-pos bias on a (height, width) token grid, globally
+    (``window`` 0) or in ``window`` x ``window`` windows, the grid padded to whole windows as SAM pads it.
+
+    query/key/value: (B, height, width, heads, D), unit stride along D (views of the fused qkv are
+    fine); key_bias/value_bias: (heads, D), the padded tokens' keys and values; rel_h: (B, heads,
+    height * width, rows) and rel_w: (B, heads, height * width, cols), each token's bias terms for
+    its window's key rows and columns (fastest with rel_h key-row-major: unit stride along tokens).
+    Returns (B, height, width, heads, D). The kernel needs an Ampere or newer GPU (bf16 tensor cores);
+    elsewhere the reference runs.
+    """
+    cols = _window_shape(query.shape[1], query.shape[2], window)[1]
+    if kernel_supports(query.shape[-1], cols) and (
             interpreting() or (query.is_cuda and torch.cuda.get_device_capability(query.device) >= (8, 0))):
-        return triton_relpos_attention(query, key, value, rel_h, rel_w, scale)
-    return reference_relpos_attention(query, key, value, rel_h, rel_w, scale)
+        return triton_relpos_attention(query, key, value, key_bias, value_bias, rel_h, rel_w, scale, window)
+    return reference_relpos_attention(query, key, value, key_bias, value_bias, rel_h, rel_w, scale, window)
 
 
 @relpos_attention.register_fake
-def _(query, key, value, rel_h, rel_w, scale):
-    batch, heads, n_ctx, head_dim = query.shape
-    return query.new_empty(batch, n_ctx, heads, head_dim)
+def _(query, key, value, key_bias, value_bias, rel_h, rel_w, scale, window):
+    return query.new_empty(query.shape)

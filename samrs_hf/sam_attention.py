@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from transformers.models.sam.modeling_sam import SamVisionAttention
+from transformers.models.sam.modeling_sam import SamVisionAttention, SamVisionLayer
 
 try:
     from torch.nn.attention.flex_attention import flex_attention
@@ -25,9 +25,9 @@ GLOBAL_MIN_TOKENS = 1024
 (14x14 windows) keep SDPA with the materialised bias."""
 
 TRITON_WINDOWS = False
-"""``triton`` attention: also run the windowed layers (25 windows of 14x14 per image, rows padded to
-16 keys) through the kernel. Off until a GPU measurement shows it beats SDPA there
-(``benchmarks/bench_relpos_attention.py --window``)."""
+"""``triton`` attention: also run the windowed layers (25 windows of 14x14 per image on the unpadded
+64x64 grid, rows padded to 16 keys) through the kernel. Off until a GPU measurement shows it beats
+SDPA there (``benchmarks/bench_relpos_attention.py --window``, ``bench_encoder.py --attn triton+windows``)."""
 
 FLEX_INLINE = True
 """Under an outer torch.compile on CUDA, trace flex into the same graph (False: call a separately
@@ -73,38 +73,22 @@ class _SamVisionRelPosAttention(SamVisionAttention):
 
         if not self.use_rel_pos:
             out = F.scaled_dot_product_attention(query, key, value, scale=self.scale)
-        elif tokens < GLOBAL_MIN_TOKENS and not self._fuse_small_layers():
+        elif tokens < GLOBAL_MIN_TOKENS:
             flat = query.reshape(batch * heads, tokens, -1)
             bias = self.get_decomposed_rel_pos(flat, self.rel_pos_h, self.rel_pos_w, (height, width),
                                                (height, width))
             bias = bias.reshape(batch, heads, tokens, tokens)
             out = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=self.scale)
         else:
-            rel_h, rel_w = self._rel_pos_tables(query, height, width)
+            rel_pos_h = self.get_rel_pos(height, height, self.rel_pos_h)  # (height, kh, head_dim)
+            rel_pos_w = self.get_rel_pos(width, width, self.rel_pos_w)  # (width, kw, head_dim)
+            grid = query.reshape(batch, heads, height, width, -1)
+            rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid, rel_pos_h).reshape(batch, heads, tokens, height)
+            rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid, rel_pos_w).reshape(batch, heads, tokens, width)
             out = self._fused_attention(query, key, value, rel_h, rel_w, width)
 
         out = out.reshape(batch, heads, height, width, -1).permute(0, 2, 3, 1, 4).reshape(batch, height, width, -1)
         return self.proj(out), None
-
-    def _fuse_small_layers(self) -> bool:
-        return False
-
-    def _rel_pos_tables(self, query, height: int, width: int, rows_last: bool = True):
-        """rel_h (batch, heads, tokens, height) and rel_w (batch, heads, tokens, width): the two terms of
-        the bias, as ``get_decomposed_rel_pos`` computes them before it adds them into an N x N mask.
-        ``rows_last=False`` lays rel_h out key-row-major (a transposed view), so that one key row's
-        column over consecutive queries is contiguous."""
-        batch, heads, tokens, _ = query.shape
-        rel_pos_h = self.get_rel_pos(height, height, self.rel_pos_h)  # (height, kh, head_dim)
-        rel_pos_w = self.get_rel_pos(width, width, self.rel_pos_w)  # (width, kw, head_dim)
-        grid = query.reshape(batch, heads, height, width, -1)
-        if rows_last:
-            rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid, rel_pos_h).reshape(batch, heads, tokens, height)
-        else:
-            rel_h = torch.einsum("bnhwc,hkc->bnkhw", grid, rel_pos_h).reshape(batch, heads, height, tokens)
-            rel_h = rel_h.transpose(-1, -2)
-        rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid, rel_pos_w).reshape(batch, heads, tokens, width)
-        return rel_h, rel_w
 
     def _fused_attention(self, query, key, value, rel_h, rel_w, width: int) -> torch.Tensor:
         """(batch, heads, tokens, head_dim) attention output, bias ``rel_h[q, k // width] + rel_w[q, k % width]``."""
@@ -124,17 +108,56 @@ class SamVisionFlexAttention(_SamVisionRelPosAttention):
 
 
 class SamVisionTritonAttention(_SamVisionRelPosAttention):
-    """Global layers (and windowed ones with :data:`TRITON_WINDOWS`): our Triton flash-attention kernel
-    with the bias fused (:mod:`samrs_hf.relpos_flash`)."""
+    """Global layers (and, with :data:`TRITON_WINDOWS`, windowed ones) through our Triton flash-attention
+    kernel with the bias fused (:mod:`samrs_hf.relpos_flash`).
 
-    def _fuse_small_layers(self) -> bool:
-        return TRITON_WINDOWS
+    ``window``: 0 when the layer hands over attention on its own token grid (global layers, or windows
+    the layer already partitioned); else the window size, and ``hidden_states`` is the whole unpadded
+    grid: the kernel walks the windows itself, so SAM's padding costs neither qkv/proj rows nor
+    partition copies (:class:`SamVisionTritonLayer`).
+    """
 
-    def _rel_pos_tables(self, query, height: int, width: int, rows_last: bool = True):
-        # the kernel reads one rel_h column per key row: contiguous over its block of queries
-        return super()._rel_pos_tables(query, height, width, rows_last=False)
-
-    def _fused_attention(self, query, key, value, rel_h, rel_w, width: int) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, output_attentions=False, window: int = 0):
         from .relpos_flash import relpos_attention
 
-        return relpos_attention(query, key, value, rel_h, rel_w, self.scale).transpose(1, 2)
+        batch, height, width, _ = hidden_states.shape
+        if not self.use_rel_pos or (window == 0 and height * width < GLOBAL_MIN_TOKENS):
+            return super().forward(hidden_states)
+        heads = self.num_attention_heads
+        qkv = self.qkv(hidden_states).reshape(batch, height, width, 3, heads, -1)
+        query, key, value = qkv.unbind(3)  # each (batch, height, width, heads, head_dim)
+        head_dim = query.shape[-1]
+        if self.qkv.bias is not None:
+            _, key_bias, value_bias = self.qkv.bias.reshape(3, heads, head_dim).unbind(0)
+        else:
+            key_bias = value_bias = query.new_zeros(heads, head_dim)
+        rel_h, rel_w = self._window_rel_pos_tables(query, window)
+        out = relpos_attention(query, key, value, key_bias, value_bias, rel_h, rel_w, self.scale, window)
+        return self.proj(out.reshape(batch, height, width, -1)), None
+
+    def _window_rel_pos_tables(self, query, window: int):
+        """rel_h (batch, heads, tokens, rows), key-row-major (one key row's column is contiguous over
+        queries, as the kernel reads it), and rel_w (batch, heads, tokens, cols): each token's bias
+        terms against its window's key rows and columns, from its position inside the window."""
+        batch, height, width, heads, _ = query.shape
+        rows, cols = (height, width) if window == 0 else (window, window)
+        rel_pos_h = self.get_rel_pos(rows, rows, self.rel_pos_h)  # (rows, kh, head_dim)
+        rel_pos_w = self.get_rel_pos(cols, cols, self.rel_pos_w)  # (cols, kw, head_dim)
+        device = query.device
+        rel_pos_h = rel_pos_h[torch.arange(height, device=device) % rows]  # per image row
+        rel_pos_w = rel_pos_w[torch.arange(width, device=device) % cols]
+        rel_h = torch.einsum("byxnc,ykc->bnkyx", query, rel_pos_h).reshape(batch, heads, rows, height * width)
+        rel_w = torch.einsum("byxnc,xkc->bnyxk", query, rel_pos_w).reshape(batch, heads, height * width, cols)
+        return rel_h.transpose(-1, -2), rel_w
+
+
+class SamVisionTritonLayer(SamVisionLayer):
+    """A windowed layer with :data:`TRITON_WINDOWS` gives the unpadded grid to the attention, which
+    windows it inside the kernel; otherwise exactly ``SamVisionLayer``."""
+
+    def forward(self, hidden_states: torch.Tensor):
+        if not (self.window_size > 0 and TRITON_WINDOWS and isinstance(self.attn, SamVisionTritonAttention)):
+            return super().forward(hidden_states)
+        attn_out, _ = self.attn(self.layer_norm1(hidden_states), window=self.window_size)
+        hidden_states = hidden_states + attn_out
+        return hidden_states + self.mlp(self.layer_norm2(hidden_states))

@@ -390,7 +390,11 @@ def set_attn_implementation(model, attn: str) -> None:
         from .sam_attention import SamVisionTritonAttention as cls
     else:
         cls = ms.SamVisionSdpaAttention if config_attn == "sdpa" else ms.SamVisionAttention
+    layer_cls = ms.SamVisionLayer
+    if attn == "triton":  # its windowed layers may hand the kernel the unpadded grid (TRITON_WINDOWS)
+        from .sam_attention import SamVisionTritonLayer as layer_cls
     for layer in model.vision_encoder.layers:
+        layer.__class__ = layer_cls
         layer.attn.__class__ = cls
     setattr(model, ATTN_MARK, attn if attn in CUSTOM_VISION_ATTN else config_attn)
     model.config._attn_implementation = config_attn

@@ -17,7 +17,7 @@ from transformers.models.sam import modeling_sam as ms
 
 from samrs_hf import relpos_flash, sam_attention
 from samrs_hf.relpos_flash import kernel_supports
-from samrs_hf.sam_attention import SamVisionTritonAttention
+from samrs_hf.sam_attention import SamVisionTritonAttention, SamVisionTritonLayer
 from samrs_hf.sam_loading import ATTN_MARK, load_sam
 
 
@@ -33,26 +33,29 @@ def test_triton_encoder_equals_sdpa_and_uses_the_op_in_global_layers_only(encode
     calls = []
     real = relpos_flash.relpos_attention
 
-    def op(query, key, value, rel_h, rel_w, scale):
-        calls.append((tuple(query.shape), tuple(rel_h.shape), tuple(rel_w.shape)))
+    def op(query, key, value, key_bias, value_bias, rel_h, rel_w, scale, window):
+        calls.append((tuple(query.shape), tuple(rel_h.shape), tuple(rel_w.shape), window))
         assert rel_h.stride(-2) == 1  # key-row-major: one key row's column is contiguous over queries
-        return real(query, key, value, rel_h, rel_w, scale)
+        return real(query, key, value, key_bias, value_bias, rel_h, rel_w, scale, window)
 
     monkeypatch.setattr(relpos_flash, "relpos_attention", op)
     sdpa, got = encode_tiny_sam("sdpa"), encode_tiny_sam("triton")
     model = encode_tiny_sam.model
     assert all(type(layer.attn) is SamVisionTritonAttention for layer in model.vision_encoder.layers)
+    assert all(type(layer) is SamVisionTritonLayer for layer in model.vision_encoder.layers)
     assert getattr(model, ATTN_MARK) == "triton" and model.config._attn_implementation == "sdpa"
     torch.testing.assert_close(got, sdpa, rtol=1e-5, atol=1e-5)
-    # tiny-random: layer 0 windowed (196 tokens, SDPA), layer 1 global (64x64 grid, the op)
-    assert calls == [((1, 2, 4096, 16), (1, 2, 4096, 64), (1, 2, 4096, 64))]
+    # tiny-random: layer 0 windowed (SDPA on the layer's 14x14 windows), layer 1 global (the op)
+    assert calls == [((1, 64, 64, 2, 16), (1, 2, 4096, 64), (1, 2, 4096, 64), 0)]
 
     monkeypatch.setattr(sam_attention, "TRITON_WINDOWS", True)
     calls.clear()
     torch.testing.assert_close(encode_tiny_sam("triton"), sdpa, rtol=1e-5, atol=1e-5)
-    # now layer 0's 25 windows (64x64 padded to 70x70) go through the op too
-    assert calls == [((25, 2, 196, 16), (25, 2, 196, 14), (25, 2, 196, 14)),
-                     ((1, 2, 4096, 16), (1, 2, 4096, 64), (1, 2, 4096, 64))]
+    # now layer 0 hands the op its unpadded 64x64 grid and the window size (SAM pads it to 70x70)
+    assert calls == [((1, 64, 64, 2, 16), (1, 2, 4096, 14), (1, 2, 4096, 14), 14),
+                     ((1, 64, 64, 2, 16), (1, 2, 4096, 64), (1, 2, 4096, 64), 0)]
+    encode_tiny_sam("sdpa")  # back to stock layers
+    assert all(type(layer) is ms.SamVisionLayer for layer in model.vision_encoder.layers)
 
 
 def test_triton_attention_is_one_graph_under_torch_compile(encode_tiny_sam):
@@ -88,29 +91,33 @@ INTERPRETED = textwrap.dedent("""
 
     assert relpos_flash.interpreting()
     g = torch.Generator().manual_seed(0)
-    # (batch, heads, key rows, key width, head dim): a 64+16 head dim (vit_h), query counts that do
-    # not fill the last query block (masked rows), several batches and heads (strides), and rows that
-    # are not a power of two (SAM's 14x14 windows: masked keys)
-    for batch, heads, rows, width, dim in [(2, 3, 4, 16, 80), (1, 2, 3, 32, 64), (1, 1, 5, 16, 48),
-                                           (3, 2, 14, 14, 80), (1, 1, 2, 40, 32)]:
-        n = rows * width
+    # (batch, heads, grid height, grid width, window, head dim): global grids and windowed ones, some
+    # padded like SAM's 64 -> 70 (masked keys filled with the qkv bias, dropped queries), key rows that
+    # are not a power of two (masked keys), a 64+16 head dim (vit_h), several batches and heads (strides)
+    cases = [(2, 3, 4, 16, 0, 80), (1, 2, 3, 32, 0, 64), (1, 1, 5, 16, 0, 48), (1, 2, 10, 10, 4, 80),
+             (2, 1, 9, 12, 5, 32), (1, 2, 28, 28, 14, 48), (1, 1, 2, 40, 0, 32)]
+    for batch, heads, height, width, window, dim in cases:
+        rows, cols = (height, width) if window == 0 else (window, window)
         for dtype, tol in ((torch.float32, 1e-5), (torch.float16, 2e-3)):
-            qkv = torch.randn(batch, n, 3, heads, dim, generator=g).to(dtype).permute(2, 0, 3, 1, 4)
-            query, key, value = qkv.unbind(0)  # strided views of a fused qkv, as SAM makes them
-            rel_h = torch.randn(batch, heads, n, rows, generator=g).to(dtype)
+            qkv = torch.randn(batch, height, width, 3, heads, dim, generator=g).to(dtype)
+            query, key, value = qkv.unbind(3)  # strided views of a fused qkv, as SAM makes them
+            key_bias, value_bias = torch.randn(2, heads, dim, generator=g).to(dtype).unbind(0)
+            rel_h = torch.randn(batch, heads, height * width, rows, generator=g).to(dtype)
+            rel_w = torch.randn(batch, heads, height * width, cols, generator=g).to(dtype)
             if dtype == torch.float16:  # key-row-major, as --attn triton lays it out
                 rel_h = rel_h.transpose(-1, -2).contiguous().transpose(-1, -2)
-            rel_w = torch.randn(batch, heads, n, width, generator=g).to(dtype)
-            got = triton_relpos_attention(query, key, value, rel_h, rel_w, dim ** -0.5)
-            want = reference_relpos_attention(*(t.float() for t in (query, key, value, rel_h, rel_w)),
-                                              dim ** -0.5)
-            assert got.shape == (batch, n, heads, dim) and got.dtype == dtype
+            args = (query, key, value, key_bias, value_bias, rel_h, rel_w)
+            got = triton_relpos_attention(*args, dim ** -0.5, window)
+            want = reference_relpos_attention(*(t.float() for t in args), dim ** -0.5, window)
+            assert got.shape == (batch, height, width, heads, dim) and got.dtype == dtype
             err = (got.float() - want).abs().max().item()
-            assert err < tol, (batch, heads, rows, width, dim, dtype, err)
+            assert err < tol, (batch, heads, height, width, window, dim, dtype, err)
     # a head dim the kernel does not take (40 = 32 + 8) goes through the reference
-    q, k, v = torch.randn(3, 1, 1, 64, 40, generator=g).unbind(0)
-    rh, rw = torch.randn(1, 1, 64, 4, generator=g), torch.randn(1, 1, 64, 16, generator=g)
-    torch.testing.assert_close(relpos_attention(q, k, v, rh, rw, 0.2), reference_relpos_attention(q, k, v, rh, rw, 0.2))
+    q, k, v = torch.randn(3, 1, 8, 8, 1, 40, generator=g).unbind(0)
+    kb, vb = torch.randn(2, 1, 40, generator=g).unbind(0)
+    rh, rw = torch.randn(1, 1, 64, 8, generator=g), torch.randn(1, 1, 64, 8, generator=g)
+    torch.testing.assert_close(relpos_attention(q, k, v, kb, vb, rh, rw, 0.2, 0),
+                               reference_relpos_attention(q, k, v, kb, vb, rh, rw, 0.2, 0))
 
     model = load_sam("tiny-random", attn_implementation="sdpa")[0]
     pixels = torch.randn(1, 3, 1024, 1024, generator=g)
@@ -118,7 +125,7 @@ INTERPRETED = textwrap.dedent("""
         sdpa = model.vision_encoder(pixels).last_hidden_state
         set_attn_implementation(model, "triton")  # the global layer runs the interpreted kernel
         got = model.vision_encoder(pixels).last_hidden_state
-        sam_attention.TRITON_WINDOWS = True  # and the windowed one
+        sam_attention.TRITON_WINDOWS = True  # and the windowed one, on the unpadded grid
         windows_too = model.vision_encoder(pixels).last_hidden_state
     torch.testing.assert_close(got, sdpa, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(windows_too, sdpa, rtol=1e-4, atol=1e-4)
@@ -135,15 +142,17 @@ def test_kernel_in_triton_interpreter_matches_the_reference():
     assert "interpreted kernel OK" in proc.stdout
 
 
-@pytest.mark.parametrize("dtype,capability", [("bf16", 90), ("fp32", 80)])
-def test_kernel_compiles_for_cuda_without_a_gpu(dtype, capability):
+@pytest.mark.parametrize("dtype,capability,window", [("bf16", 90, 0), ("bf16", 90, 14), ("fp32", 80, 0)])
+def test_kernel_compiles_for_cuda_without_a_gpu(dtype, capability, window):
     """The interpreter does not type-check like the compiler: compile for H100 (bf16, tensor-core
-    wgmma) and A100 (float32, the parity runs' dtype) with triton's own toolchain, no GPU needed."""
+    wgmma; global and padded-window layers) and A100 (float32, the parity runs' dtype) with triton's
+    own toolchain, no GPU needed."""
     pytest.importorskip("triton")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from relpos_kernel_resources import compile_kernel
 
     block_m, warps, stages = relpos_flash.TUNING_CONFIGS[0]
-    kernel = compile_kernel(dtype, block_m, warps, stages, head_dim=80, width=64, capability=capability)
+    kernel = compile_kernel(dtype, block_m, warps, stages, head_dim=80, width=window or 64, capability=capability,
+                            padded=bool(window))
     assert kernel.asm["cubin"] and kernel.metadata.shared > 0
     assert ("wgmma" in kernel.asm["ptx"]) is (capability == 90)
