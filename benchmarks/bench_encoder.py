@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_labeling import DTYPES, _sync, chip_peak_tflops, encoder_flops  # noqa: E402
+from bench_labeling import DTYPES, Report, _sync, chip_peak_tflops, encoder_flops  # noqa: E402
 from sam_reference import SHAPES, build_reference_sam  # noqa: E402
 
 BACKENDS = ("auto", "cudnn", "efficient", "math")
@@ -115,11 +115,7 @@ def run(argv=None) -> list[str]:
     model = sam_model_from_checkpoint(build_reference_sam(args.model_size).state_dict(), "sdpa")
     flops = encoder_flops(model.config.vision_config)
     encoder = model.vision_encoder.to(device=device, dtype=dtype).eval()
-    lines = []
-
-    def report(line: str) -> None:
-        print(line, flush=True)
-        lines.append(line)
+    report = Report()
 
     report(f"torch {torch.__version__}, {device}, {args.model_size} encoder {args.dtype}, "
            f"{flops / 1e9:.0f} GFLOP/image (model FLOPs)")
@@ -140,7 +136,7 @@ def run(argv=None) -> list[str]:
                 encoder, mode=None if mode == "default" else mode)
             sec = time_encoder(fn, batch, dtype, device, backend, args.reps)
         except Exception as exc:  # noqa: BLE001 - report and try the next variant
-            report(f"{name}: ERROR {type(exc).__name__}: {str(exc)[:300]}")
+            report.error(name, exc)
             continue
         tflops = flops / sec / 1e12
         mfu = f", MFU {100 * tflops / peak:.1f}% of {peak:.0f}" if peak else ""
@@ -151,14 +147,9 @@ def run(argv=None) -> list[str]:
                 for line in profile_encoder(fn, batch, dtype, device, backend):
                     report(line)
             except Exception as exc:  # noqa: BLE001 - the timing above stands
-                report(f"  profile: ERROR {type(exc).__name__}: {str(exc)[:200]}")
-    return lines
-
-
-def main(argv=None) -> int:
-    run(argv)
-    return 0
+                report.error("  profile", exc, 200)
+    return report
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

@@ -49,6 +49,17 @@ def encoder_flops(vision_config) -> float:
     return float(counter.get_total_flops())
 
 
+class Report(list):
+    """The result lines a benchmark prints as it goes and returns (gpu_check's summary collects them)."""
+
+    def __call__(self, line: str) -> None:
+        print(line, flush=True)
+        self.append(line)
+
+    def error(self, name: str, exc: BaseException, limit: int = 300) -> None:
+        self(f"{name}: ERROR {type(exc).__name__}: {str(exc)[:limit]}")
+
+
 def chip_peak_tflops(device: torch.device, given: float | None = None) -> float | None:
     """``given``, else the dense bf16 peak of a known CUDA chip, else None (no MFU printed)."""
     if given is not None or device.type != "cuda":

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_labeling import DTYPES, _sync  # noqa: E402
+from bench_labeling import DTYPES, Report, _sync  # noqa: E402
 
 from samrs_hf.relpos_flash import reference_relpos_attention, relpos_attention  # noqa: E402
 
@@ -109,11 +109,7 @@ def run(argv=None) -> list[str]:
     tensors = inputs(args.batch, args.heads, args.grid, args.head_dim, dtype, device, window)
     image0 = [t[:1].float() for t in tensors[:3]] + [t.float() for t in tensors[3:5]] + [t[:1].float() for t in tensors[5:]]
     want = reference_relpos_attention(*image0, scale, window)  # image 0, float32
-    lines = []
-
-    def report(line: str) -> None:
-        print(line, flush=True)
-        lines.append(line)
+    report = Report()
 
     report(f"torch {torch.__version__}, {device}, {args.dtype}: {args.batch} images x {windows} windows x "
            f"{args.heads} heads x {n} tokens x head dim {args.head_dim}, {flops / args.batch / 1e9:.1f} GFLOP/image")
@@ -130,18 +126,13 @@ def run(argv=None) -> list[str]:
                 _sync(device)
                 sec = (time.perf_counter() - t) / args.reps
         except Exception as exc:  # noqa: BLE001 - report and go on
-            report(f"{name}: ERROR {type(exc).__name__}: {str(exc)[:300]}")
+            report.error(name, exc)
             continue
         err = (got[:1].float() - want).abs().max().item()
         report(f"{name}: {1000 * sec / args.batch:.3f} ms/image, {flops / sec / 1e12:.1f} TFLOP/s, "
                f"max |diff| vs float32 {err:.2e}")
-    return lines
-
-
-def main(argv=None) -> int:
-    run(argv)
-    return 0
+    return report
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()
