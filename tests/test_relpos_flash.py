@@ -58,8 +58,10 @@ def test_triton_encoder_equals_sdpa_and_uses_the_op_in_global_layers_only(encode
     assert all(type(layer) is ms.SamVisionLayer for layer in model.vision_encoder.layers)
 
 
-def test_triton_attention_is_one_graph_under_torch_compile(encode_tiny_sam):
+@pytest.mark.parametrize("windows", [False, True])
+def test_triton_attention_is_one_graph_under_torch_compile(encode_tiny_sam, monkeypatch, windows):
     """The custom op's fake implementation lets dynamo trace the encoder without a graph break."""
+    monkeypatch.setattr(sam_attention, "TRITON_WINDOWS", windows)
     eager = encode_tiny_sam("triton")
     torch._dynamo.reset()
     compiled = torch.compile(encode_tiny_sam.model.vision_encoder, fullgraph=True)
