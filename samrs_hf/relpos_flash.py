@@ -18,6 +18,8 @@ kernel itself in Triton's interpreter: that is how the tests check the kernel wi
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -64,8 +66,8 @@ if triton is not None:
         rows (W keys each, in a block of WB >= W: the power of two Triton needs). Tokens are addressed
         on the image's (img_h, img_w) grid; with PADDED, window positions past its edge are SAM's
         zero-padded tokens, whose keys and values are the qkv bias (KB, VB) and whose outputs are dropped."""
-        pid_m = tl.program_id(0)
-        pid_z = tl.program_id(1)
+        pid_z = tl.program_id(0)  # axis 0: up to 2**31 - 1 programs (axis 1 stops at 65535)
+        pid_m = tl.program_id(1)
         h = (pid_z % heads).to(tl.int64)  # 64-bit offsets: batches past 2**31 elements
         win = (pid_z // heads) % windows
         b = (pid_z // heads // windows).to(tl.int64)
@@ -89,9 +91,10 @@ if triton is not None:
         rh_ptr = RH + b * s_rhb + h * s_rhh + token * s_rhn
         k_base = K + b * s_kb + h * s_kh
         v_base = V + b * s_vb + h * s_vh
-        if PADDED:
-            kb0 = tl.load(KB + h * (D0 + D1) + offs_d0)
-            vb0 = tl.load(VB + h * (D0 + D1) + offs_d0)
+        if PADDED:  # a padded key's score q.kb is one number per query; its value vb adds to the output
+            vb0 = tl.load(VB + h * (D0 + D1) + offs_d0).to(tl.float32)
+            pad_score = tl.sum(q0.to(tl.float32) * tl.load(KB + h * (D0 + D1) + offs_d0).to(tl.float32)[None, :], 1)
+            pad_p = tl.zeros([BLOCK_M], tl.float32)  # softmax weight the padded keys got so far
 
         m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_M], tl.float32)
@@ -101,8 +104,8 @@ if triton is not None:
             q1 = tl.load(q_rows + offs_d1[None, :], mask=in_m[:, None], other=0.0)
             acc1 = tl.zeros([BLOCK_M, D1], tl.float32)
             if PADDED:
-                kb1 = tl.load(KB + h * (D0 + D1) + offs_d1)
-                vb1 = tl.load(VB + h * (D0 + D1) + offs_d1)
+                vb1 = tl.load(VB + h * (D0 + D1) + offs_d1).to(tl.float32)
+                pad_score += tl.sum(q1.to(tl.float32) * tl.load(KB + h * (D0 + D1) + offs_d1).to(tl.float32)[None, :], 1)
 
         for row in range(key_rows):
             ky = y0 + row
@@ -113,14 +116,12 @@ if triton is not None:
             k_cols = k_base + ky * s_ky + kx * s_kx
             v_rows = v_base + ky * s_vy + kx * s_vx
             k0 = tl.load(k_cols[None, :] + offs_d0[:, None], mask=k_ok[None, :], other=0.0)  # (D0, WB)
-            if PADDED:
-                k0 = tl.where(k_ok[None, :], k0, kb0[:, None])
             scores = tl.dot(q0, k0, input_precision=PRECISION)  # (BLOCK_M, WB)
             if D1 > 0:
                 k1 = tl.load(k_cols[None, :] + offs_d1[:, None], mask=k_ok[None, :], other=0.0)
-                if PADDED:
-                    k1 = tl.where(k_ok[None, :], k1, kb1[:, None])
                 scores += tl.dot(q1, k1, input_precision=PRECISION)
+            if PADDED:
+                scores = tl.where(k_ok[None, :], scores, pad_score[:, None])
             rel_h = tl.load(rh_ptr + row * s_rhk, mask=in_m, other=0.0).to(tl.float32) * 1.4426950408889634
             scores = scores * qk_scale + rel_h[:, None] + rel_w  # log2 domain
             if WB != W:
@@ -129,16 +130,19 @@ if triton is not None:
             p = tl.exp2(scores - m_new[:, None])
             alpha = tl.exp2(m_i - m_new)
             l_i = l_i * alpha + tl.sum(p, 1)
+            if PADDED:  # keys past W have p == 0 already
+                pad_p = pad_p * alpha + tl.sum(tl.where(k_ok[None, :], 0.0, p), 1)
             v0 = tl.load(v_rows[:, None] + offs_d0[None, :], mask=k_ok[:, None], other=0.0)  # (WB, D0)
-            if PADDED:
-                v0 = tl.where(k_ok[:, None], v0, vb0[None, :])
             acc0 = acc0 * alpha[:, None] + tl.dot(p.to(v0.dtype), v0, input_precision=PRECISION)
             if D1 > 0:
                 v1 = tl.load(v_rows[:, None] + offs_d1[None, :], mask=k_ok[:, None], other=0.0)
-                if PADDED:
-                    v1 = tl.where(k_ok[:, None], v1, vb1[None, :])
                 acc1 = acc1 * alpha[:, None] + tl.dot(p.to(v1.dtype), v1, input_precision=PRECISION)
             m_i = m_new
+
+        if PADDED:
+            acc0 += pad_p[:, None] * vb0[None, :]
+            if D1 > 0:
+                acc1 += pad_p[:, None] * vb1[None, :]
 
         o_rows = O + b * s_ob + h * s_oh + qy[:, None] * s_oy + qx[:, None] * s_ox
         tl.store(o_rows + offs_d0[None, :], (acc0 / l_i[:, None]).to(O.dtype.element_ty), mask=in_m[:, None])
@@ -153,51 +157,62 @@ def interpreting() -> bool:
 
 
 # (BLOCK_M, num_warps, num_stages) tried on the first call per shape. For vit_h's heads (bf16, sm_90)
-# each compiles to wgmma with 191-195 registers (windowed: 119-140) and no spills
-# (benchmarks/relpos_kernel_resources.py);
-# 128 queries on 4 warps spilled and serialised its wgmma, so it is not tried.
+# each compiles to wgmma without spills (benchmarks/relpos_kernel_resources.py); 128 queries on 4 warps
+# spilled and serialised its wgmma, so it is not tried. float32 (exact "ieee" dots: plain FMAs, the
+# parity checks' dtype) spills with those, so it gets smaller tiles per warp.
 TUNING_CONFIGS = ((64, 4, 2), (64, 4, 3), (64, 4, 4), (128, 8, 2), (128, 8, 3))
+FLOAT32_CONFIGS = ((32, 8, 2), (16, 4, 2), (32, 8, 3))
 
-_tuned_kernel = None
+_tuned_kernels: dict = {}
 
 
-def _kernel_and_grid(window_tokens: int, programs: int):
+def _kernel_and_grid(window_tokens: int, programs: int, dtype: torch.dtype):
     """The autotuned kernel on CUDA; the plain one in the interpreter (numpy: big blocks are cheap)."""
-    global _tuned_kernel
     if interpreting():
-        return _relpos_attention_fwd, (triton.cdiv(window_tokens, 128), programs), {"BLOCK_M": 128}
-    if _tuned_kernel is None:
-        configs = [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=st) for m, w, st in TUNING_CONFIGS]
-        _tuned_kernel = triton.autotune(configs, key=["key_rows", "W", "D0", "D1", "PADDED"])(_relpos_attention_fwd)
-    return _tuned_kernel, lambda meta: (triton.cdiv(window_tokens, meta["BLOCK_M"]), programs), {}
+        return _relpos_attention_fwd, (programs, triton.cdiv(window_tokens, 128)), {"BLOCK_M": 128}
+    table = FLOAT32_CONFIGS if dtype == torch.float32 else TUNING_CONFIGS
+    if table not in _tuned_kernels:
+        configs = [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=st) for m, w, st in table]
+        _tuned_kernels[table] = triton.autotune(configs, key=["key_rows", "W", "D0", "D1", "PADDED"])(
+            _relpos_attention_fwd)
+    return _tuned_kernels[table], lambda meta: (programs, triton.cdiv(window_tokens, meta["BLOCK_M"])), {}
 
 
 def _window_shape(height: int, width: int, window: int) -> tuple[int, int]:
     return (height, width) if window == 0 else (window, window)
 
 
+def kernel_arguments(query, key, value, key_bias, value_bias, rel_h, rel_w, out, scale: float, window: int):
+    """(positional arguments, compile-time constants, (programs, tokens per window)) of the kernel for
+    these tensors: the launch below, and what benchmarks/relpos_kernel_resources.py compiles."""
+    batch, height, width, heads, head_dim = query.shape
+    rows, cols = _window_shape(height, width, window)
+    windows_y, windows_x = -(-height // rows), -(-width // cols)
+    d0 = 1 << (head_dim.bit_length() - 1)
+    args = (query, key, value, key_bias, value_bias, rel_h, rel_w, out, scale * LOG2E,
+            *query.stride()[:4], *key.stride()[:4], *value.stride()[:4], *rel_h.stride(), *rel_w.stride()[:3],
+            *out.stride()[:4], heads, height, width, windows_y * windows_x, windows_x, rows)
+    constants = {"W": cols, "WB": max(16, 1 << (cols - 1).bit_length()), "D0": d0, "D1": head_dim - d0,
+                 "PADDED": bool(height % rows or width % cols),
+                 "PRECISION": "ieee" if query.dtype == torch.float32 else None}  # float32 stays exact (no tf32)
+    return args, constants, (batch * windows_y * windows_x * heads, rows * cols)
+
+
 def triton_relpos_attention(query, key, value, key_bias, value_bias, rel_h, rel_w, scale: float, window: int):
     """The kernel behind :func:`relpos_attention` (same arguments, same result)."""
     require_triton()
-    batch, height, width, heads, head_dim = query.shape
-    rows, cols = _window_shape(height, width, window)
+    head_dim, cols = query.shape[-1], _window_shape(query.shape[1], query.shape[2], window)[1]
     if not kernel_supports(head_dim, cols):
         raise ValueError(f"relpos kernel: unsupported head dim {head_dim} or key-row width {cols}")
     query, key, value, rel_w = (t if t.stride(-1) == 1 else t.contiguous() for t in (query, key, value, rel_w))
-    key_bias, value_bias = key_bias.contiguous(), value_bias.contiguous()
-    out = query.new_empty(batch, height, width, heads, head_dim)
-    windows_y, windows_x = -(-height // rows), -(-width // cols)
-    d0 = 1 << (head_dim.bit_length() - 1)
-    kernel, grid, launch = _kernel_and_grid(rows * cols, batch * windows_y * windows_x * heads)
-    precision = "ieee" if query.dtype == torch.float32 else None  # float32 stays exact (no tf32)
-    kernel[grid](
-        query, key, value, key_bias, value_bias, rel_h, rel_w, out, scale * LOG2E,
-        *query.stride()[:4], *key.stride()[:4], *value.stride()[:4],
-        *rel_h.stride(), *rel_w.stride()[:3], *out.stride()[:4],
-        heads, height, width, windows_y * windows_x, windows_x, rows,
-        W=cols, WB=max(16, triton.next_power_of_2(cols)), D0=d0, D1=head_dim - d0,
-        PADDED=bool(height % rows or width % cols), PRECISION=precision, **launch,
-    )
+    key_bias, value_bias = (b.to(query.dtype).contiguous() for b in (key_bias, value_bias))  # autocast: fp32 bias
+    out = query.new_empty(query.shape)
+    args, constants, (programs, window_tokens) = kernel_arguments(
+        query, key, value, key_bias, value_bias, rel_h, rel_w, out, scale, window)
+    kernel, grid, launch = _kernel_and_grid(window_tokens, programs, query.dtype)
+    # triton launches on the current CUDA device, not the tensors' (a model on cuda:1 in one process)
+    with torch.cuda.device(query.device) if query.is_cuda else contextlib.nullcontext():
+        kernel[grid](*args, **constants, **launch)
     return out
 
 

@@ -121,7 +121,7 @@ class SamVisionTritonAttention(_SamVisionRelPosAttention):
         from .relpos_flash import relpos_attention
 
         batch, height, width, _ = hidden_states.shape
-        if not self.use_rel_pos or (window == 0 and height * width < GLOBAL_MIN_TOKENS):
+        if window == 0 and (not self.use_rel_pos or height * width < GLOBAL_MIN_TOKENS):
             return super().forward(hidden_states)
         heads = self.num_attention_heads
         qkv = self.qkv(hidden_states).reshape(batch, height, width, 3, heads, -1)
@@ -131,7 +131,12 @@ class SamVisionTritonAttention(_SamVisionRelPosAttention):
             _, key_bias, value_bias = self.qkv.bias.reshape(3, heads, head_dim).unbind(0)
         else:
             key_bias = value_bias = query.new_zeros(heads, head_dim)
-        rel_h, rel_w = self._window_rel_pos_tables(query, window)
+        if self.use_rel_pos:
+            rel_h, rel_w = self._window_rel_pos_tables(query, window)
+        else:  # windows without SAM's bias: the same kernel, zero tables
+            rows, cols = (height, width) if window == 0 else (window, window)
+            rel_h = query.new_zeros(batch, heads, rows, height * width).transpose(-1, -2)
+            rel_w = query.new_zeros(batch, heads, height * width, cols)
         out = relpos_attention(query, key, value, key_bias, value_bias, rel_h, rel_w, self.scale, window)
         return self.proj(out.reshape(batch, height, width, -1)), None
 

@@ -46,13 +46,16 @@ def torch_one_thread():
 
 @pytest.fixture(scope="module")
 def encode_tiny_sam():
-    """encode(attn) -> tiny-random SAM's image embedding of one fixed 1024² input, with the vision
-    attention switched to ``attn`` (one model per test module)."""
+    """encode(attn) -> tiny-random SAM's (with random qkv biases) image embedding of one fixed 1024²
+    input, with the vision attention switched to ``attn`` (one model per test module)."""
     import torch
 
     from samrs_hf.sam_loading import load_sam, set_attn_implementation
 
     model = load_sam("tiny-random", attn_implementation="sdpa")[0]
+    with torch.no_grad():  # tiny-random's biases are zero: give the padded windows' keys/values something
+        for layer in model.vision_encoder.layers:
+            layer.attn.qkv.bias.normal_(0, 0.5, generator=torch.Generator().manual_seed(2))
     pixels = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(0))
 
     def encode(attn: str):

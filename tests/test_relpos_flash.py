@@ -85,6 +85,51 @@ def test_saved_triton_model_loads_with_stock_transformers(tmp_path):
     assert type(again.vision_encoder.layers[1].attn) is ms.SamVisionSdpaAttention
 
 
+def sam_block_and_layer(dim, heads, window, grid, use_rel_pos=True, seed=0):
+    """segment-anything's ViT ``Block`` (SAM's reference code) with random weights, nonzero qkv bias and
+    rel-pos tables, and the same weights in transformers' layer switched to our triton classes."""
+    import functools
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from sam_reference import import_segment_anything
+    from transformers import SamVisionConfig
+
+    import_segment_anything()
+    from segment_anything.modeling.image_encoder import Block
+
+    torch.manual_seed(seed)
+    block = Block(dim, heads, 2.0, True, functools.partial(torch.nn.LayerNorm, eps=1e-6), torch.nn.GELU,
+                  use_rel_pos=use_rel_pos, rel_pos_zero_init=False, window_size=window, input_size=(grid, grid))
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+    config = SamVisionConfig(hidden_size=dim, num_attention_heads=heads, mlp_dim=2 * dim, image_size=grid * 16,
+                             patch_size=16, use_rel_pos=use_rel_pos, layer_norm_eps=1e-6)
+    config._attn_implementation = "sdpa"
+    layer = ms.SamVisionLayer(config, window)
+    state = {k.replace("norm1", "layer_norm1").replace("norm2", "layer_norm2"): v for k, v in block.state_dict().items()}
+    layer.load_state_dict(state)
+    layer.__class__, layer.attn.__class__ = SamVisionTritonLayer, SamVisionTritonAttention
+    return block.eval(), layer.eval()
+
+
+# (batch, height, width, window, heads, head dim): SAM's 64 -> 70 padding, odd grids padded on one or
+# both sides, a window larger than the grid, several batches and heads
+BLOCK_CASES = [(1, 64, 64, 14, 2, 16), (2, 20, 23, 7, 3, 16), (1, 9, 12, 5, 2, 32), (2, 5, 5, 7, 1, 16)]
+
+
+@pytest.mark.parametrize("use_rel_pos", [True, False])
+def test_windowed_layer_on_the_unpadded_grid_equals_segment_anything(monkeypatch, use_rel_pos):
+    """The layer hands the whole grid to the op, which windows and pads it as SAM does (here through
+    the op's CPU reference; the interpreter test runs the kernel the same way)."""
+    monkeypatch.setattr(sam_attention, "TRITON_WINDOWS", True)
+    for batch, height, width, window, heads, head_dim in BLOCK_CASES:
+        block, layer = sam_block_and_layer(heads * head_dim, heads, window, max(height, width), use_rel_pos)
+        x = torch.randn(batch, height, width, heads * head_dim, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            torch.testing.assert_close(layer(x), block(x), rtol=1e-4, atol=2e-4)
+
+
 INTERPRETED = textwrap.dedent("""
     import torch
     from samrs_hf import relpos_flash, sam_attention
@@ -121,6 +166,26 @@ INTERPRETED = textwrap.dedent("""
     torch.testing.assert_close(relpos_attention(q, k, v, kb, vb, rh, rw, 0.2, 0),
                                reference_relpos_attention(q, k, v, kb, vb, rh, rw, 0.2, 0))
 
+    # an fp32 qkv bias (autocast keeps it) with fp16 activations
+    q, k, v = torch.randn(3, 1, 10, 10, 2, 32, generator=g).half().unbind(0)
+    kb, vb = torch.randn(2, 2, 32, generator=g).unbind(0)
+    rh, rw = torch.randn(2, 1, 2, 100, 4, generator=g).half().unbind(0)
+    torch.testing.assert_close(triton_relpos_attention(q, k, v, kb, vb, rh, rw, 0.2, 4).float(),
+                               reference_relpos_attention(q.float(), k.float(), v.float(), kb, vb, rh.float(),
+                                                          rw.float(), 0.2, 4), rtol=2e-3, atol=2e-3)
+
+    # whole layers against segment-anything's Block, the windowed ones through the kernel
+    import sys
+    sys.path.insert(0, TESTS)
+    from test_relpos_flash import BLOCK_CASES, sam_block_and_layer
+    sam_attention.TRITON_WINDOWS = True
+    for batch, height, width, window, heads, head_dim in BLOCK_CASES:
+        block, layer = sam_block_and_layer(heads * head_dim, heads, window, max(height, width))
+        x = torch.randn(batch, height, width, heads * head_dim, generator=g)
+        with torch.no_grad():
+            torch.testing.assert_close(layer(x), block(x), rtol=1e-4, atol=2e-4)
+    sam_attention.TRITON_WINDOWS = False
+
     model = load_sam("tiny-random", attn_implementation="sdpa")[0]
     pixels = torch.randn(1, 3, 1024, 1024, generator=g)
     with torch.no_grad():
@@ -138,23 +203,23 @@ INTERPRETED = textwrap.dedent("""
 def test_kernel_in_triton_interpreter_matches_the_reference():
     pytest.importorskip("triton")
     env = {**os.environ, "TRITON_INTERPRET": "1"}
-    proc = subprocess.run([sys.executable, "-c", INTERPRETED], env=env, capture_output=True, text=True,
-                          timeout=600)
+    code = f"TESTS = {str(Path(__file__).resolve().parent)!r}\n" + INTERPRETED
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "interpreted kernel OK" in proc.stdout
 
 
-@pytest.mark.parametrize("dtype,capability,window", [("bf16", 90, 0), ("bf16", 90, 14), ("fp32", 80, 0)])
+@pytest.mark.parametrize("dtype,capability,window", [(torch.bfloat16, 90, 0), (torch.bfloat16, 90, 14),
+                                                     (torch.float32, 80, 0)])
 def test_kernel_compiles_for_cuda_without_a_gpu(dtype, capability, window):
     """The interpreter does not type-check like the compiler: compile for H100 (bf16, tensor-core
     wgmma; global and padded-window layers) and A100 (float32, the parity runs' dtype) with triton's
-    own toolchain, no GPU needed."""
+    own toolchain and the signature SAM's tensors give the JIT, no GPU needed."""
     pytest.importorskip("triton")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from relpos_kernel_resources import compile_kernel
 
-    block_m, warps, stages = relpos_flash.TUNING_CONFIGS[0]
-    kernel = compile_kernel(dtype, block_m, warps, stages, head_dim=80, width=window or 64, capability=capability,
-                            padded=bool(window))
+    configs = relpos_flash.FLOAT32_CONFIGS if dtype == torch.float32 else relpos_flash.TUNING_CONFIGS
+    kernel = compile_kernel(dtype, *configs[0], window=window, capability=capability)
     assert kernel.asm["cubin"] and kernel.metadata.shared > 0
-    assert ("wgmma" in kernel.asm["ptx"]) is (capability == 90)
+    assert ("wgmma" in kernel.asm["ptx"]) is (capability == 90 and dtype == torch.bfloat16)
