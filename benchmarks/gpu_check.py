@@ -1,21 +1,22 @@
-"""One-shot GPU check for a lent H100/H200 (no network; ~6 minutes, most of it compiling vit_h).
+"""One-shot GPU check for a lent H100/H200 (no network; ~9 minutes, most of it compiling vit_h).
 
-    PYTHONPATH=. python benchmarks/gpu_check.py [--budget-s 420]
+    PYTHONPATH=. python benchmarks/gpu_check.py [--budget-s 540]
 
-Sections (each guarded; an error is printed and the next section runs; a section that would not
-fit the budget is skipped):
+Sections, most wanted first (each guarded; an error is printed and the next section runs; a section
+that would not fit the budget is skipped):
   1. versions and device;
-  2. vit_h shapes (random weights, smooth masks), bf16, 150 boxes/image, image batch 8: the fp32
+  2. SAM's attention alone, global and windowed layers (bench_relpos_attention.py): materialised-bias
+     SDPA, flex, triton and bias-free flash, ms/image and error;
+  3. vit_h shapes (random weights, smooth masks), bf16, 150 boxes/image, image batch 8: the fp32
      SamPredictor reference loop, then ours with sdpa attention, encoder and decoder compiled, RLE
      + gray map out (what ``samrs build`` runs): ratio (target >= 5x) and encoder MFU (>= 40 %);
-  3. the same with our Triton kernel in the global layers (--attn triton);
-  4. CUDA fp32 parity, SamPredictor vs SamLabeler (tiny random ViT from segment-anything's builder,
-     3 image sizes x H-Box/RH-Box/CP/H-Box-M; per-mask IoU >= 0.99, mean >= 0.995), triton and sdpa;
-  5. FlexAttention in the global layers, and its parity;
-  6. ours with boolean masks out, and ours uncompiled, against the reference figure of section 2;
-  7. the encoder alone under torch.compile's max-autotune modes (bench_encoder.py), for the MFU.
-Before 2, the attention alone (bench_relpos_attention.py), global and windowed layers:
-materialised-bias SDPA, flex, triton and bias-free flash, ms/image and error.
+  4. the same with --attn triton, against that reference figure;
+  5. CUDA fp32 parity, SamPredictor vs SamLabeler (tiny random ViT from segment-anything's builder,
+     3 image sizes x H-Box/RH-Box/CP/H-Box-M; per-mask IoU >= 0.99, mean >= 0.995): triton, triton
+     with the windowed layers in the kernel;
+  6. the encoder alone, compiled, for the MFU: triton+windows, triton and sdpa, each profiled (time
+     by kernel kind, top kernels);
+  7. parity with sdpa; flex attention and its parity; boolean masks out; no compile.
 A summary of all figures is printed at the end.
 """
 
@@ -66,13 +67,16 @@ def section_versions(device):
 
 
 def section_parity(device, attn: str = "sdpa"):
+    """``attn`` "triton+windows": triton with the windowed layers in the kernel too."""
+    from samrs_hf import sam_attention
     from samrs_hf.engine import SamLabeler
     from samrs_hf.prompts import make_prompts
     from samrs_hf.sam_loading import sam_model_from_checkpoint
 
     sa = import_segment_anything()
     sam = build_reference_sam("tiny", seed=0)
-    model = sam_model_from_checkpoint(sam.state_dict(), attn)
+    sam_attention.TRITON_WINDOWS = attn == "triton+windows"
+    model = sam_model_from_checkpoint(sam.state_dict(), attn.split("+")[0])
     labeler = SamLabeler(model, device=device, dtype=torch.float32)
     predictor = sa.SamPredictor(sam.to(device))
     all_ious, worst_score = [], 0.0
@@ -95,6 +99,7 @@ def section_parity(device, attn: str = "sdpa"):
             f"max |score diff| {worst_score:.2e} -> {'PASS' if ok else 'FAIL'}")
     print(line)
     SUMMARY.append(line)
+    sam_attention.TRITON_WINDOWS = False
 
 
 REFERENCE: dict = {}  # the reference loop's images/s, measured once, for later sections' ratios
@@ -135,7 +140,7 @@ def section_flex(bench):
 
 def main():
     ap = argparse.ArgumentParser(description="GPU parity + labeling benchmark")
-    ap.add_argument("--budget-s", type=float, default=420.0, help="skip sections once this much time has passed")
+    ap.add_argument("--budget-s", type=float, default=540.0, help="skip sections once this much time has passed")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--model-size", default="vit_h", choices=sorted(SHAPES), help="tiny: dry run of this script")
     ap.add_argument("--images", default="16")
@@ -168,6 +173,12 @@ def main():
          bench(["--attn", "triton", "--compile", "--output", "rle", "--skip-reference"],
                "triton, compiled, RLE out")),
         ("parity fp32 (triton)", 20, lambda: section_parity(device, "triton")),
+        ("parity fp32 (triton, windowed layers too)", 20, lambda: section_parity(device, "triton+windows")),
+        ("encoder alone, compiled: triton+windows, triton, sdpa (MFU, profile)", 200,
+         lambda: SUMMARY.extend(bench_encoder.run(
+             ["--model-size", size, "--device", args.device, "--batch-sizes", args.image_batch_size,
+              "--attn", "triton+windows", "triton", "sdpa", "--modes", "default", "--profile",
+              "--budget-s", str(max(0.0, args.budget_s - (time.perf_counter() - start) - 60))]))),
         ("parity fp32 (sdpa)", 20, lambda: section_parity(device, "sdpa")),
         ("ours: flex attention, compiled, RLE out", 150,
          lambda: section_flex(bench(["--attn", "flex", "--compile", "--output", "rle", "--skip-reference"],
@@ -178,10 +189,6 @@ def main():
                "sdpa, compiled, masks out")),
         ("ours: sdpa, not compiled, RLE out", 30,
          bench(["--attn", "sdpa", "--output", "rle", "--skip-reference"], "sdpa, eager, RLE out")),
-        ("encoder alone: torch.compile max-autotune (MFU)", 200, lambda: SUMMARY.extend(bench_encoder.run(
-            ["--model-size", size, "--device", args.device, "--batch-sizes", args.image_batch_size,
-             "--attn", "triton", "triton+windows", "sdpa", "--modes", "max-autotune-no-cudagraphs",
-             "--budget-s", str(max(0.0, args.budget_s - (time.perf_counter() - start) - 30))]))),
     ]
     status = 0
     for name, needs, fn in sections:
