@@ -39,8 +39,8 @@ def sam_arguments(dtype: torch.dtype, window: int, head_dim: int = 80, heads: in
                             head_dim ** -0.5, window)
 
 
-def compile_kernel(dtype: torch.dtype, block_m: int, warps: int, stages: int, window: int = 0, head_dim: int = 80,
-                   capability: int = 90):
+def compile_kernel(dtype: torch.dtype, block_m: int, rows: int, warps: int, stages: int, window: int = 0,
+                   head_dim: int = 80, capability: int = 90):
     """triton.compile for ``cuda:sm_<capability>`` with the signature the JIT specialises at run time
     for SAM's tensors: 16-byte aligned pointers, integers that are 1 folded in, integers divisible by
     16 marked so (without that, triton neither vectorises nor pipelines the loads)."""
@@ -53,7 +53,7 @@ def compile_kernel(dtype: torch.dtype, block_m: int, warps: int, stages: int, wi
     args, constants, _ = sam_arguments(dtype, window, head_dim)
     names = _relpos_attention_fwd.arg_names
     pointer = "*" + DTYPES[next(k for k, v in DTYPES.items() if v[0] == dtype)][1]
-    signature, constexprs, attrs = {}, {**constants, "BLOCK_M": block_m}, {}
+    signature, constexprs, attrs = {}, {**constants, "BLOCK_M": block_m, "ROWS": rows}, {}
     for i, (name, value) in enumerate(zip(names, args)):
         if isinstance(value, torch.Tensor):
             signature[name] = pointer
@@ -67,7 +67,7 @@ def compile_kernel(dtype: torch.dtype, block_m: int, warps: int, stages: int, wi
             signature[name] = "i32"
             if value % 16 == 0:
                 attrs[(i,)] = [["tt.divisibility", 16]]
-    for name in constants.keys() | {"BLOCK_M"}:
+    for name in constants.keys() | {"BLOCK_M", "ROWS"}:
         signature[name] = "constexpr"
     src = ASTSource(fn=_relpos_attention_fwd, signature=signature,
                     constexprs={(names.index(k),): v for k, v in constexprs.items()}, attrs=attrs)
@@ -109,10 +109,11 @@ def main(argv=None) -> int:
     p.add_argument("--capability", type=int, default=90, help="90 = H100/H200, 80 = A100")
     args = p.parse_args(argv)
     dtype = DTYPES[args.dtype][0]
-    for block_m, warps, stages in FLOAT32_CONFIGS if dtype == torch.float32 else TUNING_CONFIGS:
-        k = compile_kernel(dtype, block_m, warps, stages, 14 if args.window else 0, args.head_dim, args.capability)
+    for block_m, rows, warps, stages in FLOAT32_CONFIGS if dtype == torch.float32 else TUNING_CONFIGS:
+        k = compile_kernel(dtype, block_m, rows, warps, stages, 14 if args.window else 0, args.head_dim,
+                           args.capability)
         mma = "wgmma" if "wgmma" in k.asm["ptx"] else "mma" if "mma.sync" in k.asm["ptx"] else "no MMA"
-        print(f"BLOCK_M {block_m}, {warps} warps, {stages} stages: {mma}, shared {k.metadata.shared} B, "
+        print(f"BLOCK_M {block_m}, {rows} key rows, {warps} warps, {stages} stages: {mma}, shared {k.metadata.shared} B, "
               f"{ptxas_report(k, args.capability)}")
     return 0
 

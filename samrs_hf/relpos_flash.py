@@ -59,11 +59,11 @@ if triton is not None:
         s_qb, s_qy, s_qx, s_qh, s_kb, s_ky, s_kx, s_kh, s_vb, s_vy, s_vx, s_vh,
         s_rhb, s_rhh, s_rhn, s_rhk, s_rwb, s_rwh, s_rwn, s_ob, s_oy, s_ox, s_oh,
         heads, img_h, img_w, windows, windows_x, key_rows,
-        BLOCK_M: tl.constexpr, W: tl.constexpr, WB: tl.constexpr, D0: tl.constexpr, D1: tl.constexpr,
-        PADDED: tl.constexpr, PRECISION: tl.constexpr,
+        BLOCK_M: tl.constexpr, ROWS: tl.constexpr, W: tl.constexpr, WB: tl.constexpr, D0: tl.constexpr,
+        D1: tl.constexpr, PADDED: tl.constexpr, PRECISION: tl.constexpr,
     ):
         """One (BLOCK_M queries of one window, batch x window x head) tile; loops over the window's key
-        rows (W keys each, in a block of WB >= W: the power of two Triton needs). Tokens are addressed
+        rows, ROWS at a time (W keys each, in WB >= W slots: the power of two Triton needs). Tokens are addressed
         on the image's (img_h, img_w) grid; with PADDED, window positions past its edge are SAM's
         zero-padded tokens, whose keys and values are the qkv bias (KB, VB) and whose outputs are dropped."""
         pid_z = tl.program_id(0)  # axis 0: up to 2**31 - 1 programs (axis 1 stops at 65535)
@@ -78,15 +78,16 @@ if triton is not None:
         qy = y0 + offs_m // W
         qx = x0 + offs_m % W
         in_m = (offs_m < key_rows * W) & (qy < img_h) & (qx < img_w)
-        offs_w = tl.arange(0, WB)
-        in_w = offs_w < W
-        kx = x0 + offs_w
+        offs_n = tl.arange(0, ROWS * WB)
+        sub = offs_n // WB  # key row inside the block
+        in_w = offs_n % WB < W
+        kx = x0 + offs_n % WB
         offs_d0 = tl.arange(0, D0)
 
         q_rows = Q + b * s_qb + h * s_qh + qy[:, None] * s_qy + qx[:, None] * s_qx
         q0 = tl.load(q_rows + offs_d0[None, :], mask=in_m[:, None], other=0.0)
         token = qy * img_w + qx  # rows of the rel-pos tables
-        rw_ptr = RW + b * s_rwb + h * s_rwh + token[:, None] * s_rwn + offs_w[None, :]
+        rw_ptr = RW + b * s_rwb + h * s_rwh + token[:, None] * s_rwn + (offs_n % WB)[None, :]
         rel_w = tl.load(rw_ptr, mask=in_m[:, None] & in_w[None, :], other=0.0).to(tl.float32) * 1.4426950408889634
         rh_ptr = RH + b * s_rhb + h * s_rhh + token * s_rhn
         k_base = K + b * s_kb + h * s_kh
@@ -107,12 +108,17 @@ if triton is not None:
                 vb1 = tl.load(VB + h * (D0 + D1) + offs_d1).to(tl.float32)
                 pad_score += tl.sum(q1.to(tl.float32) * tl.load(KB + h * (D0 + D1) + offs_d1).to(tl.float32)[None, :], 1)
 
-        for row in range(key_rows):
-            ky = y0 + row
-            if PADDED:
-                k_ok = in_w & (kx < img_w) & (kx * 0 + ky < img_h)  # a real token, else SAM's padding
+        for row0 in range(0, key_rows, ROWS):
+            krow = row0 + sub
+            ky = y0 + krow
+            if ROWS == 1:
+                in_k = in_w  # a key of this window: all true for SAM's global rows (W == WB), folded away
             else:
-                k_ok = in_w  # all true for SAM's global rows (W == WB): folded away
+                in_k = in_w & (krow < key_rows)  # else a slot past W or past the last row
+            if PADDED:
+                k_ok = in_k & (kx < img_w) & (ky < img_h)  # a real token, else SAM's padding
+            else:
+                k_ok = in_k
             k_cols = k_base + ky * s_ky + kx * s_kx
             v_rows = v_base + ky * s_vy + kx * s_vx
             k0 = tl.load(k_cols[None, :] + offs_d0[:, None], mask=k_ok[None, :], other=0.0)  # (D0, WB)
@@ -122,10 +128,19 @@ if triton is not None:
                 scores += tl.dot(q1, k1, input_precision=PRECISION)
             if PADDED:
                 scores = tl.where(k_ok[None, :], scores, pad_score[:, None])
-            rel_h = tl.load(rh_ptr + row * s_rhk, mask=in_m, other=0.0).to(tl.float32) * 1.4426950408889634
-            scores = scores * qk_scale + rel_h[:, None] + rel_w  # log2 domain
-            if WB != W:
-                scores = tl.where(in_w[None, :], scores, float("-inf"))
+            if ROWS == 1:
+                rel_h = tl.load(rh_ptr + row0 * s_rhk, mask=in_m, other=0.0).to(tl.float32)[:, None]
+                rel_h = rel_h * 1.4426950408889634
+            else:  # each key row's rel_h column, spread over that row's slots
+                rel_h = tl.zeros([BLOCK_M, ROWS * WB], tl.float32)
+                for r in tl.static_range(ROWS):
+                    in_rows = offs_m * 0 + row0 + r < key_rows  # (a block: the interpreter masks no scalars)
+                    column = tl.load(rh_ptr + (row0 + r) * s_rhk, mask=in_m & in_rows, other=0.0)
+                    column = column.to(tl.float32) * 1.4426950408889634
+                    rel_h = tl.where(sub[None, :] == r, column[:, None], rel_h)
+            scores = scores * qk_scale + rel_h + rel_w  # log2 domain
+            if WB != W or ROWS > 1:
+                scores = tl.where(in_k[None, :], scores, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(scores, 1))
             p = tl.exp2(scores - m_new[:, None])
             alpha = tl.exp2(m_i - m_new)
@@ -156,12 +171,17 @@ def interpreting() -> bool:
     return triton is not None and not isinstance(_relpos_attention_fwd, triton.runtime.JITFunction)
 
 
-# (BLOCK_M, num_warps, num_stages) tried on the first call per shape. For vit_h's heads (bf16, sm_90)
-# each compiles to wgmma without spills (benchmarks/relpos_kernel_resources.py); 128 queries on 4 warps
-# spilled and serialised its wgmma, so it is not tried. float32 (exact "ieee" dots: plain FMAs, the
-# parity checks' dtype) spills with those, so it gets smaller tiles per warp.
-TUNING_CONFIGS = ((64, 4, 2), (64, 4, 3), (64, 4, 4), (128, 8, 2), (128, 8, 3))
-FLOAT32_CONFIGS = ((32, 8, 2), (16, 4, 2), (32, 8, 3))
+# (BLOCK_M, key rows per block, num_warps, num_stages) tried on the first call per shape. For vit_h's
+# heads (bf16, sm_90) they compile to wgmma without spills, except 64 queries x 2 global rows (16 bytes;
+# kept for the windowed layers, where 2 rows of 16 slots fill a block better): benchmarks/
+# relpos_kernel_resources.py. 128 queries on 4 warps spilled and serialised its wgmma, so it is not
+# tried. float32 (exact "ieee" dots: plain FMAs, the parity checks' dtype) spills with these, so it
+# gets smaller tiles per warp.
+TUNING_CONFIGS = ((64, 1, 4, 2), (64, 1, 4, 3), (64, 1, 4, 4), (128, 1, 8, 2), (128, 1, 8, 3),
+                  (64, 2, 4, 2), (128, 2, 8, 2))  # (BLOCK_M, ROWS, num_warps, num_stages)
+FLOAT32_CONFIGS = ((32, 1, 8, 2), (16, 1, 4, 2), (32, 1, 8, 3))
+INTERPRETER_ROWS = 2
+"""Key rows per block in Triton's interpreter (the tests run 1 and 2)."""
 
 _tuned_kernels: dict = {}
 
@@ -169,10 +189,11 @@ _tuned_kernels: dict = {}
 def _kernel_and_grid(window_tokens: int, programs: int, dtype: torch.dtype):
     """The autotuned kernel on CUDA; the plain one in the interpreter (numpy: big blocks are cheap)."""
     if interpreting():
-        return _relpos_attention_fwd, (programs, triton.cdiv(window_tokens, 128)), {"BLOCK_M": 128}
+        return (_relpos_attention_fwd, (programs, triton.cdiv(window_tokens, 128)),
+                {"BLOCK_M": 128, "ROWS": INTERPRETER_ROWS})
     table = FLOAT32_CONFIGS if dtype == torch.float32 else TUNING_CONFIGS
     if table not in _tuned_kernels:
-        configs = [triton.Config({"BLOCK_M": m}, num_warps=w, num_stages=st) for m, w, st in table]
+        configs = [triton.Config({"BLOCK_M": m, "ROWS": r}, num_warps=w, num_stages=st) for m, r, w, st in table]
         _tuned_kernels[table] = triton.autotune(configs, key=["key_rows", "W", "D0", "D1", "PADDED"])(
             _relpos_attention_fwd)
     return _tuned_kernels[table], lambda meta: (programs, triton.cdiv(window_tokens, meta["BLOCK_M"])), {}

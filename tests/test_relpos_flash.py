@@ -131,6 +131,8 @@ def test_windowed_layer_on_the_unpadded_grid_equals_segment_anything(monkeypatch
 
 
 INTERPRETED = textwrap.dedent("""
+    import itertools
+
     import torch
     from samrs_hf import relpos_flash, sam_attention
     from samrs_hf.relpos_flash import reference_relpos_attention, relpos_attention, triton_relpos_attention
@@ -143,7 +145,8 @@ INTERPRETED = textwrap.dedent("""
     # are not a power of two (masked keys), a 64+16 head dim (vit_h), several batches and heads (strides)
     cases = [(2, 3, 4, 16, 0, 80), (1, 2, 3, 32, 0, 64), (1, 1, 5, 16, 0, 48), (1, 2, 10, 10, 4, 80),
              (2, 1, 9, 12, 5, 32), (1, 2, 28, 28, 14, 48), (1, 1, 2, 40, 0, 32)]
-    for batch, heads, height, width, window, dim in cases:
+    for (batch, heads, height, width, window, dim), key_rows in itertools.product(cases, (1, 2)):
+        relpos_flash.INTERPRETER_ROWS = key_rows  # key rows per block: SAM's one, and two (masked odd rows)
         rows, cols = (height, width) if window == 0 else (window, window)
         for dtype, tol in ((torch.float32, 1e-5), (torch.float16, 2e-3)):
             qkv = torch.randn(batch, height, width, 3, heads, dim, generator=g).to(dtype)
@@ -158,7 +161,7 @@ INTERPRETED = textwrap.dedent("""
             want = reference_relpos_attention(*(t.float() for t in args), dim ** -0.5, window)
             assert got.shape == (batch, height, width, heads, dim) and got.dtype == dtype
             err = (got.float() - want).abs().max().item()
-            assert err < tol, (batch, heads, height, width, window, dim, dtype, err)
+            assert err < tol, (batch, heads, height, width, window, dim, key_rows, dtype, err)
     # a head dim the kernel does not take (40 = 32 + 8) goes through the reference
     q, k, v = torch.randn(3, 1, 8, 8, 1, 40, generator=g).unbind(0)
     kb, vb = torch.randn(2, 1, 40, generator=g).unbind(0)
@@ -209,17 +212,18 @@ def test_kernel_in_triton_interpreter_matches_the_reference():
     assert "interpreted kernel OK" in proc.stdout
 
 
-@pytest.mark.parametrize("dtype,capability,window", [(torch.bfloat16, 90, 0), (torch.bfloat16, 90, 14),
-                                                     (torch.float32, 80, 0)])
-def test_kernel_compiles_for_cuda_without_a_gpu(dtype, capability, window):
+@pytest.mark.parametrize("dtype,capability,window,config", [
+    (torch.bfloat16, 90, 0, (64, 1, 4, 2)), (torch.bfloat16, 90, 14, (64, 2, 4, 2)), (torch.float32, 80, 0, None)])
+def test_kernel_compiles_for_cuda_without_a_gpu(dtype, capability, window, config):
     """The interpreter does not type-check like the compiler: compile for H100 (bf16, tensor-core
-    wgmma; global and padded-window layers) and A100 (float32, the parity runs' dtype) with triton's
-    own toolchain and the signature SAM's tensors give the JIT, no GPU needed."""
+    wgmma; a global layer, and padded windows two key rows a block) and A100 (float32, the parity
+    runs' dtype) with triton's own toolchain and the signature SAM's tensors give the JIT, no GPU needed."""
     pytest.importorskip("triton")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from relpos_kernel_resources import compile_kernel
 
-    configs = relpos_flash.FLOAT32_CONFIGS if dtype == torch.float32 else relpos_flash.TUNING_CONFIGS
-    kernel = compile_kernel(dtype, *configs[0], window=window, capability=capability)
+    config = config or relpos_flash.FLOAT32_CONFIGS[0]
+    assert config in relpos_flash.TUNING_CONFIGS + relpos_flash.FLOAT32_CONFIGS
+    kernel = compile_kernel(dtype, *config, window=window, capability=capability)
     assert kernel.asm["cubin"] and kernel.metadata.shared > 0
     assert ("wgmma" in kernel.asm["ptx"]) is (capability == 90 and dtype == torch.bfloat16)
