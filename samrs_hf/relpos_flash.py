@@ -199,7 +199,8 @@ def _kernel_and_grid(window_tokens: int, programs: int, dtype: torch.dtype):
     return _tuned_kernels[table], lambda meta: (programs, triton.cdiv(window_tokens, meta["BLOCK_M"])), {}
 
 
-def _window_shape(height: int, width: int, window: int) -> tuple[int, int]:
+def window_shape(height: int, width: int, window: int) -> tuple[int, int]:
+    """(key rows, keys per row) of one attention: the whole grid (``window`` 0) or a window."""
     return (height, width) if window == 0 else (window, window)
 
 
@@ -207,7 +208,7 @@ def kernel_arguments(query, key, value, key_bias, value_bias, rel_h, rel_w, out,
     """(positional arguments, compile-time constants, (programs, tokens per window)) of the kernel for
     these tensors: the launch below, and what benchmarks/relpos_kernel_resources.py compiles."""
     batch, height, width, heads, head_dim = query.shape
-    rows, cols = _window_shape(height, width, window)
+    rows, cols = window_shape(height, width, window)
     windows_y, windows_x = -(-height // rows), -(-width // cols)
     d0 = 1 << (head_dim.bit_length() - 1)
     args = (query, key, value, key_bias, value_bias, rel_h, rel_w, out, scale * LOG2E,
@@ -222,7 +223,7 @@ def kernel_arguments(query, key, value, key_bias, value_bias, rel_h, rel_w, out,
 def triton_relpos_attention(query, key, value, key_bias, value_bias, rel_h, rel_w, scale: float, window: int):
     """The kernel behind :func:`relpos_attention` (same arguments, same result)."""
     require_triton()
-    head_dim, cols = query.shape[-1], _window_shape(query.shape[1], query.shape[2], window)[1]
+    head_dim, cols = query.shape[-1], window_shape(query.shape[1], query.shape[2], window)[1]
     if not kernel_supports(head_dim, cols):
         raise ValueError(f"relpos kernel: unsupported head dim {head_dim} or key-row width {cols}")
     query, key, value, rel_w = (t if t.stride(-1) == 1 else t.contiguous() for t in (query, key, value, rel_w))
@@ -242,7 +243,7 @@ def reference_relpos_attention(query, key, value, key_bias, value_bias, rel_h, r
     tokens' keys and values are the qkv bias: the zero-padded input's projection), partition, SDPA
     with the materialised bias, unpartition, crop."""
     batch, height, width, heads, head_dim = query.shape
-    rows, cols = _window_shape(height, width, window)
+    rows, cols = window_shape(height, width, window)
     pad_h, pad_w = -height % rows, -width % cols
 
     def padded(t, fill):  # (batch, height, width, ...) -> (batch, height + pad_h, width + pad_w, ...)
@@ -286,7 +287,7 @@ def relpos_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     Returns (B, height, width, heads, D). The kernel needs an Ampere or newer GPU (bf16 tensor cores);
     elsewhere the reference runs.
     """
-    cols = _window_shape(query.shape[1], query.shape[2], window)[1]
+    cols = window_shape(query.shape[1], query.shape[2], window)[1]
     if kernel_supports(query.shape[-1], cols) and (
             interpreting() or (query.is_cuda and torch.cuda.get_device_capability(query.device) >= (8, 0))):
         return triton_relpos_attention(query, key, value, key_bias, value_bias, rel_h, rel_w, scale, window)

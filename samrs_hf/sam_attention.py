@@ -118,7 +118,7 @@ class SamVisionTritonAttention(_SamVisionRelPosAttention):
     """
 
     def forward(self, hidden_states: torch.Tensor, output_attentions=False, window: int = 0):
-        from .relpos_flash import relpos_attention
+        from .relpos_flash import relpos_attention, window_shape
 
         batch, height, width, _ = hidden_states.shape
         if window == 0 and (not self.use_rel_pos or height * width < GLOBAL_MIN_TOKENS):
@@ -134,7 +134,7 @@ class SamVisionTritonAttention(_SamVisionRelPosAttention):
         if self.use_rel_pos:
             rel_h, rel_w = self._window_rel_pos_tables(query, window)
         else:  # windows without SAM's bias: the same kernel, zero tables
-            rows, cols = (height, width) if window == 0 else (window, window)
+            rows, cols = window_shape(height, width, window)
             rel_h = query.new_zeros(batch, heads, rows, height * width).transpose(-1, -2)
             rel_w = query.new_zeros(batch, heads, height * width, cols)
         out = relpos_attention(query, key, value, key_bias, value_bias, rel_h, rel_w, self.scale, window)
@@ -144,8 +144,10 @@ class SamVisionTritonAttention(_SamVisionRelPosAttention):
         """rel_h (batch, heads, tokens, rows), key-row-major (one key row's column is contiguous over
         queries, as the kernel reads it), and rel_w (batch, heads, tokens, cols): each token's bias
         terms against its window's key rows and columns, from its position inside the window."""
+        from .relpos_flash import window_shape
+
         batch, height, width, heads, _ = query.shape
-        rows, cols = (height, width) if window == 0 else (window, window)
+        rows, cols = window_shape(height, width, window)
         rel_pos_h = self.get_rel_pos(rows, rows, self.rel_pos_h)  # (rows, kh, head_dim)
         rel_pos_w = self.get_rel_pos(cols, cols, self.rel_pos_w)  # (cols, kw, head_dim)
         device = query.device
