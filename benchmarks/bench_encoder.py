@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_labeling import DTYPES, Report, _sync, chip_peak_tflops, encoder_flops  # noqa: E402
+from bench_labeling import DTYPES, Report, _sync, benchmark_attn, chip_peak_tflops, encoder_flops  # noqa: E402
 from sam_reference import SHAPES, build_reference_sam  # noqa: E402
 
 BACKENDS = ("auto", "cudnn", "efficient", "math")
@@ -106,7 +106,6 @@ def run(argv=None) -> list[str]:
                    help="after timing each variant, profile one call: time by kernel kind and the top kernels")
     args = p.parse_args(argv)
 
-    from samrs_hf import sam_attention
     from samrs_hf.sam_loading import sam_model_from_checkpoint, set_attn_implementation
 
     start = time.perf_counter()
@@ -122,8 +121,7 @@ def run(argv=None) -> list[str]:
     variants = [(a, m, be, b) for a in args.attn for m in args.modes for be in args.backends
                 for b in args.batch_sizes]
     for attn, mode, backend, batch in variants:
-        sam_attention.TRITON_WINDOWS = attn == "triton+windows"
-        set_attn_implementation(model, attn.split("+")[0])
+        set_attn_implementation(model, benchmark_attn(attn))
         name = f"attention {attn}, mode {mode}, SDPA backend {backend}, batch {batch}"
         elapsed = time.perf_counter() - start
         if elapsed > args.budget_s:

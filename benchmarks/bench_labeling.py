@@ -49,6 +49,15 @@ def encoder_flops(vision_config) -> float:
     return float(counter.get_total_flops())
 
 
+def benchmark_attn(choice: str) -> str:
+    """A benchmark's --attn choice -> the attention implementation; "triton+windows" also switches
+    ``sam_attention.TRITON_WINDOWS`` on (windowed layers in the kernel too), any other choice off."""
+    from samrs_hf import sam_attention
+
+    sam_attention.TRITON_WINDOWS = choice == "triton+windows"
+    return choice.removesuffix("+windows")
+
+
 class Report(list):
     """The result lines a benchmark prints as it goes and returns (gpu_check's summary collects them)."""
 

@@ -68,15 +68,13 @@ def section_versions(device):
 
 def section_parity(device, attn: str = "sdpa"):
     """``attn`` "triton+windows": triton with the windowed layers in the kernel too."""
-    from samrs_hf import sam_attention
     from samrs_hf.engine import SamLabeler
     from samrs_hf.prompts import make_prompts
     from samrs_hf.sam_loading import sam_model_from_checkpoint
 
     sa = import_segment_anything()
     sam = build_reference_sam("tiny", seed=0)
-    sam_attention.TRITON_WINDOWS = attn == "triton+windows"
-    model = sam_model_from_checkpoint(sam.state_dict(), attn.split("+")[0])
+    model = sam_model_from_checkpoint(sam.state_dict(), bench_labeling.benchmark_attn(attn))
     labeler = SamLabeler(model, device=device, dtype=torch.float32)
     predictor = sa.SamPredictor(sam.to(device))
     all_ious, worst_score = [], 0.0
@@ -99,7 +97,7 @@ def section_parity(device, attn: str = "sdpa"):
             f"max |score diff| {worst_score:.2e} -> {'PASS' if ok else 'FAIL'}")
     print(line)
     SUMMARY.append(line)
-    sam_attention.TRITON_WINDOWS = False
+    bench_labeling.benchmark_attn("sdpa")  # TRITON_WINDOWS back off for the sections after
 
 
 REFERENCE: dict = {}  # the reference loop's images/s, measured once, for later sections' ratios
