@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_labeling import DTYPES, Report, _sync, benchmark_attn, chip_peak_tflops, encoder_flops  # noqa: E402
+from bench_labeling import ATTN_CHOICES, DTYPES, Report, _sync, benchmark_attn, chip_peak_tflops, encoder_flops  # noqa: E402
 from sam_reference import SHAPES, build_reference_sam  # noqa: E402
 
 BACKENDS = ("auto", "cudnn", "efficient", "math")
@@ -92,9 +92,10 @@ def run(argv=None) -> list[str]:
     p.add_argument("--model-size", choices=sorted(SHAPES), default="vit_h")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16")
-    p.add_argument("--attn", choices=["sdpa", "eager", "flex", "triton", "triton+windows"], nargs="+",
-                   default=["sdpa"], help="vision attention implementations, each timed on the same weights; "
-                   "triton+windows: triton with sam_attention.TRITON_WINDOWS (windowed layers in the kernel too)")
+    p.add_argument("--attn", choices=ATTN_CHOICES, nargs="+", default=["sdpa"],
+                   help="vision attention implementations, each timed on the same weights; sdpa+padded: "
+                   "windowed layers project the zero-padded grid as transformers does; triton+windows: "
+                   "windowed layers in the Triton kernel too")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[8])
     p.add_argument("--modes", nargs="+", default=["default"],
                    help="torch.compile modes; 'eager' = not compiled")

@@ -31,11 +31,14 @@ KNOWN_PEAKS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 TFLOP/
 
 
 def encoder_flops(vision_config) -> float:
-    """FLOPs (2 per multiply-add) of one ``image_size`` image through transformers' SAM ViT encoder
-    as written (eager attention), counted by ``torch.utils.flop_counter`` on the meta device: the
-    model FLOPs that every attention variant's MFU is measured against. Windowed layers run qkv,
-    attention and proj on the zero-padded window grid (64 -> 70 tokens a side) but the MLP on the
-    unpadded grid; an analytic count that padded the MLP too overstated vit_h by 9.9 %."""
+    """Model FLOPs (2 per multiply-add) of one ``image_size`` image through SAM's ViT encoder: every
+    MFU figure divides by this, whatever attention runs.
+
+    ``torch.utils.flop_counter`` counts transformers' encoder as written (eager attention, on the
+    meta device), which projects the windowed layers' zero-padded tokens too (64 -> 70 a side); their
+    rows are padding, not model work, and our layers skip them, so they are taken off: qkv and proj
+    rows, query rows of q.k and attention.v, and rel-pos rows. The padded tokens stay counted as keys
+    and values (they are in SAM's softmax). vit_b 0.94, vit_h 5.64 TFLOP/image."""
     from torch.utils.flop_counter import FlopCounterMode
     from transformers.models.sam.modeling_sam import SamVisionEncoder
 
@@ -46,16 +49,29 @@ def encoder_flops(vision_config) -> float:
         pixels = torch.empty(1, config.num_channels, config.image_size, config.image_size)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         encoder(pixels)
-    return float(counter.get_total_flops())
+    grid, window, dim = config.image_size // config.patch_size, config.window_size, config.hidden_size
+    padded = (-(-grid // window) * window) ** 2 - grid**2 if window else 0  # padded tokens per windowed layer
+    per_padded_token = 2 * (4 * dim * dim + 2 * window * window * dim + 2 * window * dim)
+    windowed = config.num_hidden_layers - len(config.global_attn_indexes)
+    return float(counter.get_total_flops() - windowed * padded * per_padded_token)
+
+
+ATTN_CHOICES = ("sdpa", "sdpa+padded", "eager", "flex", "triton", "triton+windows")
+"""The benchmarks' --attn values: an attention implementation, "+padded" = windowed layers as
+transformers runs them (``sam_attention.UNPADDED_WINDOWS`` off: qkv and proj on the zero-padded
+grid), "+windows" = ``sam_attention.TRITON_WINDOWS`` on (windowed layers in the Triton kernel too)."""
 
 
 def benchmark_attn(choice: str) -> str:
-    """A benchmark's --attn choice -> the attention implementation; "triton+windows" also switches
-    ``sam_attention.TRITON_WINDOWS`` on (windowed layers in the kernel too), any other choice off."""
+    """A benchmark's --attn choice -> the attention implementation, with the module switches it names
+    set (and every other one back to its default)."""
     from samrs_hf import sam_attention
 
+    if choice not in ATTN_CHOICES:
+        raise ValueError(f"--attn must be one of {', '.join(ATTN_CHOICES)}, got {choice!r}")
     sam_attention.TRITON_WINDOWS = choice == "triton+windows"
-    return choice.removesuffix("+windows")
+    sam_attention.UNPADDED_WINDOWS = choice != "sdpa+padded"
+    return choice.split("+")[0]
 
 
 class Report(list):
@@ -139,13 +155,14 @@ def run(args) -> dict:
 
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype]
-    attn = default_attn_implementation(device) if args.attn == "auto" else args.attn
+    choice = default_attn_implementation(device) if args.attn == "auto" else args.attn
+    attn = benchmark_attn(choice)
     dim, depth, heads, _ = SHAPES[args.model_size]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, device {device} ({where})")
     print(f"model {args.model_size} shapes (random weights): dim {dim}, depth {depth}, heads {heads}; "
           f"{args.images} images {args.size}x{args.size}, {args.boxes} boxes each; ours: {args.dtype}, "
-          f"image batch {args.image_batch_size}, attention {attn}, output {args.output}, {args.masks} masks"
+          f"image batch {args.image_batch_size}, attention {choice}, output {args.output}, {args.masks} masks"
           + (", compiled" if args.compile else ""))
 
     t0 = time.perf_counter()
@@ -255,7 +272,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--image-batch-size", type=int, default=1)
     p.add_argument("--chunk", type=int, default=None, help="masks per decoder chunk (default: sized to memory)")
-    p.add_argument("--attn", choices=["auto", "eager", "sdpa", "flex", "triton"], default="auto")
+    p.add_argument("--attn", choices=["auto", *ATTN_CHOICES], default="auto",
+                   help="vision attention; auto = the engine's default for the device (see ATTN_CHOICES)")
     p.add_argument("--encoder-reps", type=int, default=2)
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="chip's dense peak for the MFU (default: 989 on H100/H200)")

@@ -14,8 +14,9 @@ that would not fit the budget is skipped):
   5. CUDA fp32 parity, SamPredictor vs SamLabeler (tiny random ViT from segment-anything's builder,
      3 image sizes x H-Box/RH-Box/CP/H-Box-M; per-mask IoU >= 0.99, mean >= 0.995): triton, triton
      with the windowed layers in the kernel;
-  6. the encoder alone, compiled, for the MFU: triton+windows, triton and sdpa, each profiled (time
-     by kernel kind, top kernels);
+  6. the encoder alone, compiled, for the MFU: triton+windows, triton, sdpa and sdpa+padded
+     (transformers' windowed layers, which project the padded tokens), each profiled (time by kernel
+     kind, top kernels);
   7. parity with sdpa; flex attention and its parity; boolean masks out; no compile.
 A summary of all figures is printed at the end.
 """
@@ -172,10 +173,10 @@ def main():
                "triton, compiled, RLE out")),
         ("parity fp32 (triton)", 20, lambda: section_parity(device, "triton")),
         ("parity fp32 (triton, windowed layers too)", 20, lambda: section_parity(device, "triton+windows")),
-        ("encoder alone, compiled: triton+windows, triton, sdpa (MFU, profile)", 200,
+        ("encoder alone, compiled: triton+windows, triton, sdpa, sdpa+padded (MFU, profile)", 200,
          lambda: SUMMARY.extend(bench_encoder.run(
              ["--model-size", size, "--device", args.device, "--batch-sizes", args.image_batch_size,
-              "--attn", "triton+windows", "triton", "sdpa", "--modes", "default", "--profile",
+              "--attn", "triton+windows", "triton", "sdpa", "sdpa+padded", "--modes", "default", "--profile",
               "--budget-s", str(max(0.0, args.budget_s - (time.perf_counter() - start) - 60))]))),
         ("parity fp32 (sdpa)", 20, lambda: section_parity(device, "sdpa")),
         ("ours: flex attention, compiled, RLE out", 150,

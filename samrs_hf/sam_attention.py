@@ -1,4 +1,10 @@
-"""FlexAttention or our Triton kernel for SAM's global vision-attention layers.
+"""SAM's vision attention as ``samrs build`` runs it: windowed layers on the unpadded grid, and the
+global layers' rel-pos bias inside FlexAttention or our Triton kernel.
+
+SAM pads its 64x64 token grid to 70x70 for the 14x14 windows. A zero-padded token projects to the
+qkv bias, so :class:`SamVisionWindowLayer` projects qkv on the 64x64 grid and pads the projections
+with that bias, and runs proj after cropping: SAM's math without the 16 % padded rows in qkv and
+proj (vit_h: 5 % of the encoder's FLOPs).
 
 SAM adds a decomposed relative-position bias ``rel_h[q, k // kw] + rel_w[q, k % kw]`` to every
 score. transformers' SDPA attention materialises that sum as a float (B, heads, N, N) mask: for
@@ -6,7 +12,7 @@ vit_h's global layers (64x64 = 4096 tokens, 16 heads) that is 1 GiB per image in
 and read once per layer. ``flex`` adds the two small tables inside a FlexAttention kernel instead
 (a ``score_mod``); ``triton`` adds them inside our flash-attention kernel, one key-grid row per key
 block (:mod:`samrs_hf.relpos_flash`). Either way the N x N bias never exists. Windowed layers (14x14 =
-196 tokens) gain little and keep SDPA with the materialised bias, as ``SamVisionSdpaAttention`` does.
+196 tokens) gain little and keep SDPA with the materialised bias, as ``sdpa`` does everywhere.
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ except ImportError:  # torch < 2.5
 GLOBAL_MIN_TOKENS = 1024
 """Layers with at least this many tokens (SAM's global layers) use flex / the Triton kernel; fewer
 (14x14 windows) keep SDPA with the materialised bias."""
+
+UNPADDED_WINDOWS = True
+"""Windowed layers project qkv and proj on the unpadded grid (:class:`SamVisionWindowLayer`); False:
+transformers' ``SamVisionLayer`` (pad the normed tokens with zeros, project all 70x70)."""
 
 TRITON_WINDOWS = False
 """``triton`` attention: also run the windowed layers (25 windows of 14x14 per image on the unpadded
@@ -61,19 +71,28 @@ def _flex(query, key, value, score_mod, scale):
     return _flex_outside_graph(query, key, value, score_mod, scale)
 
 
-class _SamVisionRelPosAttention(SamVisionAttention):
-    """SamVisionSdpaAttention's math; the rel-pos bias of large (global) layers goes to
-    ``_fused_attention`` as the two tables instead of an N x N mask."""
+class SamVisionRelPosAttention(SamVisionAttention):
+    """``sdpa``: transformers' SamVisionSdpaAttention math (the rel-pos bias materialised as the SDPA
+    mask), split at the projections so that :class:`SamVisionWindowLayer` can hand :meth:`attend`
+    windows of projections it padded itself. Subclasses with ``fuses_global_bias`` give the global
+    layers' bias to ``_fused_attention`` as the two tables instead of an N x N mask."""
+
+    fuses_global_bias = False
 
     def forward(self, hidden_states: torch.Tensor, output_attentions=False):
-        batch, height, width, _ = hidden_states.shape
+        return self.proj(self.attend(self.qkv(hidden_states))), None
+
+    def attend(self, qkv: torch.Tensor) -> torch.Tensor:
+        """(batch, height, width, 3 * dim) projections of one token grid -> the (batch, height, width,
+        dim) attention output, before proj."""
+        batch, height, width, _ = qkv.shape
         heads, tokens = self.num_attention_heads, height * width
-        qkv = self.qkv(hidden_states).reshape(batch, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
+        qkv = qkv.reshape(batch, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
         query, key, value = qkv.unbind(0)  # each (batch, heads, tokens, head_dim)
 
         if not self.use_rel_pos:
             out = F.scaled_dot_product_attention(query, key, value, scale=self.scale)
-        elif tokens < GLOBAL_MIN_TOKENS:
+        elif tokens < GLOBAL_MIN_TOKENS or not self.fuses_global_bias:
             flat = query.reshape(batch * heads, tokens, -1)
             bias = self.get_decomposed_rel_pos(flat, self.rel_pos_h, self.rel_pos_w, (height, width),
                                                (height, width))
@@ -87,16 +106,17 @@ class _SamVisionRelPosAttention(SamVisionAttention):
             rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid, rel_pos_w).reshape(batch, heads, tokens, width)
             out = self._fused_attention(query, key, value, rel_h, rel_w, width)
 
-        out = out.reshape(batch, heads, height, width, -1).permute(0, 2, 3, 1, 4).reshape(batch, height, width, -1)
-        return self.proj(out), None
+        return out.reshape(batch, heads, height, width, -1).permute(0, 2, 3, 1, 4).reshape(batch, height, width, -1)
 
     def _fused_attention(self, query, key, value, rel_h, rel_w, width: int) -> torch.Tensor:
         """(batch, heads, tokens, head_dim) attention output, bias ``rel_h[q, k // width] + rel_w[q, k % width]``."""
         raise NotImplementedError
 
 
-class SamVisionFlexAttention(_SamVisionRelPosAttention):
+class SamVisionFlexAttention(SamVisionRelPosAttention):
     """Global layers: FlexAttention with the bias tables in a ``score_mod``."""
+
+    fuses_global_bias = True
 
     def _fused_attention(self, query, key, value, rel_h, rel_w, width: int) -> torch.Tensor:
         require_flex_attention()
@@ -107,25 +127,33 @@ class SamVisionFlexAttention(_SamVisionRelPosAttention):
         return _flex(query, key, value, rel_pos_bias, self.scale)
 
 
-class SamVisionTritonAttention(_SamVisionRelPosAttention):
+class SamVisionTritonAttention(SamVisionRelPosAttention):
     """Global layers (and, with :data:`TRITON_WINDOWS`, windowed ones) through our Triton flash-attention
     kernel with the bias fused (:mod:`samrs_hf.relpos_flash`).
 
     ``window``: 0 when the layer hands over attention on its own token grid (global layers, or windows
     the layer already partitioned); else the window size, and ``hidden_states`` is the whole unpadded
     grid: the kernel walks the windows itself, so SAM's padding costs neither qkv/proj rows nor
-    partition copies (:class:`SamVisionTritonLayer`).
+    partition copies (:class:`SamVisionWindowLayer`).
     """
 
     def forward(self, hidden_states: torch.Tensor, output_attentions=False, window: int = 0):
+        if window == 0:
+            return super().forward(hidden_states)
+        return self.proj(self._kernel_attend(self.qkv(hidden_states), window)), None
+
+    def attend(self, qkv: torch.Tensor) -> torch.Tensor:
+        height, width = qkv.shape[1:3]
+        if not self.use_rel_pos or height * width < GLOBAL_MIN_TOKENS:
+            return super().attend(qkv)
+        return self._kernel_attend(qkv, 0)
+
+    def _kernel_attend(self, qkv: torch.Tensor, window: int) -> torch.Tensor:
         from .relpos_flash import relpos_attention, window_shape
 
-        batch, height, width, _ = hidden_states.shape
-        if window == 0 and (not self.use_rel_pos or height * width < GLOBAL_MIN_TOKENS):
-            return super().forward(hidden_states)
+        batch, height, width, _ = qkv.shape
         heads = self.num_attention_heads
-        qkv = self.qkv(hidden_states).reshape(batch, height, width, 3, heads, -1)
-        query, key, value = qkv.unbind(3)  # each (batch, height, width, heads, head_dim)
+        query, key, value = qkv.reshape(batch, height, width, 3, heads, -1).unbind(3)  # (b, h, w, heads, d)
         head_dim = query.shape[-1]
         if self.qkv.bias is not None:
             _, key_bias, value_bias = self.qkv.bias.reshape(3, heads, head_dim).unbind(0)
@@ -138,7 +166,7 @@ class SamVisionTritonAttention(_SamVisionRelPosAttention):
             rel_h = query.new_zeros(batch, heads, rows, height * width).transpose(-1, -2)
             rel_w = query.new_zeros(batch, heads, height * width, cols)
         out = relpos_attention(query, key, value, key_bias, value_bias, rel_h, rel_w, self.scale, window)
-        return self.proj(out.reshape(batch, height, width, -1)), None
+        return out.reshape(batch, height, width, -1)
 
     def _window_rel_pos_tables(self, query, window: int):
         """rel_h (batch, heads, tokens, rows), key-row-major (one key row's column is contiguous over
@@ -158,13 +186,38 @@ class SamVisionTritonAttention(_SamVisionRelPosAttention):
         return rel_h.transpose(-1, -2), rel_w
 
 
-class SamVisionTritonLayer(SamVisionLayer):
-    """A windowed layer with :data:`TRITON_WINDOWS` gives the unpadded grid to the attention, which
-    windows it inside the kernel; otherwise exactly ``SamVisionLayer``."""
+class SamVisionWindowLayer(SamVisionLayer):
+    """A windowed layer that never projects padded tokens: with :data:`UNPADDED_WINDOWS`, qkv on the
+    unpadded grid, padded with the qkv bias (what SAM's zero-padded tokens project to), windows through
+    :meth:`SamVisionRelPosAttention.attend`, proj after cropping; with :data:`TRITON_WINDOWS` and the
+    Triton attention, the kernel walks the windows of the unpadded grid itself. Otherwise, and for
+    global layers, exactly ``SamVisionLayer``."""
 
     def forward(self, hidden_states: torch.Tensor):
-        if not (self.window_size > 0 and TRITON_WINDOWS and isinstance(self.attn, SamVisionTritonAttention)):
+        triton_windows = TRITON_WINDOWS and isinstance(self.attn, SamVisionTritonAttention)
+        if not (self.window_size > 0 and isinstance(self.attn, SamVisionRelPosAttention)
+                and (UNPADDED_WINDOWS or triton_windows)):
             return super().forward(hidden_states)
-        attn_out, _ = self.attn(self.layer_norm1(hidden_states), window=self.window_size)
+        normed = self.layer_norm1(hidden_states)
+        if triton_windows:
+            attn_out, _ = self.attn(normed, window=self.window_size)
+        else:
+            attn_out = self._unpadded_window_attention(normed)
         hidden_states = hidden_states + attn_out
         return hidden_states + self.mlp(self.layer_norm2(hidden_states))
+
+    def _unpadded_window_attention(self, normed: torch.Tensor) -> torch.Tensor:
+        batch, height, width, _ = normed.shape
+        window = self.window_size
+        qkv = self.attn.qkv(normed)
+        pad_h, pad_w = (-height) % window, (-width) % window
+        if pad_h or pad_w:
+            qkv = F.pad(qkv, (0, 0, 0, pad_w, 0, pad_h))
+            if self.attn.qkv.bias is not None:  # the padded strips: what zero tokens project to
+                bias = self.attn.qkv.bias.to(qkv.dtype)
+                qkv[:, height:] = bias
+                qkv[:, :height, width:] = bias
+        rows, cols = (height + pad_h) // window, (width + pad_w) // window
+        windows = qkv.view(batch, rows, window, cols, window, -1).transpose(2, 3).reshape(-1, window, window, qkv.shape[-1])
+        out = self.window_unpartition(self.attn.attend(windows), window, (height + pad_h, width + pad_w), (height, width))
+        return self.attn.proj(out)

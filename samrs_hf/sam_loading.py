@@ -371,32 +371,28 @@ def _transformers_attn(attn: str) -> str:
 
 
 def set_attn_implementation(model, attn: str) -> None:
-    """Switch the vision attention class in place (transformers picks it at construction only).
+    """Switch the vision layer and attention classes in place (transformers picks them at
+    construction only).
 
-    ``"flex"`` and ``"triton"`` (:mod:`samrs_hf.sam_attention`) change the vision layers only; the
-    choice is recorded as ``model.samrs_vision_attention`` and configs say "sdpa", so
-    ``save_pretrained`` output loads with stock transformers.
+    ``"sdpa"``, ``"flex"`` and ``"triton"`` take :mod:`samrs_hf.sam_attention`'s classes (windowed
+    layers without the padded tokens' projections; the global layers' bias fused for flex and
+    triton); ``"eager"`` is transformers' own. Only the vision layers change; the choice is recorded
+    as ``model.samrs_vision_attention`` and configs say "sdpa" (or "eager"), so ``save_pretrained``
+    output loads with stock transformers.
     """
     from transformers.models.sam import modeling_sam as ms
 
+    from . import sam_attention
+
     config_attn = _transformers_attn(attn)
-    sdpa = getattr(ms, "SamVisionSdpaAttention", None)  # absent in older transformers
-    if config_attn == "sdpa" and sdpa is None:
-        log.warning("this transformers has no SAM sdpa attention; its layers use eager")
-        config_attn = "eager"
-    if attn == "flex":
-        from .sam_attention import SamVisionFlexAttention as cls
-    elif attn == "triton":
-        from .sam_attention import SamVisionTritonAttention as cls
-    else:
-        cls = ms.SamVisionSdpaAttention if config_attn == "sdpa" else ms.SamVisionAttention
-    layer_cls = ms.SamVisionLayer
-    if attn == "triton":  # its windowed layers may hand the kernel the unpadded grid (TRITON_WINDOWS)
-        from .sam_attention import SamVisionTritonLayer as layer_cls
+    cls = {"flex": sam_attention.SamVisionFlexAttention, "triton": sam_attention.SamVisionTritonAttention,
+           "sdpa": sam_attention.SamVisionRelPosAttention, "eager": ms.SamVisionAttention}[attn]
+    # windowed layers skip SAM's padded tokens' projections; eager stays transformers' own, the reference
+    layer_cls = ms.SamVisionLayer if attn == "eager" else sam_attention.SamVisionWindowLayer
     for layer in model.vision_encoder.layers:
         layer.__class__ = layer_cls
         layer.attn.__class__ = cls
-    setattr(model, ATTN_MARK, attn if attn in CUSTOM_VISION_ATTN else config_attn)
+    setattr(model, ATTN_MARK, attn)
     model.config._attn_implementation = config_attn
     model.config.mask_decoder_config._attn_implementation = config_attn
     model.mask_decoder.config._attn_implementation = config_attn

@@ -11,26 +11,24 @@ from sam_reference import SHAPES  # noqa: E402
 
 
 def hand_count(dim: int, depth: int, global_idx: list[int]) -> int:
-    """SAM's ViT written out: windowed layers pad 64x64 tokens to 70x70 for qkv, attention and proj;
-    the MLP, the patch embedding and the neck see the 64x64 grid."""
-    grid, window, padded, neck = 64, 14, 70, 256
+    """SAM's ViT written out on the image's 64x64 tokens: windowed layers' queries and projections
+    cover those tokens only, their keys each token's whole 14x14 window (SAM pads 64 to 70, so
+    border windows hold zero-padded tokens as keys); the patch embedding and the neck see 64x64."""
+    grid, window, neck = 64, 14, 256
     flops = 2 * grid**2 * dim * 3 * 16 * 16  # patch embedding
     for i in range(depth):
-        if i in global_idx:
-            tokens, windows, seq, side = grid**2, 1, grid**2, grid
-        else:
-            tokens, windows, seq, side = padded**2, (padded // window) ** 2, window**2, window
-        flops += 2 * tokens * 4 * dim * dim  # qkv + proj
-        flops += 2 * grid**2 * 8 * dim * dim  # MLP, unpadded
-        flops += 2 * 2 * windows * seq * seq * dim  # q.k and attention.v
-        flops += 2 * 2 * tokens * side * dim  # the decomposed rel-pos einsums
+        keys, side = (grid**2, grid) if i in global_idx else (window**2, window)
+        flops += 2 * grid**2 * 4 * dim * dim  # qkv + proj
+        flops += 2 * grid**2 * 8 * dim * dim  # MLP
+        flops += 2 * 2 * grid**2 * keys * dim  # q.k and attention.v
+        flops += 2 * 2 * grid**2 * side * dim  # the decomposed rel-pos einsums
     return flops + 2 * grid**2 * (dim * neck + 9 * neck * neck)
 
 
-def test_encoder_flops_counts_the_mlp_on_the_unpadded_grid():
+def test_encoder_flops_count_the_image_tokens_not_the_window_padding():
     for shape in ("vit_b", "vit_h"):
         dim, depth, heads, global_idx = SHAPES[shape]
         config = SamVisionConfig(hidden_size=dim, num_hidden_layers=depth, num_attention_heads=heads,
                                  global_attn_indexes=global_idx)
         assert encoder_flops(config) == hand_count(dim, depth, global_idx)
-    assert round(encoder_flops(SamVisionConfig()) / 1e9) == 972  # transformers' default is vit_b
+    assert round(encoder_flops(SamVisionConfig()) / 1e9) == 938  # transformers' default is vit_b

@@ -17,7 +17,7 @@ from transformers.models.sam import modeling_sam as ms
 
 from samrs_hf import relpos_flash, sam_attention
 from samrs_hf.relpos_flash import kernel_supports
-from samrs_hf.sam_attention import SamVisionTritonAttention, SamVisionTritonLayer
+from samrs_hf.sam_attention import SamVisionRelPosAttention, SamVisionTritonAttention, SamVisionWindowLayer
 from samrs_hf.sam_loading import ATTN_MARK, load_sam
 
 
@@ -42,7 +42,7 @@ def test_triton_encoder_equals_sdpa_and_uses_the_op_in_global_layers_only(encode
     sdpa, got = encode_tiny_sam("sdpa"), encode_tiny_sam("triton")
     model = encode_tiny_sam.model
     assert all(type(layer.attn) is SamVisionTritonAttention for layer in model.vision_encoder.layers)
-    assert all(type(layer) is SamVisionTritonLayer for layer in model.vision_encoder.layers)
+    assert all(type(layer) is SamVisionWindowLayer for layer in model.vision_encoder.layers)
     assert getattr(model, ATTN_MARK) == "triton" and model.config._attn_implementation == "sdpa"
     torch.testing.assert_close(got, sdpa, rtol=1e-5, atol=1e-5)
     # tiny-random: layer 0 windowed (SDPA on the layer's 14x14 windows), layer 1 global (the op)
@@ -54,7 +54,7 @@ def test_triton_encoder_equals_sdpa_and_uses_the_op_in_global_layers_only(encode
     # now layer 0 hands the op its unpadded 64x64 grid and the window size (SAM pads it to 70x70)
     assert calls == [((1, 64, 64, 2, 16), (1, 2, 4096, 14), (1, 2, 4096, 14), 14),
                      ((1, 64, 64, 2, 16), (1, 2, 4096, 64), (1, 2, 4096, 64), 0)]
-    encode_tiny_sam("sdpa")  # back to stock layers
+    encode_tiny_sam("eager")  # back to transformers' own layers
     assert all(type(layer) is ms.SamVisionLayer for layer in model.vision_encoder.layers)
 
 
@@ -82,12 +82,12 @@ def test_saved_triton_model_loads_with_stock_transformers(tmp_path):
     model.save_pretrained(tmp_path / "sam")
     assert "triton" not in (tmp_path / "sam" / "config.json").read_text()
     again, _ = load_sam(str(tmp_path / "sam"), attn_implementation="sdpa")
-    assert type(again.vision_encoder.layers[1].attn) is ms.SamVisionSdpaAttention
+    assert type(again.vision_encoder.layers[1].attn) is SamVisionRelPosAttention
 
 
-def sam_block_and_layer(dim, heads, window, grid, use_rel_pos=True, seed=0):
+def sam_block_and_layer(dim, heads, window, grid, use_rel_pos=True, seed=0, attn_cls=SamVisionTritonAttention):
     """segment-anything's ViT ``Block`` (SAM's reference code) with random weights, nonzero qkv bias and
-    rel-pos tables, and the same weights in transformers' layer switched to our triton classes."""
+    rel-pos tables, and the same weights in transformers' layer switched to our classes."""
     import functools
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -109,7 +109,7 @@ def sam_block_and_layer(dim, heads, window, grid, use_rel_pos=True, seed=0):
     layer = ms.SamVisionLayer(config, window)
     state = {k.replace("norm1", "layer_norm1").replace("norm2", "layer_norm2"): v for k, v in block.state_dict().items()}
     layer.load_state_dict(state)
-    layer.__class__, layer.attn.__class__ = SamVisionTritonLayer, SamVisionTritonAttention
+    layer.__class__, layer.attn.__class__ = SamVisionWindowLayer, attn_cls
     return block.eval(), layer.eval()
 
 

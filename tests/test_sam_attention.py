@@ -1,8 +1,9 @@
-"""``--attn flex``: SAM's vision attention with the rel-pos bias inside FlexAttention (CPU reference).
+"""Our SAM vision layers: windowed layers without the padded tokens' projections (``sdpa``, the
+default), and ``--attn flex``, the rel-pos bias inside FlexAttention (CPU reference).
 
-The flex path must compute what transformers' sdpa/eager attention and segment-anything compute,
-take the flex route only in the global layers, never build the (B, heads, N, N) bias there, and
-leave saved models loadable by stock transformers.
+Both must compute what transformers' eager attention and segment-anything compute; flex must take
+its route only in the global layers and never build the (B, heads, N, N) bias there; saved models
+must stay loadable by stock transformers.
 """
 
 import json
@@ -19,7 +20,7 @@ from samrs_hf import cli, sam_attention
 from samrs_hf.build import BuildConfig, resolve
 from samrs_hf.engine import SamLabeler
 from samrs_hf.prompts import PromptBatch
-from samrs_hf.sam_attention import SamVisionFlexAttention
+from samrs_hf.sam_attention import SamVisionFlexAttention, SamVisionRelPosAttention, SamVisionWindowLayer
 from samrs_hf.sam_loading import ATTN_MARK, load_sam, sam_model_from_checkpoint
 from samrs_hf.samples import write_dior_sample
 
@@ -61,6 +62,66 @@ def test_flex_encoder_equals_sdpa_and_eager(encode_tiny_sam, flex_calls):
     # flex ran once, in the global layer; the only N x N bias built was the windowed layer's
     assert flex_calls["flex"] == [(1, 2, 4096, 16)]
     assert flex_calls["bias"] == [196]
+
+
+@pytest.fixture
+def qkv_inputs(monkeypatch):
+    """Shapes of the token grids the vision layers' qkv projections run on."""
+    shapes = []
+    real = torch.nn.Linear.forward
+
+    def linear(self, x):
+        if x.ndim == 4 and self.out_features == 3 * self.in_features:
+            shapes.append(tuple(x.shape[:3]))
+        return real(self, x)
+
+    monkeypatch.setattr(torch.nn.Linear, "forward", linear)
+    return shapes
+
+
+def test_windowed_layers_project_only_the_unpadded_grid(encode_tiny_sam, qkv_inputs, monkeypatch):
+    # tiny-random: layer 0 windowed (64x64 tokens, SAM pads them to 70x70 = 25 windows of 14x14)
+    eager = encode_tiny_sam("eager")  # transformers' own layers: the reference
+    assert qkv_inputs == [(25, 14, 14), (1, 64, 64)]
+    qkv_inputs.clear()
+    sdpa = encode_tiny_sam("sdpa")
+    layers = encode_tiny_sam.model.vision_encoder.layers
+    assert all(type(layer) is SamVisionWindowLayer for layer in layers)
+    assert all(type(layer.attn) is SamVisionRelPosAttention for layer in layers)
+    assert qkv_inputs == [(1, 64, 64), (1, 64, 64)]  # no qkv rows for the 804 padded tokens
+    torch.testing.assert_close(sdpa, eager, rtol=1e-5, atol=1e-5)
+
+    monkeypatch.setattr(sam_attention, "UNPADDED_WINDOWS", False)  # transformers' padding, same result
+    qkv_inputs.clear()
+    torch.testing.assert_close(encode_tiny_sam("sdpa"), eager, rtol=1e-5, atol=1e-5)
+    assert qkv_inputs == [(25, 14, 14), (1, 64, 64)]
+
+
+def test_unpadded_windows_are_one_graph_under_torch_compile(encode_tiny_sam):
+    """``samrs build --compile``: the bias strips written into the padded projections trace without
+    a graph break."""
+    eager = encode_tiny_sam("eager")
+    encode_tiny_sam("sdpa")
+    torch._dynamo.reset()
+    compiled = torch.compile(encode_tiny_sam.model.vision_encoder, fullgraph=True)
+    with torch.no_grad():
+        got = compiled(encode_tiny_sam.pixels).last_hidden_state
+    torch.testing.assert_close(got, eager, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("attn_cls", [SamVisionRelPosAttention, SamVisionFlexAttention])
+@pytest.mark.parametrize("use_rel_pos", [True, False])
+def test_unpadded_windowed_layer_equals_segment_anything(attn_cls, use_rel_pos):
+    """Padded on one side or both, windows larger than the grid, nonzero qkv biases: the bias-padded
+    projections reproduce SAM's zero-padded tokens exactly."""
+    from test_relpos_flash import BLOCK_CASES, sam_block_and_layer
+
+    for batch, height, width, window, heads, head_dim in BLOCK_CASES:
+        block, layer = sam_block_and_layer(heads * head_dim, heads, window, max(height, width), use_rel_pos,
+                                           attn_cls=attn_cls)
+        x = torch.randn(batch, height, width, heads * head_dim, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            torch.testing.assert_close(layer(x), block(x), rtol=1e-4, atol=2e-4)
 
 
 @pytest.mark.parametrize("batch,height,width", [(2, 6, 10), (1, 14, 14)])
