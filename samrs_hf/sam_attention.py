@@ -74,10 +74,8 @@ def _flex(query, key, value, score_mod, scale):
 class SamVisionRelPosAttention(SamVisionAttention):
     """``sdpa``: transformers' SamVisionSdpaAttention math (the rel-pos bias materialised as the SDPA
     mask), split at the projections so that :class:`SamVisionWindowLayer` can hand :meth:`attend`
-    windows of projections it padded itself. Subclasses with ``fuses_global_bias`` give the global
-    layers' bias to ``_fused_attention`` as the two tables instead of an N x N mask."""
-
-    fuses_global_bias = False
+    windows of projections it padded itself. Subclasses change how the global layers add the bias
+    (``_global_attention``)."""
 
     def forward(self, hidden_states: torch.Tensor, output_attentions=False):
         return self.proj(self.attend(self.qkv(hidden_states))), None
@@ -92,34 +90,36 @@ class SamVisionRelPosAttention(SamVisionAttention):
 
         if not self.use_rel_pos:
             out = F.scaled_dot_product_attention(query, key, value, scale=self.scale)
-        elif tokens < GLOBAL_MIN_TOKENS or not self.fuses_global_bias:
-            flat = query.reshape(batch * heads, tokens, -1)
-            bias = self.get_decomposed_rel_pos(flat, self.rel_pos_h, self.rel_pos_w, (height, width),
-                                               (height, width))
-            bias = bias.reshape(batch, heads, tokens, tokens)
-            out = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=self.scale)
+        elif tokens < GLOBAL_MIN_TOKENS:
+            out = self._materialised_bias_attention(query, key, value, height, width)
         else:
-            rel_pos_h = self.get_rel_pos(height, height, self.rel_pos_h)  # (height, kh, head_dim)
-            rel_pos_w = self.get_rel_pos(width, width, self.rel_pos_w)  # (width, kw, head_dim)
-            grid = query.reshape(batch, heads, height, width, -1)
-            rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid, rel_pos_h).reshape(batch, heads, tokens, height)
-            rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid, rel_pos_w).reshape(batch, heads, tokens, width)
-            out = self._fused_attention(query, key, value, rel_h, rel_w, width)
-
+            out = self._global_attention(query, key, value, height, width)
         return out.reshape(batch, heads, height, width, -1).permute(0, 2, 3, 1, 4).reshape(batch, height, width, -1)
 
-    def _fused_attention(self, query, key, value, rel_h, rel_w, width: int) -> torch.Tensor:
-        """(batch, heads, tokens, head_dim) attention output, bias ``rel_h[q, k // width] + rel_w[q, k % width]``."""
-        raise NotImplementedError
+    def _materialised_bias_attention(self, query, key, value, height: int, width: int) -> torch.Tensor:
+        """(batch, heads, tokens, head_dim) attention output, the rel-pos bias an N x N SDPA mask."""
+        batch, heads, tokens, _ = query.shape
+        flat = query.reshape(batch * heads, tokens, -1)
+        bias = self.get_decomposed_rel_pos(flat, self.rel_pos_h, self.rel_pos_w, (height, width), (height, width))
+        bias = bias.reshape(batch, heads, tokens, tokens)
+        return F.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=self.scale)
+
+    def _global_attention(self, query, key, value, height: int, width: int) -> torch.Tensor:
+        return self._materialised_bias_attention(query, key, value, height, width)
 
 
 class SamVisionFlexAttention(SamVisionRelPosAttention):
-    """Global layers: FlexAttention with the bias tables in a ``score_mod``."""
+    """Global layers: FlexAttention with the bias tables ``rel_h[q, k // width] + rel_w[q, k % width]``
+    in a ``score_mod``."""
 
-    fuses_global_bias = True
-
-    def _fused_attention(self, query, key, value, rel_h, rel_w, width: int) -> torch.Tensor:
+    def _global_attention(self, query, key, value, height: int, width: int) -> torch.Tensor:
         require_flex_attention()
+        batch, heads, tokens, _ = query.shape
+        rel_pos_h = self.get_rel_pos(height, height, self.rel_pos_h)  # (height, kh, head_dim)
+        rel_pos_w = self.get_rel_pos(width, width, self.rel_pos_w)  # (width, kw, head_dim)
+        grid = query.reshape(batch, heads, height, width, -1)
+        rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid, rel_pos_h).reshape(batch, heads, tokens, height)
+        rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid, rel_pos_w).reshape(batch, heads, tokens, width)
 
         def rel_pos_bias(score, b, h, q_idx, kv_idx):
             return score + rel_h[b, h, q_idx, kv_idx // width] + rel_w[b, h, q_idx, kv_idx % width]

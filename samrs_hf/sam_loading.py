@@ -8,7 +8,6 @@ offline demos and tests: identical weights in every process, flagged ``random`` 
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,7 +16,6 @@ from typing import Any
 
 from .records import SourceError
 
-log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "facebook/sam-vit-huge"
 TINY_RANDOM = "tiny-random"
