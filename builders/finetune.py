@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", help="where crops are written (default: OUTPUT_DIR/crops)")
     p.add_argument("--eval-batch-size", type=int, default=4)
-    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--log-every", type=int, default=50, help="steps between loss records (0: the last step only)")
     p.add_argument("--cpu", action="store_true")
     return p
 

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=0, help="validate every N steps (0: only at the end)")
     p.add_argument("--eval-crop-size", type=int, default=512)
     p.add_argument("--eval-max-samples", type=int, help="validate on the first N images per subset")
-    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--log-every", type=int, default=10, help="steps between log lines (0: the last step only)")
     p.add_argument("--report-to", default="none", help="Accelerate tracker: tensorboard, wandb, all, none")
     p.add_argument("--push-to-hub", metavar="REPO", help="upload the final model folder to this Hub repo")
     p.add_argument("--cpu", action="store_true", help="force CPU")
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
             eval_crop_size=args.eval_crop_size, eval_max_samples=args.eval_max_samples, log_every=args.log_every,
             report_to=args.report_to, push_to_hub=args.push_to_hub, cpu=args.cpu)
         result = SEPTrainer(targs).train()
-    except (ValueError, NonFiniteLossError) as exc:
+    except (ValueError, OSError, NonFiniteLossError) as exc:
         print(f"train_sep: error: {exc}", file=sys.stderr)
         return 2
     for subset, r in result.get("scores", {}).items():

@@ -47,10 +47,6 @@ from .prefetch import prefetch_map
 from .prompts import canonical_prompt_name
 from .records import (
     CORRUPT_IMAGE,
-    EMPTY_ANNOTATION,
-    MISSING_ANNOTATION,
-    MISSING_IMAGE,
-    NO_OBJECTS,
     SIZE_MISMATCH,
     Problem,
     Report,
@@ -72,8 +68,6 @@ LAYOUT_VERSION = 1
 OBJECT_IN_NO_WINDOW = "object-in-no-window"
 """Build-time skip: tiling kept the object in no window (below the iof rule in every window)."""
 
-IMAGE_PROBLEMS = (MISSING_IMAGE, CORRUPT_IMAGE, MISSING_ANNOTATION, EMPTY_ANNOTATION, NO_OBJECTS, SIZE_MISMATCH)
-"""Problem kinds that drop a whole image (every other skip drops one object)."""
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -131,6 +125,8 @@ class BuildConfig:
     device: str | None = None
     limit: int | None = None
     """Label only the first N source images (reader order)."""
+    images_dir: Path | None = None
+    """COCO only: the folder holding the image files (as ``samrs inspect --images-dir``)."""
     overwrite: bool = False
     strict: bool = False
     pkl: bool = False
@@ -158,9 +154,12 @@ class BuildPlan:
     model: str
     dtype: str
     pkl: bool
+    images_dir: str | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        if d["images_dir"] is None:
+            del d["images_dir"]  # keeps the fingerprints of builds made before the option existed
         d["splits"] = list(self.splits) if self.splits else None
         d["tiling"] = tiling_dict(self.tiling)
         d["layout_version"] = LAYOUT_VERSION
@@ -208,6 +207,8 @@ def resolve(config: BuildConfig) -> BuildPlan:
         raise ValueError(f"--writer-threads must be >= 1, got {config.writer_threads}")
     if config.num_workers < 0:
         raise ValueError(f"--num-workers must be >= 0, got {config.num_workers}")
+    if config.images_dir is not None and fmt != "coco":
+        raise ValueError(f"--images-dir applies to --format coco only, not {fmt}")
     splits = tuple(config.splits) if config.splits else None
     return BuildPlan(
         preset=preset.name,
@@ -219,6 +220,7 @@ def resolve(config: BuildConfig) -> BuildPlan:
         model=_model_identity(config.model),
         dtype=config.dtype,
         pkl=bool(config.pkl),
+        images_dir=str(Path(config.images_dir).expanduser().resolve()) if config.images_dir is not None else None,
     )
 
 
@@ -506,7 +508,9 @@ def run_build(config: BuildConfig) -> dict:
     state = PartialState(cpu=_wants_cpu(config.device))
     rank, world = state.process_index, state.num_processes
     mode = check_out_dir(out, plan, config.overwrite)  # every process, before anything is written
-    source = open_source(plan.format, plan.source, strict=config.strict, splits=plan.splits)
+    source = open_source(plan.format, plan.source, strict=config.strict, splits=plan.splits,
+                         images_dir=plan.images_dir)
+    len(source)  # lists the source now: a wrong layout or split fails before SAM loads and --out is touched
     table = source.class_table
     if len(table) > IGNORE_INDEX:
         raise SourceError(f"{plan.source}: {len(table)} classes do not fit uint8 gray maps (at most 255)")
@@ -552,7 +556,7 @@ def run_build(config: BuildConfig) -> dict:
                 first = next(stream)  # the decode: done here, ahead of SAM
             except SourceError as exc:
                 kind = CORRUPT_IMAGE if isinstance(exc, CorruptImageError) else SIZE_MISMATCH
-                local.skip(kind, str(image.image_path), str(exc).split(": ", 1)[-1])
+                local.skip(kind, source.rel(image.image_path), str(exc).split(": ", 1)[-1])
                 prep.failed = True
                 return prep
             prep.items = _items(index, first, stream, plan.prompt)
@@ -647,6 +651,10 @@ def _merge(plan, config, source, info, device, world, parts, source_images, t_st
     for _, d in build_problems:
         merged.problems.append(Problem(d["kind"], d["where"], d["message"], d["skipped"]))
     skips = merged.skips
+    # A kind does not say what was dropped (garbled-annotation: a line or a whole file; missing-image: an
+    # image or one COCO annotation): the reader counts the images it skipped, the build its failed decodes.
+    images_skipped = source.skipped_images + sum(1 for _, d in build_problems
+                                                 if d["skipped"] and d["kind"] != OBJECT_IN_NO_WINDOW)
     labelled = total["patches_written"] - total["patches_resumed"]
     elapsed = time.perf_counter() - t_start
     return {
@@ -674,8 +682,8 @@ def _merge(plan, config, source, info, device, world, parts, source_images, t_st
             "per_class": dict(zip(table.names, per_class)),
         },
         "skipped": {
-            "images": sum(1 for p in skips if p.kind in IMAGE_PROBLEMS),
-            "objects": sum(1 for p in skips if p.kind not in IMAGE_PROBLEMS),
+            "images": images_skipped,
+            "objects": len(skips) - images_skipped,
         },
         "problems": merged.to_dict(),
         "run": {

@@ -162,7 +162,8 @@ def body(result, features) -> str:
     if stats_figs:
         lines += [f"![{Path(f).stem}]({f})" for f in stats_figs]
     else:
-        lines.append("No statistics figures were generated for this package (`samrs_hf.stats` unavailable).")
+        lines.append("No statistics figures were generated for this package (`--no-stats`); "
+                     "`samrs stats` draws them.")
     lines += ["", "## Usage", "", "```python", USAGE.strip(), "```", "",
               "## License", "", LICENSE_NOTE, "", "## Citation", "", "```bibtex", CITATION, "```", ""]
     return "\n".join(lines)

@@ -28,6 +28,8 @@ def _hub_rows(hub_dir: Path, split: str) -> tuple[tuple[str, ...], Iterator[dict
         raise SourceError(f"{hub_dir}: no split {split!r} (has: {', '.join(have) or 'none'})")
     dataset = pads.dataset([str(f) for f in files], format="parquet")
     features = Features.from_arrow_schema(dataset.schema)
+    if "objects" not in features:
+        raise SourceError(f"{hub_dir}: a parquet folder, but not a SAMRS dataset (no 'objects' feature)")
     names = tuple(features["objects"].feature["category"].names)
     columns = {"file_name": pads.field("image", "path"), "objects": pads.field("objects"),
                "image_id": pads.field("image_id"), "source_image": pads.field("source_image"),
@@ -47,12 +49,17 @@ def _build_rows(build_dir: Path, split: str, val_fraction: float, seed: int, rep
     table, _ = check_builds([build_dir])
 
     def rows():
-        for row in rows_from_builds([build_dir], report, val_fraction=val_fraction, seed=seed, progress=False,
-                                    split=split):
+        seen = set()
+        for row in rows_from_builds([build_dir], report, val_fraction=val_fraction, seed=seed, progress=False):
+            seen.add(row.split)
+            if row.split != split:
+                continue
             ex = row.example
             yield {"file_name": f"{layout.IMAGES}/{ex['image']['path']}", "objects": ex["objects"],
                    "image_id": ex["image_id"], "source_image": ex["source_image"],
                    "width": ex["width"], "height": ex["height"]}
+        if split not in seen:  # as for a packaged folder; raised before the output file is written
+            raise SourceError(f"{build_dir}: no split {split!r} (has: {', '.join(sorted(seen)) or 'none'})")
 
     return table.names, rows()
 

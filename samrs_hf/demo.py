@@ -56,6 +56,10 @@ def _cli(argv: list[str]) -> None:
 
 def run_demo(out="samrs-demo", *, model: str | None = None, n_overlays: int = 8, progress: bool = True) -> DemoResult:
     """Run the pipeline into ``out`` (re-runnable: every step replaces its own outputs)."""
+    if n_overlays < 1:  # checked before minutes of building, not after
+        raise ValueError(f"--n must be at least 1, got {n_overlays}")
+    # The demo never needs the network. huggingface_hub reads this once, at import: set it first.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from .features import decode_masks
     from .hub import load
     from .samples import write_dior_sample
@@ -63,7 +67,6 @@ def run_demo(out="samrs-demo", *, model: str | None = None, n_overlays: int = 8,
     from .visualize import visualize
 
     start = time.perf_counter()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the demo never needs the network
     out = Path(out)
     model = model or default_model()
     source, build, hub = out / "dior", out / "build", out / "hub"

@@ -26,7 +26,8 @@ def push(hub_dir, repo_id: str, *, private: bool = False, revision: str | None =
     The token comes from ``token``, ``HF_TOKEN`` or the cached login (huggingface_hub's usual
     places) and is never printed. The repo is created before anything is uploaded, so offline or
     unauthorised runs fail before touching ``hub_dir``; large folders go through the resumable
-    ``upload_large_folder`` (which keeps its resume state in ``hub_dir/.cache/huggingface``).
+    ``upload_large_folder`` (huggingface_hub < 2; resume state in ``hub_dir/.cache/huggingface``) or
+    ``upload_folder`` (huggingface_hub 2.x, resumable and split into several commits with hf_xet).
     """
     from huggingface_hub import HfApi
 
@@ -39,9 +40,13 @@ def push(hub_dir, repo_id: str, *, private: bool = False, revision: str | None =
         url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         if revision:
             api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
-        api.upload_large_folder(repo_id=repo_id, folder_path=str(hub_dir), repo_type="dataset",
-                                revision=revision, private=private,
-                                ignore_patterns=[".samrs-partial/**", ".cache/**"])
+        ignore = [".samrs-partial/**", ".cache/**"]
+        if hasattr(api, "upload_large_folder"):  # huggingface_hub < 2
+            api.upload_large_folder(repo_id=repo_id, folder_path=str(hub_dir), repo_type="dataset",
+                                    revision=revision, private=private, ignore_patterns=ignore)
+        else:  # 2.x removed it; upload_folder is the resumable, multi-commit upload there (hf_xet)
+            api.upload_folder(repo_id=repo_id, folder_path=str(hub_dir), repo_type="dataset",
+                              revision=revision, ignore_patterns=ignore)
     except Exception as exc:  # huggingface_hub/httpx raise many types; one clear line for all
         raise PushError(f"push of {hub_dir} to {repo_id} failed: {_describe(exc)}") from None
     return str(url)

@@ -201,13 +201,16 @@ def row_from_item(item: layout.BuildItem, table: ClassTable, subset: str, next_i
                 raise ValueError(f"rbox has {len(rbox)} values, expected 8")
             if len(inst["bbox"]) != 4:
                 raise ValueError(f"bbox has {len(inst['bbox'])} values, expected 4")
-            pending.append((class_id, inst["bbox"], rbox, seg, inst["area"], inst.get("score"), inst.get("truncated")))
+            # Converted here (id 0 for now) so that unusable values are this instance's skip.
+            pending.append(make_object(0, class_id, inst["bbox"], rbox, seg, inst["area"], inst.get("score"),
+                                       inst.get("truncated")))
         except (KeyError, TypeError, ValueError) as exc:
             report.skip(GARBLED_ANNOTATION, at, f"bad instance ({exc!r})")
             return None
     # Ids are drawn only once the whole image is accepted, so skips leave no holes.
-    for class_id, bbox, rbox, seg, area, score, truncated in pending:
-        objects.append(make_object(next(next_id), class_id, bbox, rbox, seg, area, score, truncated))
+    for obj in pending:
+        obj["id"] = next(next_id)
+        objects.append(obj)
 
     split = splits.assign_split(str(record["source_image"]), record.get("split"), val_fraction=val_fraction, seed=seed)
     example = {
@@ -441,8 +444,6 @@ def write_hub_dir(rows: Iterable[Row], to, *, name: str, table: ClassTable, buil
     shutil.rmtree(work, ignore_errors=True)
 
     figures = write_palette_swatches(table, to / FIGURES_DIR)
-    if stats:
-        figures += _write_stats(to)
     result = PackageResult(
         to=to, name=name, table=table,
         splits={s: writer.num_examples[s] for s in splits.SPLITS if s in files},
@@ -451,7 +452,12 @@ def write_hub_dir(rows: Iterable[Row], to, *, name: str, table: ClassTable, buil
         instances=dict(sorted(counter.instances.items())), report=report, builds=builds,
         figures=figures, val_fraction=val_fraction, seed=seed,
     )
+    # The statistics read ``to`` through its README's configs: a README left by an earlier package
+    # (other splits) would make them miss a split or fail, so the new card goes in first.
     write_card(result, features)
+    if stats:
+        result.figures = figures + _write_stats(to)
+        write_card(result, features)
     return result
 
 

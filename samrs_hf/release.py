@@ -25,7 +25,7 @@ import numpy as np
 from . import splits as split_rules
 from .classes import get_class_table
 from .imageio import CorruptImageError, image_size
-from .layout import IMAGE_EXTENSIONS
+from .layout import IMAGE_EXTENSIONS, is_build_dir, read_report
 from .packaging import Row, instance_ok, make_object
 from .records import CORRUPT_IMAGE, GARBLED_ANNOTATION, MISSING_IMAGE, SIZE_MISMATCH, Report, SourceError
 
@@ -304,20 +304,15 @@ class SamrsReleaseBuilder(datasets.GeneratorBasedBuilder):
 
 
 def load_builder_class(subset: str):
-    """The builder of ``loading_scripts/<subset>.py`` (imported by path: datasets >= 4 runs no scripts)."""
+    """The builder of ``loading_scripts/<subset>.py``: datasets >= 4 runs no scripts, so we import it.
+    The scripts live in the package (``samrs_hf/loading_scripts``) so that a wheel install has them."""
+    import importlib
     import importlib.util
-    import sys
 
-    script = Path(__file__).resolve().parents[1] / "loading_scripts" / f"{subset}.py"
-    if not script.is_file():
-        raise FileNotFoundError(f"{script}: no loading script for subset {subset!r}")
-    spec = importlib.util.spec_from_file_location(f"samrs_loading_{subset}", script)
-    if spec.name in sys.modules:
-        return sys.modules[spec.name].BUILDER
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # datasets re-imports the builder's module by name
-    spec.loader.exec_module(module)
-    return module.BUILDER
+    if not subset.isidentifier() or importlib.util.find_spec(f"{__package__}.loading_scripts.{subset}") is None:
+        raise FileNotFoundError(f"{Path(__file__).parent / 'loading_scripts'}: no loading script for subset "
+                                f"{subset!r}")
+    return importlib.import_module(f"{__package__}.loading_scripts.{subset}").BUILDER
 
 
 def convert_release(root, subset: str, to, *, name: str | None = None, shard_size="500MB",
@@ -345,8 +340,11 @@ def convert_release(root, subset: str, to, *, name: str | None = None, shard_siz
                     yield Row(str(gen.name), example, example["image_id"])
             bar.close()
 
-        info = {"path": str(root), "format": "samrs-release", "prompt": "as released",
-                "model": {"spec": "SAM ViT-H (sam_vit_h_4b8939.pth, official release)", "random": False}}
+        if is_build_dir(root):  # a `samrs build --pkl` folder: its report says which model made the masks
+            info = dict(read_report(root), path=str(root))
+        else:
+            info = {"path": str(root), "format": "samrs-release", "prompt": "as released",
+                    "model": {"spec": "SAM ViT-H (sam_vit_h_4b8939.pth, official release)", "random": False}}
         return write_hub_dir(rows(), to, name=name or subset, table=get_class_table(subset), builds=[info],
                              report=builder.report, shard_size=shard_size, val_fraction=val_fraction, seed=seed,
                              stats=stats)

@@ -89,17 +89,22 @@ class DatasetFolder:
                     raise SourceError(f"{item.image_path}: missing image for {item.ins_path.name}")
                 image = Image.open(item.image_path)
             objects = []
-            for inst in record["instances"]:
-                x0, y0, x1, y1 = (float(v) for v in inst["bbox"])
-                label = inst.get("label")
-                if label is None:
-                    label = self.class_names.index(inst["category"])
-                objects.append({
-                    "id": next(next_id), "category": int(label), "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "rbox": inst.get("rbox"), "segmentation": inst["segmentation"],
-                    "area": int(inst.get("area", 0)), "score": float(inst.get("score", 0.0)),
-                    "truncated": bool(inst.get("truncated", False)),
-                })
+            for k, inst in enumerate(record["instances"]):
+                try:
+                    x0, y0, x1, y1 = (float(v) for v in inst["bbox"])
+                    label = inst.get("label")
+                    if label is None:
+                        label = self.class_names.index(inst["category"])
+                    if not 0 <= int(label) < len(self.class_names):
+                        raise ValueError(f"label {label} outside the {len(self.class_names)}-class table")
+                    objects.append({
+                        "id": next(next_id), "category": int(label), "bbox": [x0, y0, x1 - x0, y1 - y0],
+                        "rbox": inst.get("rbox"), "segmentation": inst["segmentation"],
+                        "area": int(inst.get("area", 0)), "score": float(inst.get("score", 0.0)),
+                        "truncated": bool(inst.get("truncated", False)),
+                    })
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise SourceError(f"{item.ins_path}:instances[{k}]: bad instance ({exc})") from None
             yield {
                 "image": image, "semantic": semantic, "objects": objects, "image_id": record["image"],
                 "source_image": record["source_image"], "width": int(record["width"]),
@@ -153,6 +158,8 @@ def open_folder(path) -> DatasetFolder:
         # Streaming reads the parquet shards directly: no copy of a 100k-image set into the cache.
         dd = load_dataset(str(path), streaming=True)
         first = dd[next(iter(dd))]
+        if first.features is None or "objects" not in first.features:
+            raise NotADatasetFolder(f"{path}: a parquet folder, but not a SAMRS dataset (no 'objects' feature)")
         names = tuple(first.features["objects"].feature["category"].names)
         example = next(iter(first.cast_column("image", Image(decode=False))), None)
         subset = example["subset"] if example else path.name

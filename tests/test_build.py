@@ -338,7 +338,8 @@ def test_corrupt_image_mid_build_is_skipped_and_reported(dior, tmp_path, capsys)
     report = json.loads((out / "build.json").read_text())
     problems = report["problems"]["problems"]
     assert [p["kind"] for p in problems] == ["corrupt-image"]
-    assert problems[0]["where"].endswith("00002.jpg") and problems[0]["skipped"] is True
+    # Relative to the source, like the readers' problems: no absolute paths travel into cards.
+    assert problems[0]["where"] == "JPEGImages-trainval/00002.jpg" and problems[0]["skipped"] is True
     assert report["skipped"] == {"images": 1, "objects": 0}
     assert report["counts"]["images_written"] == 1 and report["counts"]["source_images"] == 2
     # --strict turns the skip into an error naming the file.
@@ -366,6 +367,32 @@ def test_reader_problems_are_carried_into_build_json(dior, tmp_path, capsys):
     capsys.readouterr()
     assert samrs_build("sior", "--source", source, "--out", tmp_path / "strict", "--strict") == 2
     assert "00001.xml" in capsys.readouterr().err
+
+
+def test_skipped_counts_images_and_objects_by_what_was_dropped(dior, tmp_path):
+    """An unreadable annotation file drops an image; an annotation naming an unknown image drops one object."""
+    source = tmp_path / "dior"
+    shutil.copytree(dior, source)
+    for xml in (source / "Annotations" / "Horizontal Bounding Boxes").glob("*.xml"):
+        xml.write_text("<annotation><object>")  # unreadable XML: the whole image is skipped
+    assert samrs_build("sior", "--source", source, "--out", tmp_path / "dior-out") == 0
+    report = json.loads((tmp_path / "dior-out" / "build.json").read_text())
+    assert report["problems"]["counts"] == {"garbled-annotation": 3}
+    assert report["skipped"] == {"images": 3, "objects": 0}
+
+    from samrs_hf.samples import write_coco_sample
+
+    coco = write_coco_sample(tmp_path / "coco")
+    for jpg in (coco / "train").glob("*.jpg"):
+        jpg.unlink()  # both images missing: two image skips
+    ann = coco / "annotations" / "instances_train.json"
+    data = json.loads(ann.read_text())
+    data["annotations"].append({"id": 99, "image_id": 77, "category_id": 1, "bbox": [1, 1, 5, 5]})
+    ann.write_text(json.dumps(data))
+    assert samrs_build("custom", "--format", "coco", "--source", coco, "--out", tmp_path / "coco-out") == 0
+    report = json.loads((tmp_path / "coco-out" / "build.json").read_text())
+    assert report["problems"]["counts"] == {"missing-image": 3}
+    assert report["skipped"] == {"images": 2, "objects": 1}
 
 
 def test_write_error_stops_with_clear_message_and_no_partial_file(dior, tmp_path, monkeypatch, capsys):
@@ -412,6 +439,20 @@ def test_bad_options_are_clear_errors(dior, tmp_path, capsys):
     assert "invalid prompt" in capsys.readouterr().err
     assert samrs_build("sior", "--source", dior, "--out", tmp_path / "c", "--writer-threads", "0") == 2
     assert "--writer-threads must be >= 1" in capsys.readouterr().err
+    assert not [p for p in ("a", "b", "c") if (tmp_path / p).exists()]
+
+
+def test_source_errors_come_before_the_model_and_the_out_dir(dior, tmp_path, capsys, monkeypatch):
+    """A wrong layout or split is reported before SAM loads (minutes for ViT-H) and before --out is touched."""
+    from samrs_hf import sam_loading
+
+    monkeypatch.setattr(sam_loading, "load_sam", lambda *a, **k: pytest.fail("SAM loaded for a bad source"))
+    assert samrs_build("sota", "--source", dior, "--out", tmp_path / "a") == 2
+    assert "no DOTA layout found" in capsys.readouterr().err
+    assert samrs_build("sior", "--source", dior, "--out", tmp_path / "b", "--splits", "train") == 2
+    assert "split 'train' not found" in capsys.readouterr().err
+    assert samrs_build("sior", "--source", dior, "--out", tmp_path / "c", "--images-dir", dior) == 2
+    assert "--images-dir" in capsys.readouterr().err
     assert not [p for p in ("a", "b", "c") if (tmp_path / p).exists()]
 
 
@@ -463,6 +504,24 @@ def test_custom_coco_source(tmp_path):
     assert report["classes"] == ["car", "building", "tree"]  # packaging reads custom class tables here
     assert report["counts"]["per_class"] == {"car": 2, "building": 2, "tree": 1}
     assert report["prompt"] == "CP+H-Box"
+
+
+def test_custom_coco_images_dir(tmp_path, capsys):
+    """COCO images kept apart from the JSON: build reads them through --images-dir, as inspect does."""
+    from samrs_hf.samples import write_coco_sample
+
+    source = write_coco_sample(tmp_path / "coco")
+    images = tmp_path / "pixels"
+    shutil.move(source / "train", images)
+    out = tmp_path / "out"
+    assert samrs_build("custom", "--format", "coco", "--source", source, "--out", out, "--images-dir", images,
+                       "--limit", "1") == 0
+    assert (out / "images" / "a.jpg").read_bytes() == (images / "a.jpg").read_bytes()
+    report = json.loads((out / "build.json").read_text())
+    assert report["counts"]["patches_written"] == 1 and report["problems"]["counts"] == {}
+    # The image folder shapes the outputs: a rerun without it is refused, not silently mixed.
+    assert samrs_build("custom", "--format", "coco", "--source", source, "--out", out, "--limit", "1") == 2
+    assert "images_dir" in capsys.readouterr().err
 
 
 def test_compile_flag_reaches_the_engine(dior, tmp_path, monkeypatch):

@@ -61,3 +61,24 @@ def test_unknown_split(built, tmp_path):
     with pytest.raises(SourceError, match="no split 'test'"):
         export_coco(built[1], "test", tmp_path / "x.json")
     assert not (tmp_path / "x.json").exists()
+
+
+def test_build_export_of_a_split_the_build_lacks_is_an_error(built, tmp_path):
+    """As for a packaged folder: a misspelt or absent split is an error, not an empty COCO file."""
+    build, _ = built
+    for split in ("val", "test"):
+        with pytest.raises(SourceError, match=f"no split '{split}' \\(has: train, validation\\)"):
+            export_coco(build, split, tmp_path / "x.json", val_fraction=0.4, seed=3)
+    assert cli_main(["export-coco", str(build), "--split", "val", "--out", str(tmp_path / "x.json")]) == 2
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_parquet_folder_that_is_not_samrs_says_so(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "other" / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"text": ["a", "b"]}), tmp_path / "other" / "data" / "train-00000-of-00001.parquet")
+    assert cli_main(["export-coco", str(tmp_path / "other"), "--out", str(tmp_path / "o.json")]) == 2
+    assert "not a SAMRS dataset" in capsys.readouterr().err
+    assert not (tmp_path / "o.json").exists()

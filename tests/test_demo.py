@@ -60,3 +60,30 @@ def test_default_model_uses_cached_vit_h_only(tmp_path):
     assert default_model(tmp_path) == TINY  # config without weights is not a usable model
     (snap / "model.safetensors").write_bytes(b"")
     assert default_model(tmp_path) == VIT_H
+
+
+def test_demo_switches_the_hub_off_before_huggingface_hub_reads_it(tmp_path):
+    """huggingface_hub reads HF_HUB_OFFLINE once, at import: the demo must set it before importing
+    datasets, or a cached ViT-H build may still ask the Hub (and wait on it offline)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import samrs_hf.samples as s\n"
+        "def stop(root):\n"
+        "    import huggingface_hub.constants as c\n"
+        "    raise SystemExit(f'offline={c.HF_HUB_OFFLINE}')\n"
+        "s.write_dior_sample = stop\n"
+        "from samrs_hf.demo import run_demo\n"
+        f"run_demo({str(tmp_path / 'd')!r}, model='tiny-random')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert "offline=True" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_demo_refuses_a_bad_n_before_building(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--model", TINY, "--n", "0"]) == 2
+    assert "--n must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()  # nothing built for a run that cannot finish

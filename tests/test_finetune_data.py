@@ -133,6 +133,9 @@ def test_train_fraction_is_deterministic(potsdam):
     assert select_fraction(crops, None) == crops
     with pytest.raises(ValueError):
         select_fraction(crops, -0.1)
+    assert select_fraction(crops, 1.0) == crops
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):  # "--train-fraction 5" meant 5 %, not all crops
+        select_fraction(crops, 5)
 
 
 def test_metrics_on_hand_computed_confusion_matrix():
@@ -169,8 +172,9 @@ def test_finetune_builder_from_sep_on_potsdam(potsdam, tmp_path):
     out = tmp_path / "ft"
     assert builder.main(["--task", "potsdam", "--root", str(potsdam), "--init", str(tmp_path / "sep"),
                          "--output-dir", str(out), "--max-steps", "2", "--batch-size", "2", "--crop-size", "64",
-                         "--num-workers", "0", "--train-fraction", "0.5", "--log-every", "1"]) == 0
+                         "--num-workers", "0", "--train-fraction", "0.5", "--log-every", "0"]) == 0
     result = json.loads((out / "finetune_results.json").read_text())
+    assert [h["step"] for h in result["history"]] == [2]  # --log-every 0: the last step only
     assert result["init_kind"] == "sep" and result["train_crops"] == 3 and result["eval_crops"] == 1
     assert set(result["scores"]) >= {"OA", "mF1", "mIoU", "IoU", "F1"}
     assert list(result["scores"]["IoU"]) == list(POTSDAM_CLASSES)
@@ -180,6 +184,24 @@ def test_finetune_builder_from_sep_on_potsdam(potsdam, tmp_path):
     assert UperNetForSemanticSegmentation.from_pretrained(out).config.num_labels == 5
     assert builder.main(["--task", "potsdam", "--root", str(tmp_path), "--init", str(tmp_path / "sep"),
                          "--output-dir", str(out)]) == 2
+
+
+def test_finetune_backbone_preset_init_makes_no_hub_lookup(monkeypatch):
+    # `--init tiny-resnet` / `--init resnet50` name backbones: asking the Hub whether "tiny-resnet"
+    # is an SEP repo stalls offline on retries and looks up a repo that does not exist.
+    from transformers import AutoConfig
+
+    from samrs_hf.sep.trainer import finetune_model
+
+    looked_up = []
+
+    def offline(cls, name, *args, **kwargs):
+        looked_up.append(name)
+        raise OSError(f"no network for {name}")
+
+    monkeypatch.setattr(AutoConfig, "from_pretrained", classmethod(offline))
+    model, kind = finetune_model("tiny-resnet", list(POTSDAM_CLASSES))
+    assert kind == "backbone" and model.config.num_labels == 5 and looked_up == []
 
 
 def test_crop_dataset_train_and_eval_tensors(isaid, tmp_path):

@@ -51,6 +51,26 @@ def test_push_unreachable_endpoint(hub):
     assert snapshot(hub) == before
 
 
+def test_push_uploads_the_folder_with_the_installed_huggingface_hub(hub, monkeypatch, capsys):
+    """With a reachable Hub, push must call an upload method this huggingface_hub has (2.x dropped
+    ``upload_large_folder``; ``upload_folder`` is the resumable one there)."""
+    from huggingface_hub import HfApi
+
+    calls = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(("create_repo", repo_id, kw))
+                        or f"https://huggingface.co/datasets/{repo_id}")
+    monkeypatch.setattr(HfApi, "create_branch", lambda self, repo_id, **kw: calls.append(("create_branch", repo_id, kw)))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.append(("upload", kw["repo_id"], kw)))
+    monkeypatch.delattr(HfApi, "upload_large_folder", raising=False)  # as in huggingface_hub 2.x
+    assert cli_main(["push", str(hub), "--repo-id", "me/sior", "--private", "--revision", "v1"]) == 0
+    assert "pushed" in capsys.readouterr().out
+    assert [c[:2] for c in calls] == [("create_repo", "me/sior"), ("create_branch", "me/sior"), ("upload", "me/sior")]
+    assert calls[0][2]["private"] is True and calls[1][2]["branch"] == "v1"
+    upload = calls[2][2]
+    assert upload["folder_path"] == str(hub) and upload["repo_type"] == "dataset" and upload["revision"] == "v1"
+    assert ".samrs-partial/**" in upload["ignore_patterns"]
+
+
 def test_push_refuses_a_folder_that_is_not_packaged(tmp_path):
     with pytest.raises(FileNotFoundError, match="samrs package"):
         push(tmp_path, "samrs/x")
@@ -82,3 +102,8 @@ def test_load_sees_new_rows_in_a_repackaged_folder_of_the_same_name(hub, tmp_pat
     pq.write_table(table.set_column(table.schema.get_field_index("image_id"), "image_id",
                                      pa.array([f"{i}-new" for i in ids])), shard)
     assert sorted(load(copy)["train"]["image_id"]) == sorted(f"{i}-new" for i in first["train"]["image_id"])
+
+
+def test_card_of_a_package_without_stats_says_why(hub):
+    readme = (hub / "README.md").read_text()
+    assert "## Statistics" in readme and "--no-stats" in readme and "unavailable" not in readme

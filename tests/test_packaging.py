@@ -198,6 +198,21 @@ def test_deterministic_bytes(sota_build, tmp_path):
     assert b"huggingface" in meta.metadata
 
 
+def test_repackaging_with_other_splits_into_the_same_folder(sota_build, tmp_path):
+    """The statistics read the folder through its README: a stale README from an earlier package
+    (other splits) must neither break packaging nor make the statistics miss a split."""
+    hub = tmp_path / "hub"
+    package([sota_build], hub, val_fraction=0.0, progress=False, stats=False)  # README: train only
+    result = package([sota_build], hub, val_fraction=0.4, seed=3, progress=False)
+    assert set(result.splits) == {"train", "validation"}
+    stats = json.loads((hub / "figures" / "stats" / "stats.json").read_text())
+    assert stats["images_per_split"] == result.splits and stats["table2"]["images"] == len(SOTA_ITEMS)
+    package([sota_build], hub, val_fraction=0.0, progress=False)  # README listed a validation split
+    assert {s: len(d) for s, d in load_hub(hub).items()} == {"train": len(SOTA_ITEMS)}
+    stats = json.loads((hub / "figures" / "stats" / "stats.json").read_text())
+    assert stats["images_per_split"] == {"train": len(SOTA_ITEMS)}
+
+
 def test_cli_package_and_mixed_subsets(sota_build, sior_build, tmp_path, capsys):
     assert cli_main(["package", str(sior_build), "--to", str(tmp_path / "h"), "--name", "sior-mini",
                      "--val-fraction", "0.5", "--seed", "1", "--shard-size", "1MB"]) == 0
@@ -224,6 +239,7 @@ def _copy_build(src, dst):
     ("rle_size", "size-mismatch"),
     ("unknown_class", "unknown-class"),
     ("orphan_gray", "missing-annotation"),
+    ("garbled_values", "garbled-annotation"),
 ])
 def test_bad_inputs_are_counted_or_fatal(sior_build, tmp_path, damage, kind):
     b = _copy_build(sior_build, tmp_path / "b")
@@ -241,6 +257,8 @@ def test_bad_inputs_are_counted_or_fatal(sior_build, tmp_path, damage, kind):
         rec = json.loads((b / "ins" / f"{name}.json").read_text())
         if damage == "rle_size":
             rec["instances"][0]["segmentation"]["size"] = [H + 1, W]
+        elif damage == "garbled_values":  # values the instance checks pass but the row cannot hold
+            rec["instances"][0]["area"] = "big"
         else:
             rec["instances"][0]["category"] = "spaceship"
         (b / "ins" / f"{name}.json").write_text(json.dumps(rec))
@@ -302,6 +320,7 @@ def test_end_to_end_build_package_load(tiny_random_build, tmp_path):
     # The --pkl form of the same build is a release layout: convert-release gives the same data.
     conv = convert_release(build, "sior", tmp_path / "conv", progress=False, stats=False)
     assert conv.splits == result.splits
+    assert "RANDOM MODEL WEIGHTS" in (tmp_path / "conv" / "README.md").read_text()  # not "official ViT-H"
     converted = load_hub(tmp_path / "conv")
     for split, d in converted.items():
         assert d.features == samrs_features("sior")

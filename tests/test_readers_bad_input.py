@@ -166,6 +166,21 @@ def test_fair1m_point_problems(tmp_path):
                               (DEGENERATE_WIDENED, f"{w}[7]", False)]
 
 
+def test_fair1m_bad_point_is_one_skip(tmp_path):
+    """A point with two bad numbers drops one object: one skip, so build.json counts one object."""
+    (tmp_path / "labelXml").mkdir()
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (100, 100)).save(tmp_path / "images" / "5.tif")
+    (tmp_path / "labelXml" / "5.xml").write_text(
+        "<annotation><objects><object><possibleresult><name>Van</name></possibleresult><points>"
+        + "".join(f"<point>{p}</point>" for p in ["abc,nan", "9,1", "9,9", "1,9", "abc,nan"])
+        + "</points></object></objects></annotation>")
+    src = open_source("fair1m", tmp_path)
+    (img,) = list(src.images())
+    assert img.objects == []
+    assert _problems(src) == [(GARBLED_ANNOTATION, "labelXml/5.xml:object[1]/point[1]", True)]
+
+
 def test_hrsc_bad_fields(tmp_path):
     full = tmp_path / "FullDataSet"
     (full / "Annotations").mkdir(parents=True)

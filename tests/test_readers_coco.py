@@ -91,3 +91,14 @@ def test_several_jsons_are_splits_with_prefixed_ids(tmp_path):
     assert [(i.image_id, i.split) for i in src.images()] == [
         ("train_a", "train"), ("train_b", "train"), ("val_a", "val"), ("val_b", "val")]
     assert [i.image_id for i in open_source("coco", tmp_path, splits=["val"]).images()] == ["val_a", "val_b"]
+
+
+def test_duplicate_image_id_is_a_skip_not_a_silent_replacement(tmp_path):
+    path = _coco(tmp_path, [{"id": 1, "file_name": "x.png"}, {"id": 1, "file_name": "y.png"}],
+                 [{"id": 1, "image_id": 1, "category_id": 2, "bbox": [1, 1, 5, 5]}])
+    src = open_source("coco", path, images_dir=tmp_path / "img")
+    (x,) = list(src.images())  # the first entry keeps the id and its annotations
+    assert (x.image_id, x.width, len(x.objects)) == ("x", 100, 1)
+    (p,) = src.report.problems
+    assert (p.kind, p.where, p.skipped) == (GARBLED_ANNOTATION, "set.json:images[1]", True)
+    assert "images[0]" in p.message

@@ -65,3 +65,16 @@ def test_segmentation_size_mismatch_names_file(tmp_path):
     img = [im for im in open_source("hrsc2016", root).images()][1]
     with pytest.raises(SourceError, match="100000002.xml: ships have seg_color but there is no"):
         gt_instance_masks(img)
+
+
+def test_listed_id_without_files_is_a_counted_skip(tmp_path):
+    """An ImageSets id with neither image nor annotation: a skip naming the list file, not a traceback."""
+    root = write_hrsc2016_sample(tmp_path / "hrsc")
+    (root / "ImageSets" / "test.txt").write_text("100000002\n100000099\n")
+    src = open_source("hrsc2016", root, splits=["test"])
+    assert [im.image_id for im in src.images()] == ["100000002"]
+    (p,) = src.report.problems
+    assert (p.kind, p.where, p.skipped) == ("missing-annotation", "ImageSets/test.txt", True)
+    assert "100000099" in p.message
+    with pytest.raises(SourceError, match=r"ImageSets/test\.txt: missing-annotation: 100000099"):
+        list(open_source("hrsc2016", root, splits=["test"], strict=True).images())

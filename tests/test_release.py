@@ -3,6 +3,7 @@
 import os
 import pickle
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,6 +122,29 @@ def test_builder_module_is_a_generator_based_builder(tmp_path, build):
     builder.download_and_prepare()
     ds = builder.as_dataset()
     assert ds["test"].num_rows == 2 and ds["train"].features == samrs_features("sior")
+
+
+def test_wheel_ships_the_loading_scripts(tmp_path):
+    """A plain (non-editable) install must still find every subset's builder."""
+    import subprocess
+    import sys
+    import zipfile
+
+    pytest.importorskip("setuptools")
+    pytest.importorskip("wheel")
+    repo, src = Path(__file__).resolve().parents[1], tmp_path / "src"  # a copy: the build writes build/ in place
+    src.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(repo / name, src / name)
+    shutil.copytree(repo / "samrs_hf", src / "samrs_hf", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(src)], check=True, capture_output=True, cwd=tmp_path)
+    (wheel,) = tmp_path.glob("samrs_hf-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for subset in ("sota", "sior", "fast"):
+        assert f"samrs_hf/loading_scripts/{subset}.py" in names
+    with pytest.raises(FileNotFoundError, match="no loading script for subset 'coco'"):
+        load_builder_class("coco")
 
 
 def test_missing_image_is_counted(tmp_path, build):

@@ -132,6 +132,48 @@ def test_learnable_dataset_trains_well_above_chance_via_builder(data, tmp_path):
         bad.func(bad)
 
 
+def test_eval_sep_refuses_a_checkpoint_that_is_not_sep(data, tmp_path):
+    # An exported (or fine-tuned) plain UperNet would load into SEP with freshly initialised
+    # default heads (sota/sior/fast) and score random noise; it must be refused instead.
+    from samrs_hf.cli import cmd_eval_sep
+    from samrs_hf.sep import SEPConfig, SEPForSemanticSegmentation
+
+    SEPForSemanticSegmentation(SEPConfig(hidden_size=8)).export("sota", tmp_path / "upernet")
+    parser = argparse.ArgumentParser()
+    cmd_eval_sep.register(parser.add_subparsers())
+    args = parser.parse_args(["eval-sep", str(tmp_path / "upernet"), "--dataset", f"sota={data['sota']}",
+                              "--crop-size", "64"])
+    with pytest.raises(ValueError, match=r"upernet.* not an SEP model"):
+        args.func(args)
+
+    # Same number of classes, other names (another label table or order): not comparable.
+    names = [f"class{i}" for i in range(18)]
+    SEPForSemanticSegmentation(SEPConfig(heads={"sota": 18}, head_labels={"sota": names},
+                                         hidden_size=8)).save_pretrained(tmp_path / "sep")
+    args = parser.parse_args(["eval-sep", str(tmp_path / "sep"), "--dataset", f"sota={data['sota']}",
+                              "--crop-size", "64"])
+    with pytest.raises(ValueError, match=r"sota: the dataset's classes .*large-vehicle.* differ from the model's"):
+        args.func(args)
+
+
+def test_failed_push_is_one_clear_error_and_the_model_stays_saved(data, tmp_path, monkeypatch, capsys):
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    spec = importlib.util.spec_from_file_location("train_sep", REPO / "builders" / "train_sep.py")
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    out = tmp_path / "run"
+    assert builder.main(["--dataset", f"sota={data['sota']}", "--backbone", "tiny-resnet", "--output-dir", str(out),
+                         "--max-steps", "1", "--batch-size", "2", "--crop-size", "32", "--hidden-size", "8",
+                         "--num-workers", "0", "--checkpoint-every", "0", "--eval-crop-size", "32",
+                         "--push-to-hub", "samrs-test/sep-offline"]) == 2
+    err = capsys.readouterr().err
+    assert f"model is saved in {out}" in err and "samrs-test/sep-offline" in err and "Traceback" not in err
+    assert (out / "model.safetensors").is_file()
+
+
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(data, tmp_path, monkeypatch):
     full = SEPTrainer(small_args(data, tmp_path / "full"))
     full.train()
@@ -162,11 +204,29 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(data, tmp_path, m
 
 
 def test_resume_from_another_configuration_is_refused(data, tmp_path):
-    SEPTrainer(small_args(data, tmp_path, max_steps=3)).train()
+    # --log-every 0 (like --checkpoint-every 0 / --eval-every 0): log the last step only.
+    result = SEPTrainer(small_args(data, tmp_path, max_steps=3, log_every=0)).train()
+    assert [r["step"] for r in result["history"]] == [3]
     with pytest.raises(ValueError, match="another configuration.*batch_size"):
         SEPTrainer(small_args(data, tmp_path, max_steps=3, batch_size=9, resume=True))
+    # The --dataset order decides subset indices (sampling seeds) and B_i tie-breaks: [24, 32, 40]
+    # gives 2/2/2 per batch, [40, 32, 24] gives 3/2/1. Same subsets in another order is another run.
+    reordered = dict(reversed(list(data.items())))
+    with pytest.raises(ValueError, match="another configuration.*datasets"):
+        SEPTrainer(small_args(reordered, tmp_path, max_steps=3, resume=True))
     with pytest.raises(ValueError, match="no checkpoint"):
         SEPTrainer(small_args(data, tmp_path / "empty", resume=True))
+
+
+def test_a_subset_without_validation_split_keeps_the_others_validated(data, tmp_path):
+    import shutil
+
+    train_only = tmp_path / "sota-train-only" / "data"
+    train_only.mkdir(parents=True)
+    for f in (Path(data["sota"]) / "data").glob("train-*.parquet"):
+        shutil.copy(f, train_only / f.name)
+    trainer = SEPTrainer(small_args({"sota": str(train_only.parent), "sior": data["sior"]}, tmp_path / "run"))
+    assert list(trainer.val_sets) == ["sior"]
 
 
 def test_nan_loss_stops_naming_step_and_subset_and_keeps_last_good_checkpoint(data, tmp_path, monkeypatch):

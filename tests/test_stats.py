@@ -10,6 +10,7 @@ from pycocotools import mask as mask_utils
 
 from samrs_hf.classes import get_class_table
 from samrs_hf.cli import main
+from samrs_hf.records import SourceError
 from samrs_hf.stats import SIZE_LABELS, NotADatasetFolder, compute_stats, open_folder, size_bin, write_stats
 
 NAMES = get_class_table("sior").names
@@ -174,3 +175,30 @@ def test_semantic_size_mismatch_names_item(tmp_path):
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(build / "gray" / "img_a.png")
     with pytest.raises(Exception, match="img_a: semantic map is 5x5, image is 40x30"):
         compute_stats(build)
+
+
+@pytest.mark.parametrize("key, value", [("area", "big"), ("label", 99), ("category", "spaceship")])
+def test_garbled_build_instance_names_file_and_instance(tmp_path, capsys, key, value):
+    build = make_build(tmp_path / "b")
+    path = build / "ins" / "img_b.json"
+    rec = json.loads(path.read_text())
+    rec["instances"][1][key] = value
+    if key == "category":
+        rec["instances"][1]["label"] = None
+    path.write_text(json.dumps(rec))
+    with pytest.raises(SourceError, match=r"img_b\.json:instances\[1\]"):
+        compute_stats(build)
+    assert main(["stats", str(build), "--out", str(tmp_path / "o")]) == 2
+    assert "img_b.json:instances[1]" in capsys.readouterr().err
+
+
+def test_parquet_folder_that_is_not_samrs_says_so(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "other" / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"text": ["a", "b"]}), tmp_path / "other" / "data" / "train-00000-of-00001.parquet")
+    for argv in (["stats", str(tmp_path / "other"), "--out", str(tmp_path / "o")],
+                 ["visualize", str(tmp_path / "other"), "--out", str(tmp_path / "o")]):
+        assert main(argv) == 2
+        assert "not a SAMRS dataset" in capsys.readouterr().err

@@ -35,6 +35,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="SAM prompt: H-Box, RH-Box, CP, H-Box-M, R-Box-M, RH-Box-M or a Table 1 combination "
                         "such as CP+H-Box (default: the preset's)")
     p.add_argument("--splits", nargs="+", metavar="SPLIT", help="source splits to read (default: all labelled)")
+    p.add_argument("--images-dir", metavar="DIR", help="coco: folder holding the image files")
     p.add_argument("--tile-size", type=int, metavar="PX", help="window side (0 = uncut); default: the preset's")
     p.add_argument("--gap", type=int, metavar="PX", help="overlap between windows")
     p.add_argument("--iof-thr", type=float, metavar="F", help="share of an object a window must hold to keep it")
@@ -88,7 +89,7 @@ def config_from_args(preset: str, args):
         preset=preset, source=args.source, out=args.out, format=args.format, prompt=args.prompt,
         splits=tuple(args.splits) if args.splits else None, tile_size=args.tile_size, gap=args.gap,
         iof_thr=args.iof_thr, model=args.model, dtype=args.dtype, attn=args.attn, device=args.device,
-        limit=args.limit, overwrite=args.overwrite, strict=args.strict, pkl=args.pkl,
+        limit=args.limit, images_dir=args.images_dir, overwrite=args.overwrite, strict=args.strict, pkl=args.pkl,
         image_batch_size=args.image_batch_size, num_workers=args.num_workers,
         max_masks_per_chunk=args.max_masks_per_chunk, compile=args.compile, writer_threads=args.writer_threads,
         progress=not args.no_progress,

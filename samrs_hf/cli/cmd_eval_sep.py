@@ -25,12 +25,19 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     import torch
+    from transformers import AutoConfig
 
     from ..sep import SEPForSemanticSegmentation
     from ..sep.data import load_subsets, parse_dataset_args
     from ..sep.evaluation import evaluate, format_table, json_safe
 
     specs = parse_dataset_args(args.dataset)
+    # Any other checkpoint (an exported or fine-tuned UperNet) would load into SEP with freshly
+    # initialised default heads and score noise.
+    model_type = AutoConfig.from_pretrained(args.model).model_type
+    if model_type != SEPForSemanticSegmentation.config_class.model_type:
+        raise ValueError(f"model {args.model} is a {model_type!r} checkpoint, not an SEP model "
+                         f"(the save_pretrained output of train_sep.py)")
     model = SEPForSemanticSegmentation.from_pretrained(args.model)
     missing = [s for s in specs if s not in model.config.heads]
     if missing:
@@ -39,6 +46,10 @@ def run(args) -> int:
     for subset, n in names.items():
         if len(n) != model.config.heads[subset]:
             raise ValueError(f"{subset}: dataset has {len(n)} classes, the model's head {model.config.heads[subset]}")
+        trained = model.config.head_labels.get(subset)
+        if trained and list(trained) != n:
+            raise ValueError(f"{subset}: the dataset's classes {n[:5]}... differ from the model's "
+                             f"{list(trained)[:5]}... (another label table or order)")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
     results = evaluate(model, data, names, crop_size=args.crop_size, batch_size=args.batch_size,

@@ -88,6 +88,8 @@ class Source:
     splits: tuple[str, ...] | None = None
     _units: list[Unit] | None = field(default=None, init=False, repr=False)
     _reported: set = field(default_factory=set, init=False, repr=False)
+    skipped_images: int = field(default=0, init=False)
+    """Whole images skipped so far (each with one skip in ``report``); the other skips drop single objects."""
 
     # -- to implement per format -------------------------------------------------------------
     def _list_units(self) -> list[Unit]:  # pragma: no cover - abstract
@@ -124,6 +126,7 @@ class Source:
             try:
                 image = self._read_checked(unit, report)
             except SkipImage:
+                self.skipped_images += first
                 continue
             yield image
 

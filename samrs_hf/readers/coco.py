@@ -109,6 +109,13 @@ class CocoSource(Source):
             for k, im in enumerate(data["images"]):
                 if not isinstance(im, dict) or "id" not in im or not str(im.get("file_name", "")).strip():
                     self.report.skip(GARBLED_ANNOTATION, f"{rel}:images[{k}]", "image entry needs 'id' and 'file_name'")
+                    self.skipped_images += 1
+                    continue
+                if im["id"] in ids:
+                    self.report.skip(GARBLED_ANNOTATION, f"{rel}:images[{k}]",
+                                     f"image id {im['id']!r} is already used by images[{ids[im['id']]}]; "
+                                     "its annotations go to that entry")
+                    self.skipped_images += 1
                     continue
                 ids[im["id"]] = k
             by_image: dict = {}

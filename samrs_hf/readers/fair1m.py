@@ -72,9 +72,12 @@ class Fair1mSource(XmlSource):
             if len(xy) != 2:
                 report.skip(GARBLED_ANNOTATION, f"{where}/point[{k}]", f"expected 'x,y', got {p.text!r}")
                 return None
-            pair = [parse_number(v, f"{where}/point[{k}]", report) for v in xy]
-            if None in pair:
-                return None
+            pair = []
+            for v in xy:  # the first bad number drops the object: one skip, not one per number
+                value = parse_number(v, f"{where}/point[{k}]", report)
+                if value is None:
+                    return None
+                pair.append(value)
             points.append(pair)
         raw = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         corners = raw[:-1] if len(raw) > 1 and np.array_equal(raw[0], raw[-1]) else raw

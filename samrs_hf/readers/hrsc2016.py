@@ -21,7 +21,7 @@ import numpy as np
 
 from ..geometry import rbox_to_polygon
 from ..imageio import open_rgb
-from ..records import GARBLED_ANNOTATION, Report, SourceError, SourceImage, SourceObject
+from ..records import GARBLED_ANNOTATION, MISSING_ANNOTATION, Report, SourceError, SourceImage, SourceObject
 from .base import Unit, XmlSource, check_hbox, index_files, index_images, parse_number, parse_xml, select_splits, xml_flag
 
 HBOX_TAGS = ("box_xmin", "box_ymin", "box_xmax", "box_ymax")
@@ -54,11 +54,14 @@ class Hrsc2016Source(XmlSource):
                     self._fine[cid] = name
         return self._fine
 
+    def _image_sets_dir(self, full: Path) -> Path | None:
+        return next((d for d in (self.root / "ImageSets", full / "ImageSets") if d.is_dir()), None)
+
     def _image_sets(self, full: Path) -> dict[str, list[str]]:
-        for d in (self.root / "ImageSets", full / "ImageSets"):
-            if d.is_dir():
-                return {s: (d / f"{s}.txt").read_text().split() for s in SPLIT_FILES if (d / f"{s}.txt").is_file()}
-        return {}
+        d = self._image_sets_dir(full)
+        if d is None:
+            return {}
+        return {s: (d / f"{s}.txt").read_text().split() for s in SPLIT_FILES if (d / f"{s}.txt").is_file()}
 
     def _list_units(self) -> list[Unit]:
         full = self._dataset_dir()
@@ -75,6 +78,13 @@ class Hrsc2016Source(XmlSource):
             chosen = {s: set(ids) for s, ids in select_splits(sets, self.splits, "hrsc2016").items()}
             ids = sorted(set().union(*chosen.values()))
             split_of = {i: next(s for s in chosen if i in chosen[s]) for i in ids}
+            lost = [i for i in ids if i not in images and i not in annotations]
+            for i in lost:
+                where = self.rel(self._image_sets_dir(full) / f"{split_of[i]}.txt")
+                self.report.skip(MISSING_ANNOTATION, where,
+                                 f"{i} is listed but has neither an image in AllImages/ nor an annotation")
+                self.skipped_images += 1
+            ids = [i for i in ids if i not in lost]
         return [Unit(i, images.get(i), annotations.get(i), split_of.get(i)) for i in ids]
 
     def _default_image_path(self, unit: Unit) -> Path:

@@ -42,6 +42,9 @@ TABLE8 = {
 
 # Short names -> (Hub checkpoint or None, config overrides). ViT-B has no ViTDet checkpoint on the
 # Hub, so it is built from its config (random weights) unless a checkpoint is given explicitly.
+TINY_BACKBONES = ("tiny-resnet", "tiny-convnext")
+"""Small random backbones for offline runs and tests."""
+
 BACKBONE_PRESETS = {
     "resnet50": ("microsoft/resnet-50", {}),
     "swin-t": ("microsoft/swin-tiny-patch4-window7-224", {}),
@@ -91,7 +94,7 @@ def resolve_backbone(spec: str) -> tuple[PreTrainedConfig, str | None]:
     holding only ``config.json`` gives that architecture with random weights). A Hub id
     that is neither reachable nor cached raises here, before any training starts.
     """
-    if spec in ("tiny-resnet", "tiny-convnext"):
+    if spec in TINY_BACKBONES:
         return tiny_backbone_config(spec.split("-", 1)[1]), None
     checkpoint, overrides = BACKBONE_PRESETS.get(spec, (spec, {}))
     if checkpoint is None:
@@ -158,5 +161,5 @@ class SEPConfig(PreTrainedConfig):
         return list(self.head_labels.get(subset) or [str(i) for i in range(n)])
 
 
-__all__ = ["SEPConfig", "TABLE8", "BACKBONE_PRESETS", "resolve_backbone", "table8_defaults",
-           "tiny_backbone_config", "DEFAULT_HEADS"]
+__all__ = ["SEPConfig", "TABLE8", "BACKBONE_PRESETS", "TINY_BACKBONES", "resolve_backbone",
+           "table8_defaults", "tiny_backbone_config", "DEFAULT_HEADS"]

@@ -199,10 +199,12 @@ def plan_crops(task: str, tiles: list[Tile], size: int | None = None, stride: in
 
 def select_fraction(crops: list[Crop], fraction: float | None, seed: int = 0) -> list[Crop]:
     """Deterministic subset of ``round(fraction * n)`` crops (>= 1) for the low-data study."""
-    if fraction is None or fraction >= 1:
+    if fraction is None:
         return list(crops)
-    if not 0 < fraction:
+    if not 0 < fraction <= 1:  # 5 is a typo for 5 %, not "all crops"
         raise ValueError(f"--train-fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return list(crops)
     ordered = sorted(crops, key=lambda c: c.name)
     k = max(1, round(fraction * len(ordered)))
     return sorted(random.Random(seed).sample(ordered, k), key=lambda c: c.name)

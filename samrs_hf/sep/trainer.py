@@ -11,6 +11,7 @@ RNG) plus ``sep_state.json`` (step and a fingerprint of everything that decides 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -20,11 +21,12 @@ from pathlib import Path
 
 import torch
 
-from .configuration_sep import SEPConfig, resolve_backbone, table8_defaults
+from .configuration_sep import BACKBONE_PRESETS, TINY_BACKBONES, SEPConfig, resolve_backbone, table8_defaults
 from .data import ProportionalBatchSampler, SEPTrainDataset, collate, load_subsets
 from .modeling_sep import SEPForSemanticSegmentation, load_backbone_weights
 
 STATE_FILE = "sep_state.json"
+logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -74,6 +76,12 @@ def build_optimizer(model, lr: float, weight_decay: float, min_lr: float, max_st
     return optimizer, scheduler
 
 
+def _same_setting(saved, now) -> bool:
+    """Equal, and for dicts in the same order: the --dataset order numbers the subsets, which seeds
+    their sampling and breaks B_i ties, so the same subsets in another order are another run."""
+    return saved == now and (not isinstance(now, dict) or list(saved) == list(now))
+
+
 def checkpoint_dirs(output_dir) -> list[Path]:
     root = Path(output_dir) / "checkpoints"
     return sorted((p for p in root.glob("step-*") if (p / STATE_FILE).is_file()), key=lambda p: p.name)
@@ -97,10 +105,12 @@ class SEPTrainer:
         acc = self.accelerator
         with acc.main_process_first():  # one process builds the datasets cache, the others reuse it
             self.train_sets, self.class_names = load_subsets(args.datasets, "train")
-            try:
-                self.val_sets, _ = load_subsets(args.datasets, "validation")
-            except ValueError:  # no validation split: train anyway, the card says so
-                self.val_sets = {}
+            self.val_sets = {}
+            for subset, spec in args.datasets.items():  # per subset: one without validation keeps the others
+                try:
+                    self.val_sets.update(load_subsets({subset: spec}, "validation")[0])
+                except ValueError as exc:  # train anyway; the card and eval_results.json lack its scores
+                    logger.warning("%s: no validation scores: %s", subset, exc)
         self.subsets = list(self.train_sets)
         self.lengths = [len(self.train_sets[s]) for s in self.subsets]
 
@@ -131,7 +141,7 @@ class SEPTrainer:
             self.resume_dir = found[-1]
             saved = json.loads((self.resume_dir / STATE_FILE).read_text())
             diff = {k: (saved["fingerprint"].get(k), v) for k, v in self.fingerprint().items()
-                    if saved["fingerprint"].get(k) != v}
+                    if not _same_setting(saved["fingerprint"].get(k), v)}
             if diff:
                 raise ValueError(f"--resume: {self.resume_dir} was written by another configuration; "
                                  f"differences (checkpoint, now): {diff}")
@@ -256,7 +266,7 @@ class SEPTrainer:
             micro = [next(loader) for _ in range(a.gradient_accumulation_steps)]
             head_losses = self.train_step(micro, step)
             samples += a.batch_size
-            if step % a.log_every == 0 or step == a.max_steps:
+            if (a.log_every and step % a.log_every == 0) or step == a.max_steps:  # 0: the last step only
                 elapsed = time.perf_counter() - t0
                 record = {"step": step, "lr": self.scheduler.get_last_lr()[0],
                           "loss": float(head_losses.sum()), "samples_per_s": samples / elapsed,
@@ -300,7 +310,11 @@ class SEPTrainer:
             (self.output_dir / "README.md").write_text(model_card(self.args, model.config, scores, self))
             result["scores"] = scores
             if self.args.push_to_hub:
-                push_folder(self.output_dir, self.args.push_to_hub)
+                try:
+                    push_folder(self.output_dir, self.args.push_to_hub)
+                except OSError as exc:  # offline, not logged in, no write access: the run itself is kept
+                    raise OSError(f"the model is saved in {self.output_dir}, but pushing it to "
+                                  f"{self.args.push_to_hub} failed: {exc}") from exc
         if self.args.report_to != "none":
             acc.end_training()
         return result
@@ -397,7 +411,9 @@ def finetune_model(init: str, class_names: list[str]):
     from .modeling_sep import from_sep, is_sep_checkpoint
 
     id2label = dict(enumerate(class_names))
-    if is_sep_checkpoint(init):
+    # Backbone names are not looked up as SEP repos (offline that stalls on Hub retries).
+    named_backbone = init in BACKBONE_PRESETS or init in TINY_BACKBONES
+    if not named_backbone and is_sep_checkpoint(init):
         return from_sep(init, len(class_names), id2label), "sep"
     backbone_config, checkpoint = resolve_backbone(init)
     config = UperNetConfig(backbone_config=backbone_config.to_dict(), use_auxiliary_head=False, id2label=id2label,
@@ -466,7 +482,7 @@ def run_finetune(args: FinetuneArgs) -> dict:
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-        if step % args.log_every == 0 or step == args.max_steps:
+        if (args.log_every and step % args.log_every == 0) or step == args.max_steps:
             history.append({"step": step, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0]})
     acc.wait_for_everyone()
     result = {"task": args.task, "init": args.init, "init_kind": init_kind, "train_fraction": args.train_fraction,
