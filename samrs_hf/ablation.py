@@ -370,6 +370,7 @@ def main(args) -> AblationResult | None:
     split = None if args.split in (None, "", "all") else args.split
     source = open_source(args.format, args.source, strict=args.strict, splits=[split] if split else None,
                          images_dir=args.images_dir)
+    len(source)  # lists the source now: a wrong layout or split fails before SAM loads
     dtype = getattr(torch, args.dtype)
     model, info = load_sam(args.model, device=accelerator.device, dtype=dtype)
     labeler = SamLabeler(model, device=accelerator.device, dtype=dtype)

@@ -68,6 +68,10 @@ LAYOUT_VERSION = 1
 OBJECT_IN_NO_WINDOW = "object-in-no-window"
 """Build-time skip: tiling kept the object in no window (below the iof rule in every window)."""
 
+OUTPUTS_BEYOND_LIMIT = "outputs-beyond-limit"
+"""Build-time note: ``ins/`` holds finished images this run did not cover (an earlier run with a larger
+or no ``--limit``). Resume keeps finished work, and ``samrs package`` packages every finished image."""
+
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -207,6 +211,15 @@ def resolve(config: BuildConfig) -> BuildPlan:
         raise ValueError(f"--writer-threads must be >= 1, got {config.writer_threads}")
     if config.num_workers < 0:
         raise ValueError(f"--num-workers must be >= 0, got {config.num_workers}")
+    if config.max_masks_per_chunk is not None and config.max_masks_per_chunk < 1:
+        raise ValueError(f"--max-masks-per-chunk must be >= 1, got {config.max_masks_per_chunk}")
+    if config.device is not None:
+        import torch
+
+        try:  # the spelling only: load_sam checks that the machine has it, per process
+            torch.device(config.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"--device {config.device!r} is not a torch device ({exc})") from None
     if config.images_dir is not None and fmt != "coco":
         raise ValueError(f"--images-dir applies to --format coco only, not {fmt}")
     splits = tuple(config.splits) if config.splits else None
@@ -625,7 +638,8 @@ def run_build(config: BuildConfig) -> dict:
     if not state.is_main_process:
         return {}
     parts = [json.loads((out / PARTS_DIR / f"part-{r:05d}-of-{world:05d}.json").read_text()) for r in range(world)]
-    report = _merge(plan, config, source, info, device, world, parts, tally.source_images, t_start)
+    in_folder = sum(1 for _ in (out / INS).glob("*.json"))
+    report = _merge(plan, config, source, info, device, world, parts, tally.source_images, t_start, in_folder)
     write_file(out / REPORT, json_bytes(report))
     shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
     return report
@@ -638,9 +652,9 @@ def _items(index: int, first, stream, prompt: str) -> Iterator[_Item]:
         yield _Item(index, patch, pixels, make_prompts(prompt, patch.objects, pixels.shape[:2]))
 
 
-def _merge(plan, config, source, info, device, world, parts, source_images, t_start) -> dict:
+def _merge(plan, config, source, info, device, world, parts, source_images, t_start, in_folder) -> dict:
     """``build.json``: options, model, counts and problems; identical for any process count
-    except ``run`` (process count, timings, resumed patches)."""
+    except ``run`` (process count, timings, resumed patches). ``in_folder``: ``ins/*.json`` files."""
     table = source.class_table
     per_class = [sum(p["per_class"][i] for p in parts) for i in range(len(table))]
     total = {k: sum(p[k] for p in parts) for k in
@@ -650,6 +664,10 @@ def _merge(plan, config, source, info, device, world, parts, source_images, t_st
     build_problems = sorted((pr for p in parts for pr in p["problems"]), key=lambda ip: ip[0])
     for _, d in build_problems:
         merged.problems.append(Problem(d["kind"], d["where"], d["message"], d["skipped"]))
+    if in_folder > total["patches_written"]:
+        merged.note(OUTPUTS_BEYOND_LIMIT, INS, f"{in_folder - total['patches_written']} finished images in ins/ "
+                    f"are not from this run's source images (an earlier run with a larger or no --limit); "
+                    f"kept for resume and packaged by samrs package; --overwrite drops them")
     skips = merged.skips
     # A kind does not say what was dropped (garbled-annotation: a line or a whole file; missing-image: an
     # image or one COCO annotation): the reader counts the images it skipped, the build its failed decodes.
@@ -677,6 +695,7 @@ def _merge(plan, config, source, info, device, world, parts, source_images, t_st
             "source_images": source_images,
             "images_written": total["images_written"],
             "patches_written": total["patches_written"],
+            "patches_in_folder": in_folder,
             "objects": total["objects"],
             "empty_masks": total["empty_masks"],
             "per_class": dict(zip(table.names, per_class)),

@@ -14,8 +14,15 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 from . import layout
 from .records import Report, SourceError
+
+
+def _short(v) -> float:
+    """The box value as the float32 the dataset stores, in its shortest form (151.3, not 151.3000030517578)."""
+    return float(str(np.float32(v)))
 
 
 def _hub_rows(hub_dir: Path, split: str) -> tuple[tuple[str, ...], Iterator[dict]]:
@@ -97,7 +104,7 @@ def export_coco(src, split: str, out, *, val_fraction: float = 0.05, seed: int =
                     ann = {"id": int(o["id"]), "image_id": image_index, "category_id": int(o["category"]),
                            "segmentation": {"size": list(o["segmentation"]["size"]),
                                             "counts": o["segmentation"]["counts"]},
-                           "area": int(o["area"]), "bbox": [float(v) for v in o["bbox"]], "iscrowd": 0}
+                           "area": int(o["area"]), "bbox": [_short(v) for v in o["bbox"]], "iscrowd": 0}
                     ann_f.write(("," if counts["annotations"] else "") + json.dumps(ann))
                     counts["annotations"] += 1
         categories = json.dumps([{"id": i, "name": n, "supercategory": "object"} for i, n in enumerate(names)])

@@ -83,6 +83,8 @@ def run_demo(out="samrs-demo", *, model: str | None = None, n_overlays: int = 8,
             instances += len(decode_masks(example))  # every RLE decodes at the image's size
     stats_dir = out / "stats"
     write_stats(hub, stats_dir)
+    for old in (out / "overlays").glob("*.png"):  # an earlier run with a larger --n wrote more
+        old.unlink()
     overlays = visualize(hub, out / "overlays", n=n_overlays)
     return DemoResult(out, source, build, hub, stats_dir, overlays, model, splits, instances,
                       time.perf_counter() - start)

@@ -88,6 +88,8 @@ class SamLabeler:
         self.device = torch.device(device)
         self.dtype = dtype
         self.image_batch_size = max(1, int(image_batch_size))
+        if max_masks_per_chunk is not None and max_masks_per_chunk < 1:
+            raise ValueError(f"max_masks_per_chunk must be >= 1 (None: sized to memory), got {max_masks_per_chunk}")
         self.max_masks_per_chunk = max_masks_per_chunk
         prepare_model(model, self.device, dtype)
         self.model = model
@@ -115,7 +117,9 @@ class SamLabeler:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 image, got {image.dtype} {image.shape}")
         h, w = image.shape[:2]
-        nh, nw = preprocess_shape(h, w, self.image_size)
+        nh, nw = preprocess_shape(h, w, self.image_size) if h and w else (h, w)
+        if min(nh, nw) < 1:
+            raise ValueError(f"a {h}x{w} image resizes to {nh}x{nw} for SAM's {self.image_size} input")
         # Decoded PIL images are read-only arrays; torch only reads them here, so no copy is needed.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")

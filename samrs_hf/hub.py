@@ -82,13 +82,24 @@ def local_cache_dir(folder) -> str:
     return str(Path(datasets.config.HF_DATASETS_CACHE) / "samrs_local" / h.hexdigest()[:16])
 
 
-def class_table_of(features) -> ClassTable:
-    """The class table named by ``objects.category`` (a known subset when the names match one)."""
+def class_table_of(features, subset: str | None = None) -> ClassTable:
+    """The class table named by ``objects.category`` (a known subset when the names match one;
+    otherwise named ``subset``, the rows' own subset, else ``custom``)."""
     names = tuple(features["objects"].feature["category"].names)
     for table in CLASS_TABLES.values():
         if table.names == names:
             return table
-    return class_table_from_names("custom", names)
+    return class_table_from_names(subset or "custom", names)
+
+
+def _subset_of(parts) -> str | None:
+    """The ``subset`` value of the first row (one Arrow cell, no image decoded)."""
+    import datasets
+
+    for part in parts:
+        if isinstance(part, datasets.Dataset) and "subset" in part.column_names and part.num_rows:
+            return part.data.column("subset")[0].as_py()
+    return None
 
 
 def _attach(ds, table: ClassTable) -> None:
@@ -114,7 +125,7 @@ def load(name_or_path, **kwargs):
     features = parts[0].features
     if features is None or "objects" not in features:
         return ds  # not SAMRS-shaped: callers (e.g. SEP's feature check) say what is wrong
-    table = class_table_of(features)
+    table = class_table_of(features, _subset_of(parts))
     for part in parts:
         _attach(part, table)
     _attach(ds, table)

@@ -247,7 +247,11 @@ def sam_model_from_checkpoint(state_dict: dict, attn: str = "eager"):
     config._attn_implementation = _transformers_attn(attn)
     with torch.device("meta"):  # skip the random init of up to 640M parameters
         model = SamModel(config)
-    missing, unexpected = model.load_state_dict(converted, strict=False, assign=True)
+    try:
+        missing, unexpected = model.load_state_dict(converted, strict=False, assign=True)
+    except RuntimeError as exc:  # a tensor whose shape disagrees with the others
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])
+        raise ValueError(f"checkpoint does not match the inferred SAM layout ({detail})") from None
     if missing or unexpected:
         raise ValueError(f"checkpoint does not match the inferred SAM layout (missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]})")
@@ -296,6 +300,7 @@ def load_sam(
     from transformers import SamModel
 
     dtype = torch.float32 if dtype is None else dtype
+    check_device(device)  # before minutes of loading
     attn = attn_implementation or default_attn_implementation(device)
     _check_attn(attn)  # before minutes of loading
     if attn == "triton" and torch.device(device).type == "cuda":
@@ -322,20 +327,26 @@ def load_sam(
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{path}: not a save_pretrained SAM folder (no config.json)")
         try:
-            model = SamModel.from_pretrained(path, attn_implementation=_transformers_attn(attn))
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelLoadError(f"{path}: cannot load SamModel ({exc})") from None
+            model = _from_pretrained(path, attn)
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # OSError, RuntimeError (shapes), SafetensorError (truncated file)...
+            raise ModelLoadError(f"{path}: cannot load SamModel ({type(exc).__name__}: {exc})") from None
         kind, random = "folder", bool(getattr(model.config, RANDOM_MARK, False))
     else:
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
         try:
-            model = SamModel.from_pretrained(spec, attn_implementation=_transformers_attn(attn))
+            model = _from_pretrained(spec, attn)
         except OSError as exc:
             hint = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if offline else ""
             raise ModelLoadError(
                 f"{spec}: cannot load the Hub model{hint}; pass a local save_pretrained folder, a "
                 f"segment-anything .pth checkpoint or 'tiny-random' ({type(exc).__name__}: {exc})"
             ) from None
+        except ModelLoadError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(f"{spec}: cannot load SamModel ({type(exc).__name__}: {exc})") from None
         kind, random = "hub", bool(getattr(model.config, RANDOM_MARK, False))
     set_attn_implementation(model, attn)
     prepare_model(model, device, dtype)
@@ -344,6 +355,42 @@ def load_sam(
     summary["attn_implementation"] = attn
     summary["dtype"] = str(dtype).removeprefix("torch.")
     return model, ModelInfo(spec=spec, kind=kind, random=random, config=summary)
+
+
+def _from_pretrained(source, attn: str):
+    """SamModel.from_pretrained, refusing weights that leave tensors out: transformers would fill them
+    with random values and go on (a folder of another model, a partial file), and the masks would be
+    noise recorded as a real model."""
+    from transformers import SamModel
+
+    model, loading = SamModel.from_pretrained(
+        source, attn_implementation=_transformers_attn(attn), output_loading_info=True
+    )
+    missing = sorted(loading.get("missing_keys") or ())
+    mismatched = sorted(str(k) for k in loading.get("mismatched_keys") or ())
+    if missing or mismatched:
+        problem = (f"{len(missing)} SamModel tensors missing from its weights ({', '.join(missing[:3])}"
+                   f"{', ...' if len(missing) > 3 else ''})" if missing
+                   else f"tensors of the wrong shape ({', '.join(mismatched[:3])})")
+        raise ModelLoadError(f"{source}: not a complete SAM model: {problem}")
+    return model
+
+
+def check_device(device: Any) -> None:
+    """A clear error for a device this machine lacks, instead of torch's assertion deep in ``.to``."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {device!r} is not a torch device ({exc})") from None
+    if dev.type == "cpu":
+        return
+    try:  # any backend (cuda, mps, xpu...): its own reason, e.g. "Torch not compiled with CUDA enabled"
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError) as exc:
+        reason = str(exc).strip().split(". ")[0].splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"device {str(device)!r} is not available: {reason}") from None
 
 
 def default_attn_implementation(device: Any) -> str:
@@ -402,6 +449,7 @@ def prepare_model(model, device: Any, dtype: Any) -> None:
     Load the model in the dtype it will run in: casting back up does not restore dropped precision."""
     import torch
 
+    check_device(device)
     model.eval()
     model.to(device=device, dtype=torch.float32)
     if dtype != torch.float32:

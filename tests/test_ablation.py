@@ -207,3 +207,17 @@ def test_real_hrsc_annotation_with_empty_seg_color_is_counted_not_scored(real_fi
     assert (records, images, exclusions, oracle.embedded) == ([], 1, {NO_MASK: 1}, 0)
     row = aggregate(records, TABLE1_PROMPTS, images, exclusions).rows()[1]
     assert row["prompt"] == "H-Box" and row["instances"] == 0 and row["mIoU_I"] is None
+
+
+def test_ablate_wrong_split_fails_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    from samrs_hf import sam_loading
+
+    def no_load(*a, **k):
+        raise AssertionError("the SAM model was loaded before the split was checked")
+
+    monkeypatch.setattr(sam_loading, "load_sam", no_load)
+    root = hrsc_set(tmp_path)
+    assert main(["ablate", "--source", str(root), "--split", "tset", "--model", "tiny-random",
+                 "--out", str(tmp_path / "abl")]) == 2
+    assert "split 'tset' not found" in capsys.readouterr().err
+    assert not (tmp_path / "abl").exists()

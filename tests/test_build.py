@@ -276,6 +276,23 @@ def test_rerun_same_command_is_a_no_op(sior_build, dior):
     assert report["counts"]["objects"] == 8  # counts cover resumed images too
 
 
+def test_lower_limit_keeps_finished_outputs_and_build_json_says_so(sior_build, dior, tmp_path, capsys):
+    """Resume never discards finished images, so a smaller --limit leaves the earlier ones in the
+    folder (and in `samrs package`): build.json and the summary must say how many are there."""
+    out = tmp_path / "out"
+    shutil.copytree(sior_build, out)
+    before = layout_files(out)
+    capsys.readouterr()
+    assert samrs_build("sior", "--source", dior, "--out", out, "--pkl", "--limit", "1") == 0
+    assert layout_files(out) == before  # nothing relabelled, nothing deleted
+    report = json.loads((out / "build.json").read_text())
+    assert report["counts"]["patches_written"] == 1 and report["counts"]["patches_in_folder"] == 3
+    notes = [p for p in report["problems"]["problems"] if p["kind"] == "outputs-beyond-limit"]
+    assert len(notes) == 1 and not notes[0]["skipped"] and notes[0]["message"].startswith("2 finished images")
+    assert "2 more finished images in ins/ from an earlier run" in capsys.readouterr().out
+    assert json.loads((sior_build / "build.json").read_text())["counts"]["patches_in_folder"] == 3
+
+
 def test_refuses_other_options_unless_overwrite(sior_build, dior, tmp_path, capsys):
     out = tmp_path / "out"
     shutil.copytree(sior_build, out)
@@ -439,7 +456,13 @@ def test_bad_options_are_clear_errors(dior, tmp_path, capsys):
     assert "invalid prompt" in capsys.readouterr().err
     assert samrs_build("sior", "--source", dior, "--out", tmp_path / "c", "--writer-threads", "0") == 2
     assert "--writer-threads must be >= 1" in capsys.readouterr().err
-    assert not [p for p in ("a", "b", "c") if (tmp_path / p).exists()]
+    # Checked with the options, not minutes later when the model has loaded.
+    assert samrs_build("sior", "--source", dior, "--out", tmp_path / "d", "--max-masks-per-chunk", "0") == 2
+    assert "--max-masks-per-chunk must be >= 1" in capsys.readouterr().err
+    assert cli.main(["build", "sior", "--source", str(dior), "--out", str(tmp_path / "e"), "--model", "tiny-random",
+                     "--device", "gpu0"]) == 2
+    assert "--device 'gpu0' is not a torch device" in capsys.readouterr().err
+    assert not [p for p in "abcde" if (tmp_path / p).exists()]
 
 
 def test_source_errors_come_before_the_model_and_the_out_dir(dior, tmp_path, capsys, monkeypatch):

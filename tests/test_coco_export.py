@@ -11,7 +11,7 @@ from samrs_hf.cli import main as cli_main
 from samrs_hf.coco_export import export_coco
 from samrs_hf.packaging import package
 from samrs_hf.records import SourceError
-from test_packaging import SOTA_ITEMS, load_hub, make_build
+from test_packaging import SIOR_ITEMS, SOTA_ITEMS, load_hub, make_build
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +82,24 @@ def test_parquet_folder_that_is_not_samrs_says_so(tmp_path, capsys):
     assert cli_main(["export-coco", str(tmp_path / "other"), "--out", str(tmp_path / "o.json")]) == 2
     assert "not a SAMRS dataset" in capsys.readouterr().err
     assert not (tmp_path / "o.json").exists()
+
+
+def test_fractional_boxes_are_written_short_and_the_same_from_build_and_hub(tmp_path):
+    """Parquet holds float32 boxes: the export writes their shortest form (151.3, not
+    151.3000030517578), as the build export does, so both files are the same."""
+    from samrs_hf import layout
+
+    build = make_build(tmp_path / "build", "sior", SIOR_ITEMS[:1])
+    ins = build / "ins" / "00001.json"
+    record = json.loads(ins.read_text())
+    record["instances"][0]["bbox"] = [0.1, 2.2, 151.4, 9.35]
+    layout.atomic_write(ins, layout.json_bytes(record))
+    package([build], tmp_path / "hub", val_fraction=0.0, seed=0, progress=False, stats=False)
+    export_coco(tmp_path / "hub", "train", tmp_path / "a.json")
+    export_coco(build, "train", tmp_path / "b.json", val_fraction=0.0, seed=0)
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
+    assert a["annotations"] == b["annotations"]
+    assert a["annotations"][0]["bbox"] == [0.1, 2.2, 151.3, 7.15]
+    assert a["annotations"][1]["bbox"] == [10.0, 10.0, 20.0, 10.0]
+    assert "151.3," in (tmp_path / "a.json").read_text()
+    COCO(str(tmp_path / "a.json"))  # still valid COCO

@@ -87,3 +87,17 @@ def test_demo_refuses_a_bad_n_before_building(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "d"), "--model", TINY, "--n", "0"]) == 2
     assert "--n must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()  # nothing built for a run that cannot finish
+
+
+def test_demo_rerun_with_smaller_n_replaces_the_overlays(demo, tmp_path, monkeypatch):
+    """A re-run replaces its own outputs: overlays of an earlier, larger --n must not linger."""
+    import shutil
+
+    import samrs_hf.demo as demo_mod
+
+    out = tmp_path / "d"
+    shutil.copytree(demo / "hub", out / "hub")
+    shutil.copytree(demo / "overlays", out / "overlays")  # the earlier run's 3 overlays
+    monkeypatch.setattr(demo_mod, "_cli", lambda argv: None)  # build + package: already in out/hub
+    result = demo_mod.run_demo(out, model=TINY, n_overlays=1, progress=False)
+    assert sorted((out / "overlays").glob("*.png")) == result.overlays and len(result.overlays) == 1

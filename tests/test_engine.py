@@ -297,3 +297,21 @@ def test_compiled_engine_matches_eager(model):
         got, want = compiled.label([image], [prompts])[0], eager.label([image], [prompts])[0]
         assert got.masks.shape == (n, 200, 260)
         _same(got, want, max_flipped=0.001)
+
+
+def test_bad_chunk_size_and_device_are_rejected(model):
+    """0 or negative masks per chunk is a mistake, not a request for one-mask chunks."""
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match=f"max_masks_per_chunk must be >= 1 .*got {bad}"):
+            SamLabeler(model, max_masks_per_chunk=bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device 'cuda' is not available"):
+            SamLabeler(model, device="cuda")
+
+
+def test_image_too_elongated_for_sam_is_a_clear_error(model):
+    """1x3000 resizes to 0 rows of SAM's 1024 input; say so instead of a resize error."""
+    with pytest.raises(ValueError, match=r"1x3000 image .* 0x1024"):
+        SamLabeler(model).label([np.zeros((1, 3000, 3), np.uint8)], [_box_prompts(np.zeros((0, 4), np.float32))])
+    with pytest.raises(ValueError, match=r"0x5 image"):
+        SamLabeler(model).embed([np.zeros((0, 5, 3), np.uint8)])

@@ -204,6 +204,29 @@ def test_finetune_backbone_preset_init_makes_no_hub_lookup(monkeypatch):
     assert kind == "backbone" and model.config.num_labels == 5 and looked_up == []
 
 
+def test_finetune_init_that_is_no_sep_model_nor_backbone_says_what_to_pass(tmp_path, monkeypatch):
+    from transformers import AutoConfig
+
+    from samrs_hf.sep import SEPConfig, SEPForSemanticSegmentation
+    from samrs_hf.sep.trainer import finetune_model
+
+    # An exported (or fine-tuned) UperNet: neither an SEP model nor a backbone.
+    SEPForSemanticSegmentation(SEPConfig(hidden_size=8)).export("sota", tmp_path / "upernet")
+    with pytest.raises(ValueError, match=r"upernet.* is a 'upernet' checkpoint, not a backbone nor an SEP "
+                                         r"model.*SEP model it came from") as err:
+        finetune_model(str(tmp_path / "upernet"), list(POTSDAM_CLASSES))
+    assert "AutoBackbone" not in str(err.value)
+
+    # An SEP Hub id, offline and not cached: the hint names finetune.py's own option.
+    def offline(cls, name, *args, **kwargs):
+        raise OSError(f"no network for {name}")
+
+    monkeypatch.setattr(AutoConfig, "from_pretrained", classmethod(offline))
+    with pytest.raises(ValueError, match=r"'org/sep-r50' .*not available") as err:
+        finetune_model("org/sep-r50", list(POTSDAM_CLASSES))
+    assert "--init tiny-resnet" in str(err.value) and "--backbone" not in str(err.value)
+
+
 def test_crop_dataset_train_and_eval_tensors(isaid, tmp_path):
     pairs, _ = load_task("isaid", isaid, "val", tmp_path / "cache")
     ev = CropDataset(pairs, 896, (0, 0, 0), (1, 1, 1), train=False)

@@ -11,7 +11,7 @@ from samrs_hf.classes import get_class_table
 from samrs_hf.cli import main as cli_main
 from samrs_hf.hub import PushError, load, push
 from samrs_hf.packaging import package
-from test_packaging import SIOR_ITEMS, make_build
+from test_packaging import SIOR_ITEMS, make_build, make_item
 
 SECRET = "hf_samrsTestTokenThatMustNeverBePrinted"
 
@@ -107,3 +107,21 @@ def test_load_sees_new_rows_in_a_repackaged_folder_of_the_same_name(hub, tmp_pat
 def test_card_of_a_package_without_stats_says_why(hub):
     readme = (hub / "README.md").read_text()
     assert "## Statistics" in readme and "--no-stats" in readme and "unavailable" not in readme
+
+
+def test_load_names_a_custom_class_table_after_its_subset(tmp_path):
+    """A custom build (e.g. COCO-format data) keeps its own subset name, as its rows and card do."""
+    from samrs_hf import layout
+    from samrs_hf.classes import class_table_from_names
+
+    table = class_table_from_names("mydata", ("car", "tree"))
+    build = tmp_path / "build"
+    make_item(build, "a", "a", None, [("car", (1, 1, 5, 5)), ("tree", (6, 6, 9, 9))], table)
+    layout.atomic_write(build / "build.json", layout.json_bytes(
+        {"subset": "mydata", "classes": list(table.names), "model": {"spec": "tiny-random", "random": True},
+         "prompt": "H-Box", "source": "synthetic", "format": "coco"}))
+    package([build], tmp_path / "hub", name="my-release", val_fraction=0.0, progress=False, stats=False)
+    ds = load(tmp_path / "hub")
+    assert ds["train"][0]["subset"] == "mydata"
+    assert ds.class_table == table and ds["train"].class_table.subset == "mydata"
+    assert ds.id2label == {0: "car", 1: "tree"}

@@ -147,3 +147,64 @@ def test_offline_uncached_hub_id_fails_fast_and_clearly(tmp_path, monkeypatch):
     expected = r"facebook/sam-vit-huge: cannot load the Hub model \(HF_HUB_OFFLINE"
     with pytest.raises(ModelLoadError, match=expected):
         load_sam("facebook/sam-vit-huge")
+
+
+@pytest.fixture(scope="module")
+def saved_tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("saved") / "sam"
+    load_sam("tiny-random")[0].save_pretrained(folder)
+    return folder
+
+
+def test_folder_with_missing_weights_is_refused_not_randomly_filled(tmp_path, saved_tiny):
+    """transformers fills tensors absent from a folder's weights with random values and goes on;
+    labelling with that would be noise recorded as a real model."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "partial"
+    shutil.copytree(saved_tiny, folder)
+    weights = load_file(folder / "model.safetensors")
+    kept = {k: v for k, v in weights.items() if not k.startswith("mask_decoder.transformer.")}
+    save_file(kept, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match=r"partial: .*missing.*mask_decoder\.transformer"):
+        load_sam(str(folder))
+
+
+def test_folder_with_broken_weights_is_a_clear_error(tmp_path, saved_tiny):
+    import json
+    import shutil
+
+    cut = tmp_path / "cut"
+    shutil.copytree(saved_tiny, cut)
+    data = (cut / "model.safetensors").read_bytes()
+    (cut / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelLoadError, match=r"cut: cannot load SamModel"):
+        load_sam(str(cut))
+    reshaped = tmp_path / "reshaped"
+    shutil.copytree(saved_tiny, reshaped)
+    config = json.loads((reshaped / "config.json").read_text())
+    config["vision_config"]["mlp_dim"] = 128  # the saved tensors are 64 wide
+    (reshaped / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=r"reshaped: cannot load SamModel"):
+        load_sam(str(reshaped))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_cuda_device_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"device 'cuda' is not available"):
+        load_sam("tiny-random", device="cuda")
+    with pytest.raises(ValueError, match=r"device 'cuda:1' is not available"):
+        load_sam("tiny-random", device="cuda:1")
+    with pytest.raises(ValueError, match=r"device 'gpu0' is not a torch device"):
+        load_sam("tiny-random", device="gpu0")
+
+
+def test_sam_checkpoint_with_a_misshapen_tensor_is_reported(tmp_path):
+    sd = build_reference_sam("tiny").state_dict()
+    sd["image_encoder.blocks.1.mlp.lin1.weight"] = torch.zeros(10, 64)
+    path = tmp_path / "odd.pth"
+    torch.save(sd, path)
+    with pytest.raises(ModelLoadError, match=r"odd\.pth: checkpoint does not match.*layers\.1\.mlp\.lin1\.weight"):
+        load_sam(str(path))

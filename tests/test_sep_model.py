@@ -104,6 +104,19 @@ def test_from_sep_keeps_encoder_decoder_and_adds_fresh_head(model, tmp_path):
     assert torch.equal(sep_ft.decode_head.fpn_bottleneck.conv.weight, model.decode_head.fpn_bottleneck.conv.weight)
 
 
+def test_from_sep_takes_json_string_keys_and_one_head_sets_id2label(model, tmp_path):
+    """id2label as a JSON config has it (string keys); a one-head SEP model's id2label is its classes."""
+    names = {str(i): f"c{i}" for i in range(3)}
+    assert from_sep(model, 3, names).config.id2label == {0: "c0", 1: "c1", 2: "c2"}
+    sep_ft = from_sep(model, 3, names, as_sep=True, subset_name="potsdam")
+    assert sep_ft.config.head_labels == {"potsdam": ["c0", "c1", "c2"]}
+    assert sep_ft.config.id2label == {0: "c0", 1: "c1", 2: "c2"} and sep_ft.config.label2id["c2"] == 2
+    sep_ft.save_pretrained(tmp_path)
+    assert SEPForSemanticSegmentation.from_pretrained(tmp_path).config.id2label == {0: "c0", 1: "c1", 2: "c2"}
+    with pytest.raises(ValueError, match="id2label"):
+        from_sep(model, 3, {0: "a", 1: "b", 5: "c"}, as_sep=True)
+
+
 def test_backbones_from_config_and_uncached_hub_id_error():
     from transformers import SwinConfig, VitDetConfig
 

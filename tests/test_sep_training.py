@@ -156,6 +156,20 @@ def test_eval_sep_refuses_a_checkpoint_that_is_not_sep(data, tmp_path):
         args.func(args)
 
 
+def test_eval_sep_on_a_device_that_is_not_there_is_one_clear_error(data, tmp_path, monkeypatch, capsys):
+    from samrs_hf.cli import main as cli_main
+    from samrs_hf.sep import SEPConfig, SEPForSemanticSegmentation
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    SEPForSemanticSegmentation(SEPConfig(heads={"sior": 20}, hidden_size=8)).save_pretrained(tmp_path / "m")
+    capsys.readouterr()
+    for device, message in (("cuda", "--device cuda: CUDA is not available"), ("cdua", "--device cdua: ")):
+        assert cli_main(["eval-sep", str(tmp_path / "m"), "--dataset", f"sior={data['sior']}",
+                         "--crop-size", "64", "--device", device]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"samrs eval-sep: error: {message}") and len(err.strip().splitlines()) == 1, err
+
+
 def test_failed_push_is_one_clear_error_and_the_model_stays_saved(data, tmp_path, monkeypatch, capsys):
     import huggingface_hub.constants as constants
 

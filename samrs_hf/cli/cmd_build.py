@@ -108,6 +108,10 @@ def summary(report: dict, out) -> str:
         f"  skipped: {report['skipped']['images']} images, {report['skipped']['objects']} objects "
         f"(see {out}/build.json)",
     ]
+    extra = c.get("patches_in_folder", c["patches_written"]) - c["patches_written"]
+    if extra > 0:
+        lines.append(f"  note: {extra} more finished images in ins/ from an earlier run beyond --limit "
+                     f"(samrs package includes them; --overwrite drops them)")
     return "\n".join(lines)
 
 

@@ -23,8 +23,22 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def _device(spec: str | None):
     import torch
+
+    if spec is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as exc:
+        raise ValueError(f"--device {spec}: not a device ({str(exc).splitlines()[0]})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {spec}: CUDA is not available on this machine (torch {torch.__version__}); "
+                         f"use --device cpu")
+    return device
+
+
+def run(args) -> int:
     from transformers import AutoConfig
 
     from ..sep import SEPForSemanticSegmentation
@@ -32,6 +46,7 @@ def run(args) -> int:
     from ..sep.evaluation import evaluate, format_table, json_safe
 
     specs = parse_dataset_args(args.dataset)
+    device = _device(args.device)  # before minutes of loading: a typo or a missing GPU is one line
     # Any other checkpoint (an exported or fine-tuned UperNet) would load into SEP with freshly
     # initialised default heads and score noise.
     model_type = AutoConfig.from_pretrained(args.model).model_type
@@ -50,7 +65,6 @@ def run(args) -> int:
         if trained and list(trained) != n:
             raise ValueError(f"{subset}: the dataset's classes {n[:5]}... differ from the model's "
                              f"{list(trained)[:5]}... (another label table or order)")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
     results = evaluate(model, data, names, crop_size=args.crop_size, batch_size=args.batch_size,
                        num_workers=args.num_workers, max_samples=args.max_samples, device=device)

@@ -86,13 +86,15 @@ def _with_out_features(config):
     return config
 
 
-def resolve_backbone(spec: str) -> tuple[PreTrainedConfig, str | None]:
+def resolve_backbone(spec: str, *, option: str = "--backbone",
+                     sep: bool = False) -> tuple[PreTrainedConfig, str | None]:
     """Backbone config and the checkpoint to take its weights from (None: random init).
 
     ``spec``: a preset (``resnet50``, ``swin-t``, ``convnext-t``, ``vit-b``), ``tiny-resnet`` /
     ``tiny-convnext`` (offline tests), a Hub id or a local ``save_pretrained`` folder (a folder
     holding only ``config.json`` gives that architecture with random weights). A Hub id
     that is neither reachable nor cached raises here, before any training starts.
+    ``option`` names the caller's flag in errors; ``sep``: an SEP model would also have been accepted.
     """
     if spec in TINY_BACKBONES:
         return tiny_backbone_config(spec.split("-", 1)[1]), None
@@ -101,14 +103,27 @@ def resolve_backbone(spec: str) -> tuple[PreTrainedConfig, str | None]:
         from transformers import CONFIG_MAPPING
 
         return _with_out_features(CONFIG_MAPPING[overrides["model_type"]]()), None
+    what = f"{option} {spec!r}" + (f" ({checkpoint})" if checkpoint != spec else "")
     try:
         config = AutoConfig.from_pretrained(checkpoint)
     except (OSError, ValueError) as exc:
         raise ValueError(
-            f"backbone {spec!r} ({checkpoint}) is not available: not a local folder, not in the Hub "
+            f"{what} is not available: not a local folder, not in the Hub "
             f"cache and the Hub is unreachable (offline?). Download it once with network access, pass a "
-            f"local save_pretrained folder, or use --backbone tiny-resnet for an offline run. ({exc})"
+            f"local save_pretrained folder, or use {option} tiny-resnet for an offline run. ({exc})"
         ) from None
+    from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING_NAMES
+
+    if config.model_type not in MODEL_FOR_BACKBONE_MAPPING_NAMES:  # else transformers' AutoBackbone error
+        raise ValueError(
+            f"{what} is a {config.model_type!r} checkpoint, not a backbone"
+            + (" nor an SEP model" if sep else "")
+            + (" (an exported or fine-tuned UperNet: start from the SEP model it came from)"
+               if config.model_type == "upernet" else "")
+            + ". Pass " + ("an SEP model (train_sep.py output folder or Hub id) or " if sep else "")
+            + f"a backbone: {', '.join([*BACKBONE_PRESETS, *TINY_BACKBONES])}, or a backbone's Hub id or "
+            f"folder (e.g. microsoft/resnet-50)"
+        )
     if Path(checkpoint).is_dir() and not any(Path(checkpoint).glob("*.safetensors")) and not any(
             Path(checkpoint).glob("*.bin")):
         checkpoint = None  # a config-only folder: random init (offline shapes, benchmarks)
@@ -153,6 +168,10 @@ class SEPConfig(PreTrainedConfig):
         for name, labels in self.head_labels.items():
             if name not in self.heads or len(labels) != self.heads[name]:
                 raise ValueError(f"head_labels[{name!r}] does not match heads {self.heads}")
+        if len(self.heads) == 1 and next(iter(self.heads)) in self.head_labels:
+            # one head: it is the model's label space, so id2label names its classes (not LABEL_i)
+            self.id2label = dict(enumerate(self.head_labels[next(iter(self.heads))]))
+            self.label2id = {v: i for i, v in self.id2label.items()}
         self.pool_scales = list(self.pool_scales)
         super().__post_init__(**kwargs)
 

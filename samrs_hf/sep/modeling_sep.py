@@ -213,8 +213,11 @@ def from_sep(path_or_model, num_labels: int, id2label: dict | None = None, *,
            else SEPForSemanticSegmentation.from_pretrained(path_or_model))
     if id2label is None:
         id2label = {i: str(i) for i in range(num_labels)}
+    id2label = {int(k): v for k, v in id2label.items()}  # JSON configs have string keys
     if len(id2label) != num_labels:
         raise ValueError(f"id2label has {len(id2label)} names for num_labels={num_labels}")
+    if sorted(id2label) != list(range(num_labels)):
+        raise ValueError(f"id2label keys must be 0..{num_labels - 1}, got {sorted(id2label)}")
     if as_sep:
         cfg = SEPConfig(**{**sep.config.to_dict(), "heads": {subset_name: num_labels},
                            "head_labels": {subset_name: [id2label[i] for i in range(num_labels)]}})

@@ -415,7 +415,7 @@ def finetune_model(init: str, class_names: list[str]):
     named_backbone = init in BACKBONE_PRESETS or init in TINY_BACKBONES
     if not named_backbone and is_sep_checkpoint(init):
         return from_sep(init, len(class_names), id2label), "sep"
-    backbone_config, checkpoint = resolve_backbone(init)
+    backbone_config, checkpoint = resolve_backbone(init, option="--init", sep=not named_backbone)
     config = UperNetConfig(backbone_config=backbone_config.to_dict(), use_auxiliary_head=False, id2label=id2label,
                            label2id={v: k for k, v in id2label.items()})
     model = UperNetForSemanticSegmentation(config)
