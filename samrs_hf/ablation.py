@@ -7,8 +7,9 @@ cost one encoder pass plus 15 cheap decoder passes per image. Scores follow Eq. 
 Ground truth: HRSC2016 ships whose ``seg_color`` marks pixels of the segmentation image (the
 paper's 124 test images), or COCO annotations with polygon/RLE ``segmentation`` (mask quality of
 SAM on your own data). Instances without a ground-truth mask (no ``seg_color``, no
-``segmentation``), with an empty one, or COCO crowd regions are counted per reason and left out,
-as Eq. 1 leaves out instances with an empty union; nothing is divided by zero.
+``segmentation``), with an empty one, or COCO crowd regions are counted per reason and left out of
+Eq. 1's N: they have no ground truth to score against (counted in, each would add an IoU of 0), and
+the paper does not say how it handled them. The report lists every one.
 """
 
 from __future__ import annotations

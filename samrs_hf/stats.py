@@ -7,7 +7,10 @@ Mask-size bins (Fig. 6). The paper shows counts of instances per mask size witho
 bin edges; it discusses "extremely small targets (< 100 pixels)". We use half-decade bins from
 there on: ``<100, 100-500, 500-1k, 1k-5k, 5k-10k, 10k-50k, 50k-100k, >=100k`` pixels. Following
 Sec. 3.2 ("we only count instances that have valid masks") instances with an empty mask are left out
-of Fig. 5's instance counts and of Fig. 6 and counted as ``empty_masks`` instead.
+of Fig. 5 and Fig. 6 and counted as ``empty_masks`` instead. Fig. 5's pixels of a class are the summed
+areas of its valid instance masks, as SAMRS's ``statistic.py`` counts them, so overlapping masks count
+for each instance; the semantic maps (where the last painted mask wins) give only the Table 2 row's
+labelled/unlabelled pixels.
 """
 
 from __future__ import annotations
@@ -190,6 +193,7 @@ def compute_stats(path, split: str | None = None, *, progress: bool = False) -> 
     k = len(folder.class_names)
     pixels = np.zeros(256, dtype=np.int64)
     instances = np.zeros(k, dtype=np.int64)
+    mask_pixels = np.zeros(k, dtype=np.int64)
     bins = np.zeros(len(SIZE_EDGES), dtype=np.int64)
     empty = 0
     images = 0
@@ -216,6 +220,7 @@ def compute_stats(path, split: str | None = None, *, progress: bool = False) -> 
                 empty += 1
                 continue
             instances[obj["category"]] += 1
+            mask_pixels[obj["category"]] += area
             bins[size_bin(area)] += 1
     if pixels[k:IGNORE_INDEX].any() or pixels[IGNORE_INDEX + 1:].any():
         bad = [i for i in range(k, 256) if i != IGNORE_INDEX and pixels[i]]
@@ -231,7 +236,8 @@ def compute_stats(path, split: str | None = None, *, progress: bool = False) -> 
         "split": split,
         "classes": list(folder.class_names),
         "per_class": [
-            {"id": i, "name": n, "abbreviation": abbr[i], "pixels": int(pixels[i]), "instances": int(instances[i])}
+            {"id": i, "name": n, "abbreviation": abbr[i], "pixels": int(mask_pixels[i]),
+             "instances": int(instances[i])}
             for i, n in enumerate(folder.class_names)
         ],
         "mask_sizes": {"bins": list(SIZE_LABELS), "lower_edges": list(SIZE_EDGES), "counts": bins.tolist()},
