@@ -8,10 +8,12 @@ from .configuration_sep import (BACKBONE_PRESETS, DEFAULT_HEADS, TABLE8, SEPConf
                                 table8_defaults, tiny_backbone_config)
 from .modeling_sep import (SEPForSemanticSegmentation, SEPSegmenterOutput, from_sep, register_auto_classes,
                            segmentation_loss)
+from .processing import image_processor
 
 register_auto_classes()
 
 __all__ = [
     "SEPConfig", "SEPForSemanticSegmentation", "SEPSegmenterOutput", "from_sep", "resolve_backbone",
-    "table8_defaults", "tiny_backbone_config", "segmentation_loss", "TABLE8", "BACKBONE_PRESETS", "DEFAULT_HEADS",
+    "table8_defaults", "tiny_backbone_config", "segmentation_loss", "image_processor", "TABLE8", "BACKBONE_PRESETS",
+    "DEFAULT_HEADS",
 ]

@@ -17,6 +17,7 @@ from transformers.modeling_outputs import SemanticSegmenterOutput
 from transformers.models.upernet.modeling_upernet import UperNetHead
 
 from .configuration_sep import SEPConfig, resolve_backbone
+from .processing import image_processor
 
 
 class SEPDecoder(UperNetHead):
@@ -141,6 +142,12 @@ class SEPForSemanticSegmentation(SEPPreTrainedModel):
             head_losses=head_losses,
         )
 
+    def save_pretrained(self, save_directory, *args, is_main_process: bool = True, **kwargs):
+        """Also writes the image processor (``preprocessor_config.json``) of the model's mean/std."""
+        super().save_pretrained(save_directory, *args, is_main_process=is_main_process, **kwargs)
+        if is_main_process:
+            image_processor(self.config.image_mean, self.config.image_std).save_pretrained(save_directory)
+
     # -- export / fine-tuning -----------------------------------------------------------------
     def upernet_config(self, subset: str | None, num_labels: int | None = None,
                        id2label: dict | None = None) -> UperNetConfig:
@@ -168,9 +175,11 @@ class SEPForSemanticSegmentation(SEPPreTrainedModel):
         return model
 
     def export(self, subset: str, path) -> Path:
-        """Write ``subset``'s model as a plain ``UperNetForSemanticSegmentation`` checkpoint."""
+        """Write ``subset``'s model as a plain ``UperNetForSemanticSegmentation`` checkpoint, with the
+        image processor that ``AutoImageProcessor``/``pipeline`` load."""
         path = Path(path)
         self.to_upernet(subset).save_pretrained(path)
+        image_processor(self.config.image_mean, self.config.image_std).save_pretrained(path)
         return path
 
 

@@ -366,7 +366,8 @@ def model_card(args: TrainArgs, config: SEPConfig, scores: dict, trainer: SEPTra
               "model = AutoModelForSemanticSegmentation.from_pretrained(PATH_OR_REPO)",
               "logits = model(pixel_values, subset=\"sota\").logits", "```", "",
               "`model.export(\"sota\", DIR)` writes a plain `UperNetForSemanticSegmentation` that loads without "
-              "this package; `samrs_hf.sep.from_sep(PATH, num_labels)` starts fine-tuning from it.", ""]
+              "this package, with its image processor, so `pipeline(\"image-segmentation\", model=DIR)` runs it; "
+              "`samrs_hf.sep.from_sep(PATH, num_labels)` starts fine-tuning from it.", ""]
     return "\n".join(lines)
 
 
@@ -434,6 +435,7 @@ def run_finetune(args: FinetuneArgs) -> dict:
     from .evaluation import IMAGENET_MEAN, IMAGENET_STD, confusion_for, json_safe
     from .finetune_data import TASKS, CropDataset, load_task
     from .modeling_sep import segmentation_loss
+    from .processing import image_processor
     from ..metrics import scores_from_confusion
 
     if args.task not in TASKS:
@@ -497,5 +499,6 @@ def run_finetune(args: FinetuneArgs) -> dict:
         result["confusion_matrix"] = cm.tolist()
         out.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out)
+        image_processor(IMAGENET_MEAN, IMAGENET_STD).save_pretrained(out)  # what CropDataset used
         (out / "finetune_results.json").write_text(json.dumps(json_safe(result), indent=2))
     return result
