@@ -236,11 +236,11 @@ def unpaired_gray(build_dir: Path) -> list[Path]:
 
 
 def rows_from_builds(build_dirs, report: Report, *, val_fraction: float = 0.05, seed: int = 0,
-                     progress: bool = True, split: str | None = None) -> Iterator[Row]:
+                     progress: bool = True) -> Iterator[Row]:
     """Rows of all builds in order (build dirs as given, items sorted by name).
 
     Object ids count from 1 over this order, so they are unique in the whole dataset and the same
-    for every consumer (packaging, COCO export). ``split`` only filters what is yielded.
+    for every consumer (packaging, COCO export, which keeps one split's rows).
     """
     from tqdm.auto import tqdm
 
@@ -256,7 +256,7 @@ def rows_from_builds(build_dirs, report: Report, *, val_fraction: float = 0.05, 
                 raise PackagingError(f"{item.ins_path}: image {item.name!r} is also in {owner[item.name]}")
             owner[item.name] = build_dir
             row = row_from_item(item, table, subset, ids, report, val_fraction=val_fraction, seed=seed)
-            if row is not None and (split is None or row.split == split):
+            if row is not None:
                 yield row
 
 
