@@ -328,9 +328,7 @@ def load_sam(
             raise ModelLoadError(f"{path}: not a save_pretrained SAM folder (no config.json)")
         try:
             model = _from_pretrained(path, attn)
-        except ModelLoadError:
-            raise
-        except Exception as exc:  # OSError, RuntimeError (shapes), SafetensorError (truncated file)...
+        except OSError as exc:
             raise ModelLoadError(f"{path}: cannot load SamModel ({type(exc).__name__}: {exc})") from None
         kind, random = "folder", bool(getattr(model.config, RANDOM_MARK, False))
     else:
@@ -343,10 +341,6 @@ def load_sam(
                 f"{spec}: cannot load the Hub model{hint}; pass a local save_pretrained folder, a "
                 f"segment-anything .pth checkpoint or 'tiny-random' ({type(exc).__name__}: {exc})"
             ) from None
-        except ModelLoadError:
-            raise
-        except Exception as exc:
-            raise ModelLoadError(f"{spec}: cannot load SamModel ({type(exc).__name__}: {exc})") from None
         kind, random = "hub", bool(getattr(model.config, RANDOM_MARK, False))
     set_attn_implementation(model, attn)
     prepare_model(model, device, dtype)
@@ -363,9 +357,14 @@ def _from_pretrained(source, attn: str):
     noise recorded as a real model."""
     from transformers import SamModel
 
-    model, loading = SamModel.from_pretrained(
-        source, attn_implementation=_transformers_attn(attn), output_loading_info=True
-    )
+    try:
+        model, loading = SamModel.from_pretrained(
+            source, attn_implementation=_transformers_attn(attn), output_loading_info=True
+        )
+    except OSError:
+        raise  # not there (or not reachable): the caller says what to pass instead
+    except Exception as exc:  # RuntimeError (shapes), SafetensorError (truncated file), ValueError...
+        raise ModelLoadError(f"{source}: cannot load SamModel ({type(exc).__name__}: {exc})") from None
     missing = sorted(loading.get("missing_keys") or ())
     mismatched = sorted(str(k) for k in loading.get("mismatched_keys") or ())
     if missing or mismatched:
