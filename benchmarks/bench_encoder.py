@@ -70,8 +70,14 @@ def profile_encoder(encoder, batch: int, dtype, device, backend: str, top: int =
         with profile(activities=activities) as prof:
             encoder(x)
             _sync(device)
-    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    events = [(e.key, getattr(e, attr, 0.0) / 1000 / batch) for e in prof.key_averages()]  # ms/image
+    if device.type == "cuda":  # the kernels themselves: the ops that launch them carry the same time
+        from torch.autograd import DeviceType
+
+        averages = [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA]
+        attr = "self_device_time_total"
+    else:
+        averages, attr = prof.key_averages(), "self_cpu_time_total"
+    events = [(e.key, getattr(e, attr, 0.0) / 1000 / batch) for e in averages]  # ms/image
     events = sorted((e for e in events if e[1] > 0), key=lambda e: -e[1])
     if device.type != "cuda":  # CPU self times include the Python-level ops; keep aten kernels
         events = [e for e in events if e[0].startswith("aten::") or "triton" in e[0] or "cpp_fused" in e[0]]
@@ -93,9 +99,10 @@ def run(argv=None) -> list[str]:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16")
     p.add_argument("--attn", choices=ATTN_CHOICES, nargs="+", default=["sdpa"],
-                   help="vision attention implementations, each timed on the same weights; sdpa+padded: "
-                   "windowed layers project the zero-padded grid as transformers does; triton+windows: "
-                   "windowed layers in the Triton kernel too")
+                   help="vision attention implementations, each timed on the same weights (switches: "
+                   "bench_labeling.ATTN_CHOICES); sdpa+padded: windowed layers project the zero-padded grid "
+                   "as transformers does; triton+sdpa-windows: windowed layers on SDPA; +gelu: lin1 + GELU "
+                   "as one cuBLASLt matmul")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[8])
     p.add_argument("--modes", nargs="+", default=["default"],
                    help="torch.compile modes; 'eager' = not compiled")

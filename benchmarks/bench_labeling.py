@@ -56,10 +56,14 @@ def encoder_flops(vision_config) -> float:
     return float(counter.get_total_flops() - windowed * padded * per_padded_token)
 
 
-ATTN_CHOICES = ("sdpa", "sdpa+padded", "eager", "flex", "triton", "triton+windows")
-"""The benchmarks' --attn values: an attention implementation, "+padded" = windowed layers as
-transformers runs them (``sam_attention.UNPADDED_WINDOWS`` off: qkv and proj on the zero-padded
-grid), "+windows" = ``sam_attention.TRITON_WINDOWS`` on (windowed layers in the Triton kernel too)."""
+ATTN_CHOICES = ("sdpa", "sdpa+padded", "sdpa+gelu", "eager", "flex", "triton", "triton+windows",
+                "triton+sdpa-windows", "triton+gelu")
+"""The benchmarks' --attn values: an attention implementation as ``samrs build --attn`` runs it, with
+switches: "+padded" = ``sam_attention.UNPADDED_WINDOWS`` off (qkv and proj on the zero-padded grid,
+as transformers runs the windowed layers); "+sdpa-windows" = ``sam_attention.TRITON_WINDOWS`` off
+(triton in the global layers only); "+gelu" = ``sam_attention.FUSED_MLP_GELU`` on (lin1 + GELU in one
+cuBLASLt matmul). "triton+windows" is plain "triton" (the windowed layers in the kernel), the name
+earlier measurements used."""
 
 
 def benchmark_attn(choice: str) -> str:
@@ -69,9 +73,11 @@ def benchmark_attn(choice: str) -> str:
 
     if choice not in ATTN_CHOICES:
         raise ValueError(f"--attn must be one of {', '.join(ATTN_CHOICES)}, got {choice!r}")
-    sam_attention.TRITON_WINDOWS = choice == "triton+windows"
-    sam_attention.UNPADDED_WINDOWS = choice != "sdpa+padded"
-    return choice.split("+")[0]
+    attn, *switches = choice.split("+")
+    sam_attention.TRITON_WINDOWS = "sdpa-windows" not in switches
+    sam_attention.UNPADDED_WINDOWS = "padded" not in switches
+    sam_attention.FUSED_MLP_GELU = "gelu" in switches
+    return attn
 
 
 class Report(list):

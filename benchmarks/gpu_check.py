@@ -7,17 +7,16 @@ that would not fit the budget is skipped):
   1. versions and device;
   2. SAM's attention alone, global and windowed layers (bench_relpos_attention.py): materialised-bias
      SDPA, flex, triton and bias-free flash, ms/image and error;
-  3. vit_h shapes (random weights, smooth masks), bf16, 150 boxes/image, image batch 8: the fp32
+  3. the encoder alone, compiled, for the MFU (target >= 40 %): triton (windowed layers in the kernel
+     too, as ``samrs build --attn triton`` runs it), triton+gelu (lin1 + GELU as one cuBLASLt matmul)
+     and sdpa, each profiled (time by kernel kind, top kernels);
+  4. vit_h shapes (random weights, smooth masks), bf16, 150 boxes/image, image batch 8: the fp32
      SamPredictor reference loop, then ours with sdpa attention, encoder and decoder compiled, RLE
-     + gray map out (what ``samrs build`` runs): ratio (target >= 5x) and encoder MFU (>= 40 %);
-  4. the same with --attn triton, against that reference figure;
-  5. CUDA fp32 parity, SamPredictor vs SamLabeler (tiny random ViT from segment-anything's builder,
-     3 image sizes x H-Box/RH-Box/CP/H-Box-M; per-mask IoU >= 0.99, mean >= 0.995): triton, triton
-     with the windowed layers in the kernel;
-  6. the encoder alone, compiled, for the MFU: triton+windows, triton, sdpa and sdpa+padded
-     (transformers' windowed layers, which project the padded tokens), each profiled (time by kernel
-     kind, top kernels);
-  7. parity with sdpa; flex attention and its parity; boolean masks out; no compile.
+     + gray map out (what ``samrs build --compile`` runs): ratio (target >= 5x) and encoder MFU;
+  5. the same with --attn triton+gelu and triton, against that reference figure;
+  6. CUDA fp32 parity, SamPredictor vs SamLabeler (tiny random ViT from segment-anything's builder,
+     3 image sizes x H-Box/RH-Box/CP/H-Box-M; per-mask IoU >= 0.99, mean >= 0.995): triton, sdpa;
+  7. flex attention and its parity; boolean masks out; no compile.
 A summary of all figures is printed at the end.
 """
 
@@ -68,7 +67,7 @@ def section_versions(device):
 
 
 def section_parity(device, attn: str = "sdpa"):
-    """``attn`` "triton+windows": triton with the windowed layers in the kernel too."""
+    """``attn``: a benchmark --attn choice (bench_labeling.ATTN_CHOICES)."""
     from samrs_hf.engine import SamLabeler
     from samrs_hf.prompts import make_prompts
     from samrs_hf.sam_loading import sam_model_from_checkpoint
@@ -98,7 +97,7 @@ def section_parity(device, attn: str = "sdpa"):
             f"max |score diff| {worst_score:.2e} -> {'PASS' if ok else 'FAIL'}")
     print(line)
     SUMMARY.append(line)
-    bench_labeling.benchmark_attn("sdpa")  # TRITON_WINDOWS back off for the sections after
+    bench_labeling.benchmark_attn("sdpa")  # every module switch back to its default
 
 
 REFERENCE: dict = {}  # the reference loop's images/s, measured once, for later sections' ratios
@@ -166,18 +165,20 @@ def main():
                 ["--device", args.device, "--batch", args.image_batch_size, *window]
                 + (["--grid", "16", "--head-dim", "32", "--dtype", "float32"] if size == "tiny" else [])))
             for window in ([], ["--window"])]),
+        ("encoder alone, compiled: triton, triton+gelu, sdpa (MFU, profile)", 200,
+         lambda: SUMMARY.extend(bench_encoder.run(
+             ["--model-size", size, "--device", args.device, "--batch-sizes", args.image_batch_size,
+              "--attn", "triton", "triton+gelu", "sdpa", "--modes", "default", "--profile",
+              "--budget-s", str(max(0.0, args.budget_s - (time.perf_counter() - start) - 300))]))),
         ("reference loop vs ours: sdpa, compiled, RLE out", 150,
          bench(["--attn", "sdpa", "--compile", "--output", "rle"], "sdpa, compiled, RLE out")),
-        ("ours: triton attention, compiled, RLE out", 150,
+        ("ours: triton attention + fused GELU, compiled, RLE out", 100,
+         bench(["--attn", "triton+gelu", "--compile", "--output", "rle", "--skip-reference"],
+               "triton+gelu, compiled, RLE out")),
+        ("ours: triton attention, compiled, RLE out", 100,
          bench(["--attn", "triton", "--compile", "--output", "rle", "--skip-reference"],
                "triton, compiled, RLE out")),
         ("parity fp32 (triton)", 20, lambda: section_parity(device, "triton")),
-        ("parity fp32 (triton, windowed layers too)", 20, lambda: section_parity(device, "triton+windows")),
-        ("encoder alone, compiled: triton+windows, triton, sdpa, sdpa+padded (MFU, profile)", 200,
-         lambda: SUMMARY.extend(bench_encoder.run(
-             ["--model-size", size, "--device", args.device, "--batch-sizes", args.image_batch_size,
-              "--attn", "triton+windows", "triton", "sdpa", "sdpa+padded", "--modes", "default", "--profile",
-              "--budget-s", str(max(0.0, args.budget_s - (time.perf_counter() - start) - 60))]))),
         ("parity fp32 (sdpa)", 20, lambda: section_parity(device, "sdpa")),
         ("ours: flex attention, compiled, RLE out", 150,
          lambda: section_flex(bench(["--attn", "flex", "--compile", "--output", "rle", "--skip-reference"],

@@ -100,7 +100,7 @@ def ptxas_report(kernel, capability: int) -> str:
 
 
 def main(argv=None) -> int:
-    from samrs_hf.relpos_flash import FLOAT32_CONFIGS, TUNING_CONFIGS
+    from samrs_hf.relpos_flash import tuning_configs
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--head-dim", type=int, default=80, help="vit_h 80, vit_b/vit_l 64")
@@ -109,9 +109,9 @@ def main(argv=None) -> int:
     p.add_argument("--capability", type=int, default=90, help="90 = H100/H200, 80 = A100")
     args = p.parse_args(argv)
     dtype = DTYPES[args.dtype][0]
-    for block_m, rows, warps, stages in FLOAT32_CONFIGS if dtype == torch.float32 else TUNING_CONFIGS:
-        k = compile_kernel(dtype, block_m, rows, warps, stages, 14 if args.window else 0, args.head_dim,
-                           args.capability)
+    window = 14 if args.window else 0
+    for block_m, rows, warps, stages in tuning_configs(dtype, window):
+        k = compile_kernel(dtype, block_m, rows, warps, stages, window, args.head_dim, args.capability)
         mma = "wgmma" if "wgmma" in k.asm["ptx"] else "mma" if "mma.sync" in k.asm["ptx"] else "no MMA"
         print(f"BLOCK_M {block_m}, {rows} key rows, {warps} warps, {stages} stages: {mma}, shared {k.metadata.shared} B, "
               f"{ptxas_report(k, args.capability)}")

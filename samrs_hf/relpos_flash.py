@@ -179,6 +179,11 @@ def interpreting() -> bool:
 # gets smaller tiles per warp.
 TUNING_CONFIGS = ((64, 1, 4, 2), (64, 1, 4, 3), (64, 1, 4, 4), (128, 1, 8, 2), (128, 1, 8, 3),
                   (64, 2, 4, 2), (128, 2, 8, 2))  # (BLOCK_M, ROWS, num_warps, num_stages)
+WINDOW_CONFIGS = TUNING_CONFIGS + ((64, 4, 4, 2), (64, 4, 4, 3), (128, 4, 8, 2), (64, 8, 8, 2))
+"""Windowed layers' candidates: a 14-key row is one MMA 16 wide, so one row a block spends the loop on
+softmax rescales of 16-column tiles (68 TFLOP/s on an H100, against 228 for the global layers); 4 or 8
+rows (64 or 128 slots) a block widen them. These compile to wgmma without spills for vit_h's windows;
+the global layers (64-key rows) would not fit them."""
 FLOAT32_CONFIGS = ((32, 1, 8, 2), (16, 1, 4, 2), (32, 1, 8, 3))
 INTERPRETER_ROWS = 2
 """Key rows per block in Triton's interpreter (the tests run 1 and 2)."""
@@ -186,12 +191,19 @@ INTERPRETER_ROWS = 2
 _tuned_kernels: dict = {}
 
 
-def _kernel_and_grid(window_tokens: int, programs: int, dtype: torch.dtype):
+def tuning_configs(dtype: torch.dtype, window: int) -> tuple:
+    """The (BLOCK_M, ROWS, num_warps, num_stages) candidates the autotuner times for this call."""
+    if dtype == torch.float32:
+        return FLOAT32_CONFIGS
+    return WINDOW_CONFIGS if window else TUNING_CONFIGS
+
+
+def _kernel_and_grid(window_tokens: int, programs: int, dtype: torch.dtype, window: int):
     """The autotuned kernel on CUDA; the plain one in the interpreter (numpy: big blocks are cheap)."""
     if interpreting():
         return (_relpos_attention_fwd, (programs, triton.cdiv(window_tokens, 128)),
                 {"BLOCK_M": 128, "ROWS": INTERPRETER_ROWS})
-    table = FLOAT32_CONFIGS if dtype == torch.float32 else TUNING_CONFIGS
+    table = tuning_configs(dtype, window)
     if table not in _tuned_kernels:
         configs = [triton.Config({"BLOCK_M": m, "ROWS": r}, num_warps=w, num_stages=st) for m, r, w, st in table]
         _tuned_kernels[table] = triton.autotune(configs, key=["key_rows", "W", "D0", "D1", "PADDED"])(
@@ -231,7 +243,7 @@ def triton_relpos_attention(query, key, value, key_bias, value_bias, rel_h, rel_
     out = query.new_empty(query.shape)
     args, constants, (programs, window_tokens) = kernel_arguments(
         query, key, value, key_bias, value_bias, rel_h, rel_w, out, scale, window)
-    kernel, grid, launch = _kernel_and_grid(window_tokens, programs, query.dtype)
+    kernel, grid, launch = _kernel_and_grid(window_tokens, programs, query.dtype, window)
     # triton launches on the current CUDA device, not the tensors' (a model on cuda:1 in one process)
     with torch.cuda.device(query.device) if query.is_cuda else contextlib.nullcontext():
         kernel[grid](*args, **constants, **launch)

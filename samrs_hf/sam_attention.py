@@ -11,15 +11,17 @@ score. transformers' SDPA attention materialises that sum as a float (B, heads, 
 vit_h's global layers (64x64 = 4096 tokens, 16 heads) that is 1 GiB per image in float32, written
 and read once per layer. ``flex`` adds the two small tables inside a FlexAttention kernel instead
 (a ``score_mod``); ``triton`` adds them inside our flash-attention kernel, one key-grid row per key
-block (:mod:`samrs_hf.relpos_flash`). Either way the N x N bias never exists. Windowed layers (14x14 =
-196 tokens) gain little and keep SDPA with the materialised bias, as ``sdpa`` does everywhere.
+block (:mod:`samrs_hf.relpos_flash`). Either way the N x N bias never exists. With ``triton`` the
+windowed layers (14x14 = 196 tokens) go through the kernel too (:data:`TRITON_WINDOWS`); with
+``flex`` they keep SDPA with the materialised bias, as ``sdpa`` does everywhere.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from transformers.models.sam.modeling_sam import SamVisionAttention, SamVisionLayer
+from transformers.activations import GELUActivation
+from transformers.models.sam.modeling_sam import SamMLPBlock, SamVisionAttention, SamVisionLayer
 
 try:
     from torch.nn.attention.flex_attention import flex_attention
@@ -34,10 +36,20 @@ UNPADDED_WINDOWS = True
 """Windowed layers project qkv and proj on the unpadded grid (:class:`SamVisionWindowLayer`); False:
 transformers' ``SamVisionLayer`` (pad the normed tokens with zeros, project all 70x70)."""
 
-TRITON_WINDOWS = False
+TRITON_WINDOWS = True
 """``triton`` attention: also run the windowed layers (25 windows of 14x14 per image on the unpadded
-64x64 grid, rows padded to 16 keys) through the kernel. Off until a GPU measurement shows it beats
-SDPA there (``benchmarks/bench_relpos_attention.py --window``, ``bench_encoder.py --attn triton+windows``)."""
+64x64 grid, rows padded to 16 keys) through the kernel. Measured on an H100 (vit_h, bf16, batch 8):
+a windowed layer's attention 0.072 ms/image against SDPA's 0.279, the compiled encoder 14.98 ms/image
+against 16.63 with the windows on SDPA, CUDA fp32 parity with segment-anything unchanged
+(benchmarks/README.md). False: windowed layers through SDPA with the materialised bias."""
+
+FUSED_MLP_GELU = False
+"""bfloat16/float16 on CUDA: each vision layer's ``lin1``, bias and GELU as one cuBLASLt matmul with a
+GELU epilogue (``torch._addmm_activation``), so the 4x-wide hidden activations are written once
+instead of written, read and written again by a separate GELU kernel (vit_h: 336 MB per layer for 8
+images). cuBLASLt's GELU is the tanh approximation where SAM's is exact (erf): they differ by at most
+5e-4, below bfloat16's rounding of those activations; float32 always keeps SAM's exact GELU. Off until a
+GPU measurement shows it pays (``benchmarks/bench_encoder.py --attn triton+windows+gelu``)."""
 
 FLEX_INLINE = True
 """Under an outer torch.compile on CUDA, trace flex into the same graph (False: call a separately
@@ -221,3 +233,21 @@ class SamVisionWindowLayer(SamVisionLayer):
         windows = qkv.view(batch, rows, window, cols, window, -1).transpose(2, 3).reshape(-1, window, window, qkv.shape[-1])
         out = self.window_unpartition(self.attn.attend(windows), window, (height + pad_h, width + pad_w), (height, width))
         return self.attn.proj(out)
+
+
+class SamVisionMLP(SamMLPBlock):
+    """transformers' SAM MLP; with :data:`FUSED_MLP_GELU`, in a half dtype on CUDA, ``lin1`` + bias +
+    GELU as one matmul with a GELU epilogue. Same parameters, so checkpoints are unchanged."""
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if not (FUSED_MLP_GELU and hidden_states.is_cuda and hidden_states.dtype in (torch.bfloat16, torch.float16)
+                and self.lin1.weight.dtype == hidden_states.dtype and isinstance(self.act, GELUActivation)
+                and self.lin1.bias is not None):
+            return super().forward(hidden_states)
+        return self.lin2(self.fused_lin1_gelu(hidden_states))
+
+    def fused_lin1_gelu(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """GELU(lin1(x)) in one ``_addmm_activation`` (on CPU that op's GELU is the exact one)."""
+        flat = hidden_states.reshape(-1, hidden_states.shape[-1])
+        out = torch._addmm_activation(self.lin1.bias, flat, self.lin1.weight.t(), use_gelu=True)
+        return out.reshape(*hidden_states.shape[:-1], out.shape[-1])

@@ -420,7 +420,8 @@ def set_attn_implementation(model, attn: str) -> None:
 
     ``"sdpa"``, ``"flex"`` and ``"triton"`` take :mod:`samrs_hf.sam_attention`'s classes (windowed
     layers without the padded tokens' projections; the global layers' bias fused for flex and
-    triton); ``"eager"`` is transformers' own. Only the vision layers change; the choice is recorded
+    triton; the MLP that :data:`~samrs_hf.sam_attention.FUSED_MLP_GELU` switches); ``"eager"`` is
+    transformers' own. Only the vision layers change; the choice is recorded
     as ``model.samrs_vision_attention`` and configs say "sdpa" (or "eager"), so ``save_pretrained``
     output loads with stock transformers.
     """
@@ -433,9 +434,11 @@ def set_attn_implementation(model, attn: str) -> None:
            "sdpa": sam_attention.SamVisionRelPosAttention, "eager": ms.SamVisionAttention}[attn]
     # windowed layers skip SAM's padded tokens' projections; eager stays transformers' own, the reference
     layer_cls = ms.SamVisionLayer if attn == "eager" else sam_attention.SamVisionWindowLayer
+    mlp_cls = ms.SamMLPBlock if attn == "eager" else sam_attention.SamVisionMLP
     for layer in model.vision_encoder.layers:
         layer.__class__ = layer_cls
         layer.attn.__class__ = cls
+        layer.mlp.__class__ = mlp_cls
     setattr(model, ATTN_MARK, attn)
     model.config._attn_implementation = config_attn
     model.config.mask_decoder_config._attn_implementation = config_attn

@@ -29,7 +29,7 @@ def test_kernel_shapes():
     assert not any(kernel_supports(80, w) for w in (0, 129, 256))
 
 
-def test_triton_encoder_equals_sdpa_and_uses_the_op_in_global_layers_only(encode_tiny_sam, monkeypatch):
+def test_triton_encoder_equals_sdpa_and_sends_every_layer_through_the_op(encode_tiny_sam, monkeypatch):
     calls = []
     real = relpos_flash.relpos_attention
 
@@ -45,15 +45,16 @@ def test_triton_encoder_equals_sdpa_and_uses_the_op_in_global_layers_only(encode
     assert all(type(layer) is SamVisionWindowLayer for layer in model.vision_encoder.layers)
     assert getattr(model, ATTN_MARK) == "triton" and model.config._attn_implementation == "sdpa"
     torch.testing.assert_close(got, sdpa, rtol=1e-5, atol=1e-5)
-    # tiny-random: layer 0 windowed (SDPA on the layer's 14x14 windows), layer 1 global (the op)
-    assert calls == [((1, 64, 64, 2, 16), (1, 2, 4096, 64), (1, 2, 4096, 64), 0)]
-
-    monkeypatch.setattr(sam_attention, "TRITON_WINDOWS", True)
-    calls.clear()
-    torch.testing.assert_close(encode_tiny_sam("triton"), sdpa, rtol=1e-5, atol=1e-5)
-    # now layer 0 hands the op its unpadded 64x64 grid and the window size (SAM pads it to 70x70)
+    # tiny-random: layer 0 windowed, handing the op its unpadded 64x64 grid and the window size (SAM
+    # pads it to 70x70), layer 1 global
     assert calls == [((1, 64, 64, 2, 16), (1, 2, 4096, 14), (1, 2, 4096, 14), 14),
                      ((1, 64, 64, 2, 16), (1, 2, 4096, 64), (1, 2, 4096, 64), 0)]
+
+    monkeypatch.setattr(sam_attention, "TRITON_WINDOWS", False)
+    calls.clear()
+    torch.testing.assert_close(encode_tiny_sam("triton"), sdpa, rtol=1e-5, atol=1e-5)
+    # now the windowed layer runs SDPA on its 14x14 windows, only the global one the op
+    assert calls == [((1, 64, 64, 2, 16), (1, 2, 4096, 64), (1, 2, 4096, 64), 0)]
     encode_tiny_sam("eager")  # back to transformers' own layers
     assert all(type(layer) is ms.SamVisionLayer for layer in model.vision_encoder.layers)
 
@@ -134,7 +135,6 @@ def test_windowed_layer_on_the_unpadded_grid_equals_segment_anything(monkeypatch
 
 
 INTERPRETED = textwrap.dedent("""
-    import itertools
 
     import torch
     from samrs_hf import relpos_flash, sam_attention
@@ -148,8 +148,10 @@ INTERPRETED = textwrap.dedent("""
     # are not a power of two (masked keys), a 64+16 head dim (vit_h), several batches and heads (strides)
     cases = [(2, 3, 4, 16, 0, 80), (1, 2, 3, 32, 0, 64), (1, 1, 5, 16, 0, 48), (1, 2, 10, 10, 4, 80),
              (2, 1, 9, 12, 5, 32), (1, 2, 28, 28, 14, 48), (1, 1, 2, 40, 0, 32)]
-    for (batch, heads, height, width, window, dim), key_rows in itertools.product(cases, (1, 2)):
-        relpos_flash.INTERPRETER_ROWS = key_rows  # key rows per block: SAM's one, and two (masked odd rows)
+    runs = [(case, rows) for case in cases for rows in ((1, 2, 4, 8) if case[4] else (1, 2))]
+    for (batch, heads, height, width, window, dim), key_rows in runs:
+        # key rows per block: one, and 2, 4, 8 for windows (the block's rows past the window masked)
+        relpos_flash.INTERPRETER_ROWS = key_rows
         rows, cols = (height, width) if window == 0 else (window, window)
         for dtype, tol in ((torch.float32, 1e-5), (torch.float16, 2e-3)):
             qkv = torch.randn(batch, height, width, 3, heads, dim, generator=g).to(dtype)
@@ -216,7 +218,8 @@ def test_kernel_in_triton_interpreter_matches_the_reference():
 
 
 @pytest.mark.parametrize("dtype,capability,window,config", [
-    (torch.bfloat16, 90, 0, (64, 1, 4, 2)), (torch.bfloat16, 90, 14, (64, 2, 4, 2)), (torch.float32, 80, 0, None)])
+    (torch.bfloat16, 90, 0, (64, 1, 4, 2)), (torch.bfloat16, 90, 14, (64, 2, 4, 2)),
+    (torch.bfloat16, 90, 14, (64, 8, 8, 2)), (torch.float32, 80, 0, None)])
 def test_kernel_compiles_for_cuda_without_a_gpu(dtype, capability, window, config):
     """The interpreter does not type-check like the compiler: compile for H100 (bf16, tensor-core
     wgmma; a global layer, and padded windows two key rows a block) and A100 (float32, the parity
@@ -226,7 +229,7 @@ def test_kernel_compiles_for_cuda_without_a_gpu(dtype, capability, window, confi
     from relpos_kernel_resources import compile_kernel
 
     config = config or relpos_flash.FLOAT32_CONFIGS[0]
-    assert config in relpos_flash.TUNING_CONFIGS + relpos_flash.FLOAT32_CONFIGS
+    assert config in relpos_flash.tuning_configs(dtype, window)
     kernel = compile_kernel(dtype, *config, window=window, capability=capability)
     assert kernel.asm["cubin"] and kernel.metadata.shared > 0
     assert ("wgmma" in kernel.asm["ptx"]) is (capability == 90 and dtype == torch.bfloat16)

@@ -212,3 +212,41 @@ def test_build_cli_offers_exactly_the_loadable_attentions():
     from samrs_hf.sam_loading import ATTN_IMPLEMENTATIONS
 
     assert set(cmd_build.ATTN) == set(ATTN_IMPLEMENTATIONS)
+
+
+def test_vision_mlp_is_swapped_in_and_its_fused_gelu_matmul_is_lin1_plus_gelu(encode_tiny_sam):
+    encode_tiny_sam("sdpa")
+    layers = encode_tiny_sam.model.vision_encoder.layers
+    assert all(type(layer.mlp) is sam_attention.SamVisionMLP for layer in layers)
+    mlp = layers[0].mlp
+    x = torch.randn(2, 5, 7, mlp.lin1.in_features, generator=torch.Generator().manual_seed(3))[:, :, 1:]
+    with torch.no_grad():  # (B, H, W, C), not contiguous: how the layer norm's output may arrive
+        torch.testing.assert_close(mlp.fused_lin1_gelu(x), mlp.act(mlp.lin1(x)), rtol=1e-5, atol=1e-5)
+    encode_tiny_sam("eager")
+    assert all(type(layer.mlp) is ms.SamMLPBlock for layer in layers)
+
+
+def test_fused_mlp_gelu_stays_off_the_cpu_and_float32(encode_tiny_sam, monkeypatch):
+    """cuBLASLt's epilogue GELU (tanh) is for half dtypes on CUDA only: elsewhere SAM's exact GELU."""
+    sdpa = encode_tiny_sam("sdpa")
+    monkeypatch.setattr(sam_attention, "FUSED_MLP_GELU", True)
+    monkeypatch.setattr(torch, "_addmm_activation", lambda *a, **k: pytest.fail("fused on the CPU"))
+    assert torch.equal(encode_tiny_sam("sdpa"), sdpa)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (cuBLASLt's GELU epilogue)")
+def test_fused_mlp_gelu_on_cuda_matches_the_exact_gelu_in_bfloat16(encode_tiny_sam, monkeypatch):
+    model = encode_tiny_sam.model
+    encode_tiny_sam("triton")
+    encoder = model.vision_encoder.to("cuda", torch.bfloat16)
+    pixels, want = encode_tiny_sam.pixels.to("cuda", torch.bfloat16), None
+    try:
+        with torch.no_grad():
+            exact = encoder(pixels).last_hidden_state.float()
+            monkeypatch.setattr(sam_attention, "FUSED_MLP_GELU", True)
+            fused = encoder(pixels).last_hidden_state.float()
+            want = encoder.float()(pixels.float()).last_hidden_state
+    finally:
+        model.to("cpu", torch.float32)
+    # the tanh GELU moves the output by less than bf16 itself does against float32
+    assert (fused - exact).abs().max() <= (exact - want).abs().max()
