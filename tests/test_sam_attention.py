@@ -221,7 +221,11 @@ def test_vision_mlp_is_swapped_in_and_its_fused_gelu_matmul_is_lin1_plus_gelu(en
     mlp = layers[0].mlp
     x = torch.randn(2, 5, 7, mlp.lin1.in_features, generator=torch.Generator().manual_seed(3))[:, :, 1:]
     with torch.no_grad():  # (B, H, W, C), not contiguous: how the layer norm's output may arrive
-        torch.testing.assert_close(mlp.fused_lin1_gelu(x), mlp.act(mlp.lin1(x)), rtol=1e-5, atol=1e-5)
+        want = mlp.act(mlp.lin1(x))
+        torch.testing.assert_close(mlp.fused_lin1_gelu(x), want, rtol=1e-5, atol=1e-5)
+        torch._dynamo.reset()  # `samrs build --compile` traces it as one op (inductor calls it as is)
+        compiled = torch.compile(mlp.fused_lin1_gelu, fullgraph=True)
+        torch.testing.assert_close(compiled(x), want, rtol=1e-5, atol=1e-5)
     encode_tiny_sam("eager")
     assert all(type(layer.mlp) is ms.SamMLPBlock for layer in layers)
 
