@@ -49,7 +49,7 @@ GELU epilogue (``torch._addmm_activation``), so the 4x-wide hidden activations a
 instead of written, read and written again by a separate GELU kernel (vit_h: 336 MB per layer for 8
 images). cuBLASLt's GELU is the tanh approximation where SAM's is exact (erf): they differ by at most
 5e-4, below bfloat16's rounding of those activations; float32 always keeps SAM's exact GELU. Off until a
-GPU measurement shows it pays (``benchmarks/bench_encoder.py --attn triton+windows+gelu``)."""
+GPU measurement shows it pays (``benchmarks/bench_encoder.py --attn triton+gelu``)."""
 
 FLEX_INLINE = True
 """Under an outer torch.compile on CUDA, trace flex into the same graph (False: call a separately
