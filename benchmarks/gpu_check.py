@@ -7,13 +7,14 @@ that would not fit the budget is skipped):
   1. versions and device;
   2. SAM's attention alone, global and windowed layers (bench_relpos_attention.py): materialised-bias
      SDPA, flex, triton and bias-free flash, ms/image and error;
-  3. the encoder alone, compiled, for the MFU (target >= 40 %): triton (windowed layers in the kernel
-     too, as ``samrs build --attn triton`` runs it), triton+gelu (lin1 + GELU as one cuBLASLt matmul)
-     and sdpa, each profiled (time by kernel kind, top kernels);
+  3. the encoder alone, compiled, for the MFU (target >= 40 %): triton (the CUDA default: windowed
+     layers in the kernel too, lin1 + GELU as one cuBLASLt matmul), triton+unfused-gelu and sdpa,
+     each profiled (time by kernel kind, top kernels);
   4. vit_h shapes (random weights, smooth masks), bf16, 150 boxes/image, image batch 8: the fp32
-     SamPredictor reference loop, then ours with sdpa attention, encoder and decoder compiled, RLE
-     + gray map out (what ``samrs build --compile`` runs): ratio (target >= 5x) and encoder MFU;
-  5. the same with --attn triton+gelu and triton, against that reference figure;
+     SamPredictor reference loop, then ours with the default (triton) attention, encoder and decoder
+     compiled, RLE + gray map out (what ``samrs build --compile`` runs on CUDA): ratio (target >= 5x)
+     and encoder MFU;
+  5. the same with --attn sdpa, against that reference figure;
   6. CUDA fp32 parity, SamPredictor vs SamLabeler (tiny random ViT from segment-anything's builder,
      3 image sizes x H-Box/RH-Box/CP/H-Box-M; per-mask IoU >= 0.99, mean >= 0.995): triton, sdpa;
   7. flex attention and its parity; boolean masks out; no compile.
@@ -165,30 +166,26 @@ def main():
                 ["--device", args.device, "--batch", args.image_batch_size, *window]
                 + (["--grid", "16", "--head-dim", "32", "--dtype", "float32"] if size == "tiny" else [])))
             for window in ([], ["--window"])]),
-        ("encoder alone, compiled: triton, triton+gelu, sdpa (MFU, profile)", 200,
+        ("encoder alone, compiled: triton, triton+unfused-gelu, sdpa (MFU, profile)", 200,
          lambda: SUMMARY.extend(bench_encoder.run(
              ["--model-size", size, "--device", args.device, "--batch-sizes", args.image_batch_size,
-              "--attn", "triton", "triton+gelu", "sdpa", "--modes", "default", "--profile",
+              "--attn", "triton", "triton+unfused-gelu", "sdpa", "--modes", "default", "--profile",
               "--budget-s", str(max(0.0, args.budget_s - (time.perf_counter() - start) - 300))]))),
-        ("reference loop vs ours: sdpa, compiled, RLE out", 150,
-         bench(["--attn", "sdpa", "--compile", "--output", "rle"], "sdpa, compiled, RLE out")),
-        ("ours: triton attention + fused GELU, compiled, RLE out", 100,
-         bench(["--attn", "triton+gelu", "--compile", "--output", "rle", "--skip-reference"],
-               "triton+gelu, compiled, RLE out")),
-        ("ours: triton attention, compiled, RLE out", 100,
-         bench(["--attn", "triton", "--compile", "--output", "rle", "--skip-reference"],
-               "triton, compiled, RLE out")),
+        ("reference loop vs ours: triton (the CUDA default), compiled, RLE out", 150,
+         bench(["--attn", "triton", "--compile", "--output", "rle"], "triton, compiled, RLE out")),
+        ("ours: sdpa attention, compiled, RLE out", 100,
+         bench(["--attn", "sdpa", "--compile", "--output", "rle", "--skip-reference"], "sdpa, compiled, RLE out")),
         ("parity fp32 (triton)", 20, lambda: section_parity(device, "triton")),
         ("parity fp32 (sdpa)", 20, lambda: section_parity(device, "sdpa")),
         ("ours: flex attention, compiled, RLE out", 150,
          lambda: section_flex(bench(["--attn", "flex", "--compile", "--output", "rle", "--skip-reference"],
                                     "flex, compiled, RLE out"))),
         ("parity fp32 (flex)", 40, lambda: section_parity(device, "flex")),
-        ("ours: sdpa, compiled, boolean masks out", 100,
-         bench(["--attn", "sdpa", "--compile", "--output", "masks", "--skip-reference"],
-               "sdpa, compiled, masks out")),
-        ("ours: sdpa, not compiled, RLE out", 30,
-         bench(["--attn", "sdpa", "--output", "rle", "--skip-reference"], "sdpa, eager, RLE out")),
+        ("ours: triton, compiled, boolean masks out", 100,
+         bench(["--attn", "triton", "--compile", "--output", "masks", "--skip-reference"],
+               "triton, compiled, masks out")),
+        ("ours: triton, not compiled, RLE out", 30,
+         bench(["--attn", "triton", "--output", "rle", "--skip-reference"], "triton, eager, RLE out")),
     ]
     status = 0
     for name, needs, fn in sections:

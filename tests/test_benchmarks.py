@@ -1,12 +1,15 @@
-"""The benchmarks' model-FLOP count, which every MFU figure divides by."""
+"""The benchmarks' model-FLOP count, which every MFU figure divides by, and their --attn switches."""
 
 import sys
 from pathlib import Path
 
+import pytest
 from transformers import SamVisionConfig
 
+from samrs_hf import sam_attention
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_labeling import encoder_flops  # noqa: E402
+from bench_labeling import ATTN_CHOICES, benchmark_attn, encoder_flops  # noqa: E402
 from sam_reference import SHAPES  # noqa: E402
 
 
@@ -32,3 +35,23 @@ def test_encoder_flops_count_the_image_tokens_not_the_window_padding():
                                  global_attn_indexes=global_idx)
         assert encoder_flops(config) == hand_count(dim, depth, global_idx)
     assert round(encoder_flops(SamVisionConfig()) / 1e9) == 938  # transformers' default is vit_b
+
+
+def test_attn_choices_set_the_switches_they_name_and_reset_the_rest():
+    """A benchmark figure labelled "triton" must be what ``samrs build --attn triton`` runs."""
+    def switches():
+        return sam_attention.TRITON_WINDOWS, sam_attention.UNPADDED_WINDOWS, sam_attention.FUSED_MLP_GELU
+
+    defaults = switches()
+    try:
+        assert benchmark_attn("triton+unfused-gelu") == "triton" and not sam_attention.FUSED_MLP_GELU
+        assert benchmark_attn("triton+sdpa-windows") == "triton" and not sam_attention.TRITON_WINDOWS
+        assert sam_attention.FUSED_MLP_GELU  # the previous choice's switch is undone
+        assert benchmark_attn("sdpa+padded") == "sdpa" and not sam_attention.UNPADDED_WINDOWS
+        for plain in ("triton", "triton+windows", "triton+gelu", "sdpa", "sdpa+gelu"):
+            assert benchmark_attn(plain) == plain.split("+")[0] and switches() == defaults
+        assert {c.split("+")[0] for c in ATTN_CHOICES} == {"sdpa", "eager", "flex", "triton"}
+        with pytest.raises(ValueError, match="--attn must be one of"):
+            benchmark_attn("triton+fast")
+    finally:
+        sam_attention.TRITON_WINDOWS, sam_attention.UNPADDED_WINDOWS, sam_attention.FUSED_MLP_GELU = defaults

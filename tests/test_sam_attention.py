@@ -246,6 +246,7 @@ def test_fused_mlp_gelu_on_cuda_matches_the_exact_gelu_in_bfloat16(encode_tiny_s
     pixels, want = encode_tiny_sam.pixels.to("cuda", torch.bfloat16), None
     try:
         with torch.no_grad():
+            monkeypatch.setattr(sam_attention, "FUSED_MLP_GELU", False)
             exact = encoder(pixels).last_hidden_state.float()
             monkeypatch.setattr(sam_attention, "FUSED_MLP_GELU", True)
             fused = encoder(pixels).last_hidden_state.float()
@@ -254,3 +255,17 @@ def test_fused_mlp_gelu_on_cuda_matches_the_exact_gelu_in_bfloat16(encode_tiny_s
         model.to("cpu", torch.float32)
     # the tanh GELU moves the output by less than bf16 itself does against float32
     assert (fused - exact).abs().max() <= (exact - want).abs().max()
+
+
+def test_the_fused_gelu_is_recorded_where_it_applies(monkeypatch):
+    """build.json says which GELU ran: the fused tanh form only on CUDA in half dtypes, never eager."""
+    from samrs_hf.sam_loading import load_sam
+
+    assert sam_attention.fused_gelu_applies("cuda", torch.bfloat16)
+    assert sam_attention.fused_gelu_applies(torch.device("cuda:1"), torch.float16)
+    assert not sam_attention.fused_gelu_applies("cuda", torch.float32)
+    assert not sam_attention.fused_gelu_applies("cpu", torch.bfloat16)
+    monkeypatch.setattr(sam_attention, "FUSED_MLP_GELU", False)
+    assert not sam_attention.fused_gelu_applies("cuda", torch.bfloat16)
+    info = load_sam("tiny-random", dtype=torch.bfloat16)[1]
+    assert info.config["mlp_gelu"] == "exact (erf)"

@@ -208,3 +208,17 @@ def test_sam_checkpoint_with_a_misshapen_tensor_is_reported(tmp_path):
     torch.save(sd, path)
     with pytest.raises(ModelLoadError, match=r"odd\.pth: checkpoint does not match.*layers\.1\.mlp\.lin1\.weight"):
         load_sam(str(path))
+
+
+def test_default_attention_is_the_triton_kernel_on_cuda_and_sdpa_elsewhere(monkeypatch):
+    """Measured fastest per device (benchmarks/README.md); CUDA without triton must still load."""
+    from samrs_hf import relpos_flash
+    from samrs_hf.sam_loading import default_attn_implementation
+
+    assert default_attn_implementation("cpu") == "sdpa"
+    assert default_attn_implementation(torch.device("cpu")) == "sdpa"
+    monkeypatch.setattr(relpos_flash, "triton", object())
+    assert default_attn_implementation("cuda") == "triton"
+    assert default_attn_implementation("cuda:1") == "triton"
+    monkeypatch.setattr(relpos_flash, "triton", None)
+    assert default_attn_implementation("cuda") == "sdpa"
