@@ -54,8 +54,8 @@ without it (41.7 % vs 39.3 % MFU), labeling 25.09 images/s against 22.69 (benchm
 
 
 def fused_gelu_applies(device, dtype) -> bool:
-    """Whether :class:`SamVisionMLP` takes the fused (tanh) GELU for a model run on ``device`` in
-    ``dtype``: recorded with a build, since it is the one switch that changes the math, if below bf16."""
+    """Whether :class:`SamVisionMLP` takes the fused (tanh) GELU on ``device`` in ``dtype``. Builds record
+    it: of all the speed switches it alone changes the math (by less than bfloat16's rounding)."""
     return FUSED_MLP_GELU and torch.device(device).type == "cuda" and dtype in (torch.bfloat16, torch.float16)
 
 

@@ -347,9 +347,9 @@ def load_sam(
     summary = summarize_config(model.config)
     summary["parameters"] = sum(p.numel() for p in model.parameters())
     summary["attn_implementation"] = attn
-    from .sam_attention import fused_gelu_applies
+    from .sam_attention import SamVisionMLP, fused_gelu_applies
 
-    fused = attn != "eager" and fused_gelu_applies(device, dtype)
+    fused = isinstance(model.vision_encoder.layers[0].mlp, SamVisionMLP) and fused_gelu_applies(device, dtype)
     summary["mlp_gelu"] = "tanh (fused into lin1, cuBLASLt epilogue)" if fused else "exact (erf)"
     summary["dtype"] = str(dtype).removeprefix("torch.")
     return model, ModelInfo(spec=spec, kind=kind, random=random, config=summary)

@@ -269,3 +269,6 @@ def test_the_fused_gelu_is_recorded_where_it_applies(monkeypatch):
     assert not sam_attention.fused_gelu_applies("cuda", torch.bfloat16)
     info = load_sam("tiny-random", dtype=torch.bfloat16)[1]
     assert info.config["mlp_gelu"] == "exact (erf)"
+    monkeypatch.setattr(sam_attention, "fused_gelu_applies", lambda device, dtype: True)  # as on CUDA
+    assert load_sam("tiny-random", attn_implementation="sdpa")[1].config["mlp_gelu"].startswith("tanh")
+    assert load_sam("tiny-random", attn_implementation="eager")[1].config["mlp_gelu"] == "exact (erf)"

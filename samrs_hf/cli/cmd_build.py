@@ -44,9 +44,10 @@ def add_options(p: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="SAM compute dtype (default: %(default)s)")
     p.add_argument("--attn", choices=ATTN,
-                   help="SAM image-encoder attention (default: triton on CUDA when triton is installed, else sdpa); flex (FlexAttention) and triton (our "
-                        "flash-attention kernel) add the rel-pos bias inside one CUDA kernel in the global layers "
-                        "instead of an NxN mask, triton in the windowed layers too")
+                   help="SAM image-encoder attention (default: triton on CUDA when triton is installed, else "
+                        "sdpa); flex (FlexAttention) and triton (our flash-attention kernel) add the rel-pos bias "
+                        "inside one CUDA kernel in the global layers instead of an NxN mask, triton in the "
+                        "windowed layers too")
     p.add_argument("--device", help="torch device (default: this process's accelerate device)")
     p.add_argument("--limit", type=int, metavar="N", help="label only the first N source images (reader order)")
     p.add_argument("--overwrite", action="store_true",
