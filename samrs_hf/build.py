@@ -10,8 +10,12 @@ rather than a loop lives here:
   depend on the number of processes;
 * **resume**: every file is written atomically and ``ins/<name>.json`` is written last, so its
   presence marks a finished image; a rerun skips those and rewrites the rest byte for byte;
-* **refusal**: the options that shape the outputs are fingerprinted into ``.samrs_build.json``
-  at start; an out dir started with other options is refused unless ``--overwrite``;
+* **refusal**: the options that shape the outputs (the model's weights included, by hash) are
+  fingerprinted into ``.samrs_build.json`` at start; an out dir started with other options is refused
+  unless ``--overwrite``, which deletes only files a samrs build wrote (anything else there refuses it);
+  ``--out`` and ``--source`` may not contain each other;
+* **one build at a time**: the main process holds ``.samrs_build.lock`` in ``--out`` for the build's
+  life; another build into the same folder is refused at once, naming the running one's pid;
 * **overlap**: ``--num-workers`` threads decode, cut and make prompts ahead of SAM, SAM runs in
   the main thread (masks become COCO RLE runs and the gray map on its device), and writer
   threads encode PNGs and write.
@@ -28,8 +32,11 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import time
+from contextlib import contextmanager
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -53,7 +60,7 @@ from .records import (
     SourceError,
     SourceImage,
 )
-from .sam_loading import ATTN_IMPLEMENTATIONS
+from .sam_loading import ATTN_IMPLEMENTATIONS, TINY_RANDOM
 from .tiling import (TILING_PRESETS, Patch, TilingConfig, load_patches, plan_patches, tiling_config,
                      unassigned_objects)
 
@@ -63,6 +70,14 @@ STATE_FILE = ".samrs_build.json"
 """Written at the start of a build: the fingerprinted options a rerun must match."""
 PARTS_DIR = ".samrs_parts"
 """Per-process partial reports, merged into ``build.json`` by the main process."""
+LOCK_FILE = ".samrs_build.lock"
+"""Held (``filelock``) by the main process of the running build, for the build's life."""
+OWNER_FILE = ".samrs_build.owner"
+"""Who holds the lock (pid, host, options): what a refused second build reports."""
+LAYOUT_FILES = {IMAGES: IMAGE_EXTENSIONS, GRAY: (".png",), COLOR: (".png",), INS: (".json", ".pkl")}
+"""The files a build writes per patch: ``<folder>/<name><extension>``."""
+_TEMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+""":func:`~samrs_hf.layout.atomic_write`'s temp files (``tempfile.mkstemp``'s 8 random characters)."""
 LAYOUT_VERSION = 1
 
 OBJECT_IN_NO_WINDOW = "object-in-no-window"
@@ -101,6 +116,10 @@ PRESETS: dict[str, Preset] = {
 
 class BuildRefused(SourceError):
     """The out dir holds another build (or other files); the message says how to proceed."""
+
+
+class NothingBuilt(SourceError):
+    """The source images gave no patch (all skipped, or no object to label): the message says why."""
 
 
 class OutputWriteError(OSError):
@@ -159,11 +178,14 @@ class BuildPlan:
     dtype: str
     pkl: bool
     images_dir: str | None = None
+    model_weights: str | None = None
+    """What the weights are (``sha256:...`` of local files, ``hub:<commit>``); None for tiny-random."""
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if d["images_dir"] is None:
-            del d["images_dir"]  # keeps the fingerprints of builds made before the option existed
+        for key in ("images_dir", "model_weights"):
+            if d[key] is None:
+                del d[key]  # keeps the fingerprints of builds made before the option existed
         d["splits"] = list(self.splits) if self.splits else None
         d["tiling"] = tiling_dict(self.tiling)
         d["layout_version"] = LAYOUT_VERSION
@@ -188,6 +210,56 @@ def _model_identity(spec: str) -> str:
     return str(path.resolve()) if path.exists() else spec
 
 
+WEIGHT_SUFFIXES = (".json", ".safetensors", ".bin")
+"""The files of a ``save_pretrained`` folder that decide the model: config, weights, shard index."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def model_weights_id(spec: str) -> str | None:
+    """What ``--model`` holds, not where: the same path with other weights must not resume a build.
+
+    A checkpoint file: its SHA-256 (1.5 s for ViT-H's 2.5 GB, less than loading it). A folder: the hash
+    of its config and weight files. A Hub id: the commit it resolves to now (offline: the cached one).
+    None where nothing can be said before loading (tiny-random is seeded; a missing path fails to load).
+    """
+    if spec == TINY_RANDOM:
+        return None
+    path = Path(spec).expanduser()
+    try:
+        if path.is_file():
+            return f"sha256:{_sha256(path)}"
+        if path.is_dir():
+            files = sorted(f for f in path.iterdir() if f.is_file() and f.name.endswith(WEIGHT_SUFFIXES))
+            listing = "".join(f"{f.name}\t{_sha256(f)}\n" for f in files)
+            return f"sha256:{hashlib.sha256(listing.encode()).hexdigest()}"
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the --model files ({exc.strerror or exc})") from None
+    if spec.startswith((".", "/", "~")) or spec.endswith((".pth", ".pt", ".bin")):
+        return None
+    commit = _hub_commit(spec)
+    return f"hub:{commit}" if commit else None
+
+
+def _hub_commit(repo_id: str) -> str | None:
+    """The commit ``from_pretrained`` is about to load: the Hub's now, else the local cache's."""
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            return HfApi().model_info(repo_id, timeout=10).sha
+        except Exception as exc:  # noqa: BLE001 -- unreachable or unknown: transformers falls back to the cache too
+            log.info("%s: no commit from the Hub (%s); fingerprinting the cached one", repo_id, exc)
+    cached = try_to_load_from_cache(repo_id, "config.json")
+    return Path(cached).parent.name if isinstance(cached, str) else None  # .../snapshots/<commit>/config.json
+
+
 def resolve(config: BuildConfig) -> BuildPlan:
     """Fill the preset's defaults and check the options (errors name the option)."""
     if config.preset not in PRESETS:
@@ -196,6 +268,9 @@ def resolve(config: BuildConfig) -> BuildPlan:
     fmt = (config.format or preset.format or "").lower()
     if not fmt:
         raise ValueError("samrs build custom needs --format (dota, dior, dior-r, fair1m, hrsc2016, coco)")
+    if preset.format is not None and fmt != preset.format:
+        raise ValueError(f"samrs build {preset.name} reads --format {preset.format} only, not {fmt}; "
+                         f"use samrs build custom --format {fmt} (or the preset of that dataset)")
     if fmt not in TILING_PRESETS:
         raise ValueError(f"unknown --format {fmt!r}; known: {', '.join(TILING_PRESETS)}")
     tiling = tiling_config(fmt, config.tile_size, config.gap, config.iof_thr)
@@ -234,76 +309,251 @@ def resolve(config: BuildConfig) -> BuildPlan:
         dtype=config.dtype,
         pkl=bool(config.pkl),
         images_dir=str(Path(config.images_dir).expanduser().resolve()) if config.images_dir is not None else None,
+        model_weights=model_weights_id(str(config.model)),
     )
 
 
 # ------------------------------------------------------------------------------ out dir
 
 
-def _has_outputs(out: Path) -> bool:
-    if (out / REPORT).exists():
-        return True
-    return any(any(True for _ in (out / d).iterdir()) for d in (IMAGES, GRAY, COLOR, INS) if (out / d).is_dir())
+def _read_state(out: Path) -> dict | None:
+    try:
+        state = json.loads((out / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def _check_apart(out: Path, plan: BuildPlan) -> None:
+    """Refuse an ``--out`` that is, holds or lies in the source: the build would read or replace its input."""
+    for option, value in (("--source", plan.source), ("--images-dir", plan.images_dir)):
+        if value is None:
+            continue
+        folder = Path(value).resolve()
+        inside = out.is_relative_to(folder)
+        if folder.is_file():  # a COCO JSON: only its own folder, not everything beside it
+            folder, inside = folder.parent, False
+        if out == folder or inside or folder.is_relative_to(out):
+            how = "is" if out == folder else "lies inside" if inside else "holds"
+            raise BuildRefused(f"{out}: --out {how} the {option} folder {folder}; choose an --out outside it")
+
+
+@dataclass
+class OutContents:
+    """What ``--out`` holds, by who wrote it."""
+
+    samrs: list[Path] = field(default_factory=list)
+    """Files and folders a samrs build wrote (what ``--overwrite`` may delete)."""
+    foreign: list[Path] = field(default_factory=list)
+    outputs: bool = False
+    """Patch files or ``build.json`` among ``samrs``."""
+
+
+def _is_temp(entry: os.DirEntry) -> bool:
+    return entry.is_file(follow_symlinks=False) and bool(_TEMP_FILE.match(entry.name))
+
+
+def _is_bookkeeping(entry: os.DirEntry) -> bool:
+    """A file (or the parts folder) of samrs at the top of ``--out``."""
+    if entry.name == PARTS_DIR:
+        return entry.is_dir(follow_symlinks=False)
+    return _is_temp(entry) or (entry.name in (REPORT, STATE_FILE, LOCK_FILE, OWNER_FILE)
+                               and entry.is_file(follow_symlinks=False))
+
+
+def out_dir_contents(out: Path, state: dict | None) -> OutContents:
+    """Sort ``--out``'s entries: samrs's own are its bookkeeping files and the layout files of the patch
+    names a finished patch has (``ins/<name>.json`` and ``gray/<name>.png``) or, for a killed build's
+    unfinished patches, that the recorded options plan."""
+    names = _stems(out / INS, ".json") & _stems(out / GRAY, ".png")
+    found, unclaimed = OutContents(), []
+    with os.scandir(out) as entries:
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name in LAYOUT_FILES and entry.is_dir(follow_symlinks=False):
+                with os.scandir(path) as files:
+                    for f in files:
+                        if _is_temp(f):
+                            found.samrs.append(Path(f.path))
+                        elif f.is_file(follow_symlinks=False) and Path(f.name).suffix in LAYOUT_FILES[entry.name]:
+                            (found.samrs if Path(f.name).stem in names else unclaimed).append(Path(f.path))
+                        else:
+                            found.foreign.append(Path(f.path))
+            elif _is_bookkeeping(entry):
+                found.samrs.append(path)
+            else:
+                found.foreign.append(path)
+    if unclaimed:
+        planned = planned_names(state)
+        for path in unclaimed:
+            (found.samrs if path.stem in planned else found.foreign).append(path)
+    found.outputs = any(p.name == REPORT or (p.parent != out and not _TEMP_FILE.match(p.name)) for p in found.samrs)
+    found.foreign.sort()
+    return found
+
+
+def _stems(folder: Path, suffix: str) -> set[str]:
+    return {p.stem for p in folder.glob(f"*{suffix}")} if folder.is_dir() else set()
+
+
+def planned_names(state: dict | None) -> set[str]:
+    """Every patch name of the build recorded in ``state`` (empty if its source cannot be read now)."""
+    from .readers import open_source
+
+    options = (state or {}).get("options") or {}
+    try:
+        t = options.get("tiling")
+        tiling = (TilingConfig(t["size"], t["gap"], t["iof_thr"], t["img_rate_thr"], tuple(t["pad_value"]))
+                  if t else None)
+        source = open_source(options["format"], options["source"], splits=options.get("splits"),
+                             images_dir=options.get("images_dir"))
+        return {p.name for image in source.images() for p in plan_patches(image, tiling)}
+    except (KeyError, TypeError, ValueError, OSError, SourceError):
+        return set()
+
+
+def _listing(out: Path, paths: list[Path], shown: int = 5) -> str:
+    names = ", ".join(str(p.relative_to(out)) for p in paths[:shown])
+    return names + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
+
+
+def _options_diff(old: dict, new: dict) -> str:
+    return "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted({*old, *new}) if old.get(k) != new.get(k))
 
 
 def check_out_dir(out: Path, plan: BuildPlan, overwrite: bool) -> str:
     """``"new"``, ``"resume"`` or ``"overwrite"``; raises :class:`BuildRefused` otherwise (read-only)."""
+    out = Path(out).resolve()
+    _check_apart(out, plan)
     if not out.exists():
         return "new"
     if not out.is_dir():
         raise BuildRefused(f"{out}: --out exists and is not a folder")
-    if not any(out.iterdir()):
-        return "new"
-    state_path = out / STATE_FILE
-    state = None
-    if state_path.is_file():
-        try:
-            state = json.loads(state_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            state = None
+    state = _read_state(out)
     if state is not None and state.get("fingerprint") == plan.fingerprint:
-        return "resume"
+        return "resume"  # writes what is missing; deletes nothing but its own temp files
+    contents = out_dir_contents(out, state)
+    if contents.foreign:
+        what = ("holds files samrs did not write" if contents.samrs
+                else "is not empty and holds no samrs build")
+        raise BuildRefused(
+            f"{out}: --out {what} ({_listing(out, contents.foreign)}); samrs never deletes those, so choose "
+            "an empty or new folder, or move them out of it"
+        )
+    if not contents.outputs:
+        return "new"  # empty, or a start that wrote nothing yet: nothing to protect
     if overwrite:
         return "overwrite"
     if state is None:
-        if not _has_outputs(out) and not state_path.exists():
-            raise BuildRefused(
-                f"{out}: --out is not empty and holds no samrs build; choose an empty or new folder, or pass "
-                "--overwrite (it replaces only images/, gray/, color/, ins/ and build.json there)"
-            )
-        if _has_outputs(out):
-            raise BuildRefused(
-                f"{out}: holds a samrs build whose options are unknown ({STATE_FILE} missing or unreadable); "
-                "pass --overwrite to rebuild it or choose another --out"
-            )
-        return "new"
-    if not _has_outputs(out):
-        return "new"  # a start that wrote nothing yet: nothing to protect
-    old = state.get("options", {})
-    new = plan.to_dict()
-    diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new.get(k)]
+        raise BuildRefused(
+            f"{out}: holds a samrs build whose options are unknown ({STATE_FILE} missing or unreadable); "
+            "pass --overwrite to rebuild it or choose another --out"
+        )
+    diff = _options_diff(state.get("options") or {}, plan.to_dict())
     raise BuildRefused(
-        f"{out}: was built with different options ({'; '.join(diff) or 'fingerprint differs'}); "
+        f"{out}: was built with different options ({diff or 'fingerprint differs'}); "
         "rerun with the original options to resume, pass --overwrite to rebuild, or choose another --out"
     )
 
 
 def prepare_out_dir(out: Path, plan: BuildPlan, mode: str) -> None:
-    """Main process only: clear (overwrite), drop temp files of a killed run, write the state file."""
+    """Main process only, holding the lock: clear a build's files (overwrite), drop temp files of a
+    killed run, write the state file."""
     if mode == "overwrite":
-        for d in (IMAGES, GRAY, COLOR, INS, PARTS_DIR):
-            shutil.rmtree(out / d, ignore_errors=True)
-        for f in (REPORT, STATE_FILE):
-            (out / f).unlink(missing_ok=True)
-    for d in (out, *(out / x for x in (IMAGES, GRAY, COLOR, INS))):
+        contents = out_dir_contents(out, _read_state(out))
+        if contents.foreign:  # appeared since the check: still never deleted
+            raise BuildRefused(f"{out}: files samrs did not write appeared in --out "
+                               f"({_listing(out, contents.foreign)}); nothing was deleted")
+        for path in contents.samrs:
+            if path.name in (LOCK_FILE, OWNER_FILE):
+                continue
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    for d in (out, *(out / x for x in LAYOUT_FILES)):
         if d.is_dir():
-            for tmp in d.glob(".*.tmp"):
-                tmp.unlink(missing_ok=True)
+            with os.scandir(d) as entries:
+                for tmp in [Path(e.path) for e in entries if _is_temp(e)]:
+                    tmp.unlink(missing_ok=True)
     shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
-    for d in (IMAGES, GRAY, COLOR, INS):
+    for d in LAYOUT_FILES:
         _mkdir(out / d)
     state = {"fingerprint": plan.fingerprint, "options": plan.to_dict(), "samrs_hf_version": __version__}
     write_file(out / STATE_FILE, json_bytes(state))
+
+
+def _holder(out: Path) -> dict:
+    try:
+        owner = json.loads((out / OWNER_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return owner if isinstance(owner, dict) else {}
+
+
+def lock_out_dir(out: Path, plan: BuildPlan):
+    """The held lock of ``--out`` (``filelock``); a build already holding it refuses this one at once.
+
+    A second build is refused rather than queued: with other options it could never run there, and
+    with the same ones, once the first is done, rerunning resumes in seconds.
+    """
+    from filelock import FileLock, Timeout
+
+    _mkdir(out)
+    lock = FileLock(str(out / LOCK_FILE), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        owner = _holder(out)
+        who = (f"pid {owner.get('pid', '?')} on {owner.get('host', '?')}, started {owner.get('started', '?')}"
+               if owner else "pid unknown")
+        if owner.get("fingerprint") not in (None, plan.fingerprint):
+            diff = _options_diff(owner.get("options") or {}, plan.to_dict())
+            raise BuildRefused(f"{out}: was built with different options ({diff}) by a samrs build still running "
+                               f"there ({who}); choose another --out") from None
+        raise BuildRefused(f"{out}: another samrs build is running in {out} ({who}); wait for it to end "
+                           "(rerunning then resumes) or choose another --out") from None
+    try:
+        write_file(out / OWNER_FILE, json_bytes({
+            "pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "fingerprint": plan.fingerprint, "options": plan.to_dict()}))
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def unlock_out_dir(out: Path, lock) -> None:
+    (out / OWNER_FILE).unlink(missing_ok=True)
+    lock.release()
+
+
+@contextmanager
+def claim_out_dir(out: Path, plan: BuildPlan, overwrite: bool, state) -> Iterator[str]:
+    """Yield the out dir's mode while the main process holds its lock; the other processes of the
+    launch take the main process's verdict (they share its lock, and a refusal stops them all)."""
+    lock, error, verdict = None, None, None
+    if state.is_main_process:
+        try:
+            lock = lock_out_dir(out, plan)
+            verdict = ("ok", check_out_dir(out, plan, overwrite))  # again, now that no other build can change it
+        except (SourceError, OSError) as exc:
+            error, verdict = exc, ("refused", str(exc))
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        verdict = broadcast_object_list([verdict])[0]
+    if error is not None:
+        if lock is not None:
+            unlock_out_dir(out, lock)
+        raise error
+    if verdict[0] != "ok":
+        raise BuildRefused(verdict[1])
+    try:
+        yield verdict[1]
+    finally:
+        if lock is not None:
+            unlock_out_dir(out, lock)
 
 
 def _mkdir(path: Path) -> None:
@@ -507,26 +757,39 @@ def run_build(config: BuildConfig) -> dict:
 
     Every process of an ``accelerate launch`` calls this with the same config.
     """
-    import torch
     from accelerate import PartialState
-    from tqdm.auto import tqdm
 
-    from .engine import SamLabeler
     from .readers import open_source
-    from .sam_loading import load_sam
 
     t_start = time.perf_counter()
     plan = resolve(config)
     out = Path(config.out).expanduser().resolve()
     state = PartialState(cpu=_wants_cpu(config.device))
-    rank, world = state.process_index, state.num_processes
-    mode = check_out_dir(out, plan, config.overwrite)  # every process, before anything is written
+    check_out_dir(out, plan, config.overwrite)  # every process, read-only: refuses before the source is listed
     source = open_source(plan.format, plan.source, strict=config.strict, splits=plan.splits,
                          images_dir=plan.images_dir)
     len(source)  # lists the source now: a wrong layout or split fails before SAM loads and --out is touched
     table = source.class_table
     if len(table) > IGNORE_INDEX:
         raise SourceError(f"{plan.source}: {len(table)} classes do not fit uint8 gray maps (at most 255)")
+    with claim_out_dir(out, plan, config.overwrite, state) as mode:  # held until the last file is written
+        report = _build(config, plan, out, state, source, mode, t_start)
+    images = report["counts"]["source_images"] + source.skipped_images if report else 0  # the reader's skips too
+    if images and report["counts"]["patches_written"] == 0 and config.limit != 0:
+        raise NothingBuilt(nothing_built_reason(report, images, out))
+    return report
+
+
+def _build(config: BuildConfig, plan: BuildPlan, out: Path, state, source, mode: str, t_start: float) -> dict:
+    """Label ``source`` into ``out`` (claimed by the caller); the report on the main process, else ``{}``."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .engine import SamLabeler
+    from .sam_loading import load_sam
+
+    rank, world = state.process_index, state.num_processes
+    table = source.class_table
     device = _pick_device(config.device, state)
     dtype = getattr(torch, plan.dtype)
     t = time.perf_counter()
@@ -645,6 +908,18 @@ def run_build(config: BuildConfig) -> dict:
     return report
 
 
+def nothing_built_reason(report: dict, total: int, out: Path) -> str:
+    """Why a build of ``total`` source images wrote no image: how many were skipped, for what, and the
+    rest's lack of objects."""
+    skipped = report["skipped"]["images"]
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(report["problems"]["counts"].items()))
+    why = (f"{skipped} of {total} source images were skipped" if skipped
+           else f"none of {total} source images was skipped")
+    rest = "" if skipped >= total else f", and {'the other' if skipped else 'they'} had no object to label"
+    return (f"{out}: the build wrote 0 images: {why}{rest}" + (f" (problems: {kinds})" if kinds else "")
+            + f"; see {out / REPORT}")
+
+
 def _items(index: int, first, stream, prompt: str) -> Iterator[_Item]:
     from .prompts import make_prompts
 
@@ -685,7 +960,7 @@ def _merge(plan, config, source, info, device, world, parts, source_images, t_st
         "classes": list(table.names),
         "tiling": tiling_dict(plan.tiling),
         "prompt": plan.prompt,
-        "model": info.to_dict(),
+        "model": {**info.to_dict(), "weights": plan.model_weights},
         "dtype": plan.dtype,
         "device": device.type,
         "pkl": plan.pkl,

@@ -22,8 +22,9 @@ bring-your-own COCO sets are used uncut. What is reproduced, from BboxToolkit's
 * pixels outside the image are filled with BboxToolkit's padding value BGR (104, 116, 124),
   i.e. RGB (124, 116, 104), bottom/right; windows without objects are not produced;
 * patch names follow the DOTA/mmrotate split tools that SAMRS's file names come from:
-  ``{image_id}__{size}__{x}___{y}`` (``P0000__1024__824___0``). BboxToolkit itself numbered patches
-  (``P0000_0003``), which does not say where the patch lies.
+  ``{image_id}__{size}__{x}___{y}`` (``P0000__1024__824___0``); uncut images keep their id. BboxToolkit
+  itself numbered patches (``P0000_0003``), which does not say where the patch lies. Names that would not
+  fit a file name are shortened with a hash (:func:`patch_name`).
 
 Nothing here decodes pixels except :func:`load_patches`, which decodes each source image once.
 """
@@ -31,6 +32,7 @@ Nothing here decodes pixels except :func:`load_patches`, which decodes each sour
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 from dataclasses import dataclass, field
 from math import ceil
@@ -84,9 +86,26 @@ TILING_PRESETS: dict[str, TilingConfig] = {
 }
 
 
-def patch_name(image_id: str, size: int, x: int, y: int) -> str:
-    """``P0000__1024__824___0``: source id, window size, x and y offsets."""
-    return f"{image_id}__{size}__{x}___{y}"
+MAX_NAME_BYTES = 236
+"""Longest patch name: 255 bytes per file name (ext4, xfs, NTFS...) less the longest extension (``.jpeg``,
+``.tiff``, ``.json``) and :func:`~samrs_hf.layout.atomic_write`'s temp form ``.<file>.XXXXXXXX.tmp``."""
+
+
+def patch_name(image_id: str, size: int | None = None, x: int = 0, y: int = 0) -> str:
+    """``P0000__1024__824___0``: source id, window size, x and y offsets; the id alone when ``size`` is None.
+
+    A name longer than :data:`MAX_NAME_BYTES` keeps the start of the id, then ``~`` and 16 hex digits of
+    the full id's SHA-256, then the window suffix: still unique, the same in every run, and a valid file
+    name. ``ins/<name>.json``'s ``source_image`` keeps the full id.
+    """
+    suffix = "" if size is None else f"__{size}__{x}___{y}"
+    name = f"{image_id}{suffix}"
+    if len(name.encode()) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(image_id.encode()).hexdigest()[:16]
+    keep = MAX_NAME_BYTES - len(suffix) - len(digest) - 1
+    prefix = image_id.encode()[:keep].decode("utf-8", "ignore")  # never half a UTF-8 character
+    return f"{prefix}~{digest}{suffix}"
 
 
 def _axis_starts(side: int, size: int, step: int) -> list[int]:
@@ -191,7 +210,7 @@ def plan_patches(image: SourceImage, cfg: TilingConfig | None) -> list[Patch]:
             return []
         return [
             Patch(
-                name=image.image_id,
+                name=patch_name(image.image_id),
                 image_id=image.image_id,
                 window=(0, 0, image.width, image.height),
                 offset=(0, 0),

@@ -392,7 +392,8 @@ def test_skipped_counts_images_and_objects_by_what_was_dropped(dior, tmp_path):
     shutil.copytree(dior, source)
     for xml in (source / "Annotations" / "Horizontal Bounding Boxes").glob("*.xml"):
         xml.write_text("<annotation><object>")  # unreadable XML: the whole image is skipped
-    assert samrs_build("sior", "--source", source, "--out", tmp_path / "dior-out") == 0
+    # Nothing left to build: an error (exit 2), with build.json written for the record.
+    assert samrs_build("sior", "--source", source, "--out", tmp_path / "dior-out") == 2
     report = json.loads((tmp_path / "dior-out" / "build.json").read_text())
     assert report["problems"]["counts"] == {"garbled-annotation": 3}
     assert report["skipped"] == {"images": 3, "objects": 0}
@@ -406,7 +407,7 @@ def test_skipped_counts_images_and_objects_by_what_was_dropped(dior, tmp_path):
     data = json.loads(ann.read_text())
     data["annotations"].append({"id": 99, "image_id": 77, "category_id": 1, "bbox": [1, 1, 5, 5]})
     ann.write_text(json.dumps(data))
-    assert samrs_build("custom", "--format", "coco", "--source", coco, "--out", tmp_path / "coco-out") == 0
+    assert samrs_build("custom", "--format", "coco", "--source", coco, "--out", tmp_path / "coco-out") == 2
     report = json.loads((tmp_path / "coco-out" / "build.json").read_text())
     assert report["problems"]["counts"] == {"missing-image": 3}
     assert report["skipped"] == {"images": 2, "objects": 1}

@@ -21,6 +21,8 @@ EPILOG = """presets (paper, Sec. 2.2):
   custom  any --format (coco included); tiling from --tile-size/--gap/--iof-thr, else the format's default
 
 Resume: rerun the same command; finished images (ins/<name>.json present) are skipped.
+One build per --out at a time: it holds --out/.samrs_build.lock; a second one is refused at once.
+The fingerprint covers the model's weights (file hashes, Hub commit), not only the --model path.
 Several GPUs: accelerate launch --multi_gpu --num_processes N builders/build_sota.py --source ... --out ...
 Several CPU processes: the same with --device cpu (accelerate's --cpu mode starts several only via mpirun).
 """
@@ -30,7 +32,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
     """The options shared by ``samrs build`` and ``builders/build_*.py``."""
     p.add_argument("--source", required=True, metavar="DIR", help="source dataset folder (coco: folder or JSON)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (the SAMRS layout)")
-    p.add_argument("--format", choices=FORMATS, help="source format (custom: required; presets: their format)")
+    p.add_argument("--format", choices=FORMATS,
+                   help="source format (custom: required; a preset reads its own format only)")
     p.add_argument("--prompt", metavar="NAME",
                    help="SAM prompt: H-Box, RH-Box, CP, H-Box-M, R-Box-M, RH-Box-M or a Table 1 combination "
                         "such as CP+H-Box (default: the preset's)")
@@ -51,7 +54,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="torch device (default: this process's accelerate device)")
     p.add_argument("--limit", type=int, metavar="N", help="label only the first N source images (reader order)")
     p.add_argument("--overwrite", action="store_true",
-                   help="rebuild an out dir started with other options (replaces images/ gray/ color/ ins/)")
+                   help="rebuild an out dir started with other options: deletes only the files a samrs build "
+                        "wrote there, and is refused when --out holds any other file")
     p.add_argument("--strict", action="store_true", help="stop (exit 2) at the first skipped object or image")
     p.add_argument("--pkl", action="store_true", help="also write SAMRS's own ins/<name>.pkl")
     p.add_argument("--image-batch-size", type=int, default=1, metavar="N",
