@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-batch-size", type=int, default=4)
     p.add_argument("--log-every", type=int, default=50, help="steps between loss records (0: the last step only)")
     p.add_argument("--cpu", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier fine-tuned model in --output-dir (deletes its weights, config and "
+                        "finetune_results.json; the crop cache and other files stay); without it it is refused")
     return p
 
 
@@ -44,7 +47,7 @@ def main(argv=None) -> int:
 
     try:
         result = run_finetune(FinetuneArgs(**vars(args)))
-    except (ValueError, SourceError, NonFiniteLossError) as exc:
+    except (ValueError, OSError, SourceError, NonFiniteLossError) as exc:
         print(f"finetune: error: {exc}", file=sys.stderr)
         return 2
     if "scores" in result:

@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (0: none)")
     p.add_argument("--keep-checkpoints", type=int, default=0, help="keep only the newest N checkpoints (0: all)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run in --output-dir (deletes its weights, config, card, scores, log "
+                        "and checkpoints/step-*; other files stay); without it such a folder is refused")
     p.add_argument("--num-workers", type=int, default=4, help="DataLoader workers (decode + augment)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=0, help="validate every N steps (0: only at the end)")
@@ -58,7 +61,7 @@ def main(argv=None) -> int:
             checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, resume=args.resume,
             num_workers=args.num_workers, seed=args.seed, eval_every=args.eval_every,
             eval_crop_size=args.eval_crop_size, eval_max_samples=args.eval_max_samples, log_every=args.log_every,
-            report_to=args.report_to, push_to_hub=args.push_to_hub, cpu=args.cpu)
+            report_to=args.report_to, push_to_hub=args.push_to_hub, cpu=args.cpu, overwrite=args.overwrite)
         result = SEPTrainer(targs).train()
     except (ValueError, OSError, NonFiniteLossError) as exc:
         print(f"train_sep: error: {exc}", file=sys.stderr)

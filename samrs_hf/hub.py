@@ -6,9 +6,12 @@
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 from .classes import CLASS_TABLES, ClassTable, class_table_from_names
+from .hub_ids import HubError, HubUnreachableError, check_hub, offline
 
 
 class PushError(RuntimeError):
@@ -109,6 +112,46 @@ def _attach(ds, table: ClassTable) -> None:
     ds.label2id = {n: i for i, n in enumerate(table.names)}
 
 
+def _is_hub_id(name) -> bool:
+    """``ORG/NAME`` that is not a local path (datasets' own builder names have no ``/``)."""
+    name = str(name)
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
+
+
+@contextmanager
+def _offline_mode():
+    """HF_HUB_OFFLINE for one call: datasets and huggingface_hub read these module flags per request."""
+    import datasets
+    from huggingface_hub import constants
+
+    with mock.patch.object(constants, "HF_HUB_OFFLINE", True), \
+            mock.patch.object(datasets.config, "HF_HUB_OFFLINE", True):
+        yield
+
+
+def _load_dataset(name, kwargs):
+    """``datasets.load_dataset``; a Hub id costs one request when the Hub is unreachable (then the
+    datasets cache serves it, or one :class:`HubError` line) instead of ~30 s of retries, and none
+    under HF_HUB_OFFLINE."""
+    import datasets
+
+    if not _is_hub_id(name):
+        return datasets.load_dataset(name, **kwargs)
+    try:
+        check_hub(name, "dataset", kwargs.get("revision"))  # no request under HF_HUB_OFFLINE
+    except HubError as exc:
+        if not (offline() or isinstance(exc, HubUnreachableError)):
+            raise  # not on the Hub (or gated, or no such revision)
+        error = exc
+    else:
+        return datasets.load_dataset(name, **kwargs)
+    with _offline_mode():  # the datasets cache of an earlier download, with no request
+        try:
+            return datasets.load_dataset(name, **kwargs)
+        except ConnectionError:  # not cached: datasets' "Couldn't reach ... (OfflineModeIsEnabled)"
+            raise error from None
+
+
 def load(name_or_path, **kwargs):
     """``datasets.load_dataset(name_or_path, **kwargs)`` with ``class_table``, ``palette``,
     ``id2label`` and ``label2id`` attributes on the result (and on each split of a DatasetDict).
@@ -120,7 +163,7 @@ def load(name_or_path, **kwargs):
 
     if Path(name_or_path).is_dir() and "cache_dir" not in kwargs:
         kwargs["cache_dir"] = local_cache_dir(name_or_path)
-    ds = datasets.load_dataset(str(name_or_path) if isinstance(name_or_path, Path) else name_or_path, **kwargs)
+    ds = _load_dataset(str(name_or_path) if isinstance(name_or_path, Path) else name_or_path, kwargs)
     parts = list(ds.values()) if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)) else [ds]
     features = parts[0].features
     if features is None or "objects" not in features:

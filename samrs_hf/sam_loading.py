@@ -8,12 +8,12 @@ offline demos and tests: identical weights in every process, flagged ``random`` 
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .hub_ids import HubError, from_cache_or_hub
 from .records import SourceError
 
 
@@ -332,13 +332,14 @@ def load_sam(
             raise ModelLoadError(f"{path}: cannot load SamModel ({type(exc).__name__}: {exc})") from None
         kind, random = "folder", bool(getattr(model.config, RANDOM_MARK, False))
     else:
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
         try:
-            model = _from_pretrained(spec, attn)
+            model = from_cache_or_hub(lambda source, **hub: _from_pretrained(source, attn, **hub), spec)
+        except HubError as exc:
+            raise ModelLoadError(f"{exc}; pass a local save_pretrained folder, a segment-anything .pth "
+                                 f"checkpoint or 'tiny-random' instead") from None
         except OSError as exc:
-            hint = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if offline else ""
             raise ModelLoadError(
-                f"{spec}: cannot load the Hub model{hint}; pass a local save_pretrained folder, a "
+                f"{spec}: cannot load the Hub model; pass a local save_pretrained folder, a "
                 f"segment-anything .pth checkpoint or 'tiny-random' ({type(exc).__name__}: {exc})"
             ) from None
         kind, random = "hub", bool(getattr(model.config, RANDOM_MARK, False))
@@ -355,15 +356,15 @@ def load_sam(
     return model, ModelInfo(spec=spec, kind=kind, random=random, config=summary)
 
 
-def _from_pretrained(source, attn: str):
+def _from_pretrained(source, attn: str, **hub):
     """SamModel.from_pretrained, refusing weights that leave tensors out: transformers would fill them
     with random values and go on (a folder of another model, a partial file), and the masks would be
-    noise recorded as a real model."""
+    noise recorded as a real model. ``hub``: from_pretrained's Hub options (``local_files_only``)."""
     from transformers import SamModel
 
     try:
         model, loading = SamModel.from_pretrained(
-            source, attn_implementation=_transformers_attn(attn), output_loading_info=True
+            source, attn_implementation=_transformers_attn(attn), output_loading_info=True, **hub
         )
     except OSError:
         raise  # not there (or not reachable): the caller says what to pass instead

@@ -144,7 +144,7 @@ def test_offline_uncached_hub_id_fails_fast_and_clearly(tmp_path, monkeypatch):
 
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    expected = r"facebook/sam-vit-huge: cannot load the Hub model \(HF_HUB_OFFLINE"
+    expected = r"facebook/sam-vit-huge: not a local folder nor in the local Hugging Face cache, and HF_HUB_OFFLINE"
     with pytest.raises(ModelLoadError, match=expected):
         load_sam("facebook/sam-vit-huge")
 

@@ -41,6 +41,7 @@ def _device(spec: str | None):
 def run(args) -> int:
     from transformers import AutoConfig
 
+    from ..hub_ids import from_cache_or_hub
     from ..sep import SEPForSemanticSegmentation
     from ..sep.data import load_subsets, parse_dataset_args
     from ..sep.evaluation import evaluate, format_table, json_safe
@@ -49,11 +50,11 @@ def run(args) -> int:
     device = _device(args.device)  # before minutes of loading: a typo or a missing GPU is one line
     # Any other checkpoint (an exported or fine-tuned UperNet) would load into SEP with freshly
     # initialised default heads and score noise.
-    model_type = AutoConfig.from_pretrained(args.model).model_type
+    model_type = from_cache_or_hub(AutoConfig.from_pretrained, args.model).model_type
     if model_type != SEPForSemanticSegmentation.config_class.model_type:
         raise ValueError(f"model {args.model} is a {model_type!r} checkpoint, not an SEP model "
                          f"(the save_pretrained output of train_sep.py)")
-    model = SEPForSemanticSegmentation.from_pretrained(args.model)
+    model = from_cache_or_hub(SEPForSemanticSegmentation.from_pretrained, args.model)
     missing = [s for s in specs if s not in model.config.heads]
     if missing:
         raise ValueError(f"model {args.model} has no head for {missing}; its heads are {sorted(model.config.heads)}")

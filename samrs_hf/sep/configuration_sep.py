@@ -26,6 +26,8 @@ from pathlib import Path
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from ..hub_ids import HubError, from_cache_or_hub
+
 DEFAULT_HEADS = {"sota": 18, "sior": 20, "fast": 37}
 
 # family -> (lr, weight decay pre-training, min lr, weight decay fine-tuning)
@@ -86,6 +88,18 @@ def _with_out_features(config):
     return config
 
 
+def pretrained_config(checkpoint: str, what: str, option: str) -> PreTrainedConfig:
+    """The config of a folder or Hub id, local cache first (see :mod:`samrs_hf.hub_ids`); a ValueError
+    that says what to pass instead when it is not available."""
+    try:
+        return from_cache_or_hub(AutoConfig.from_pretrained, checkpoint)
+    except HubError as exc:
+        raise ValueError(f"{what} is not available: {exc}. Download it once with network access, pass a local "
+                         f"save_pretrained folder, or use {option} tiny-resnet for an offline run") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{what}: no model config there ({type(exc).__name__}: {exc})") from None
+
+
 def resolve_backbone(spec: str, *, option: str = "--backbone",
                      sep: bool = False) -> tuple[PreTrainedConfig, str | None]:
     """Backbone config and the checkpoint to take its weights from (None: random init).
@@ -104,14 +118,7 @@ def resolve_backbone(spec: str, *, option: str = "--backbone",
 
         return _with_out_features(CONFIG_MAPPING[overrides["model_type"]]()), None
     what = f"{option} {spec!r}" + (f" ({checkpoint})" if checkpoint != spec else "")
-    try:
-        config = AutoConfig.from_pretrained(checkpoint)
-    except (OSError, ValueError) as exc:
-        raise ValueError(
-            f"{what} is not available: not a local folder, not in the Hub "
-            f"cache and the Hub is unreachable (offline?). Download it once with network access, pass a "
-            f"local save_pretrained folder, or use {option} tiny-resnet for an offline run. ({exc})"
-        ) from None
+    config = pretrained_config(checkpoint, what, option)
     from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING_NAMES
 
     if config.model_type not in MODEL_FOR_BACKBONE_MAPPING_NAMES:  # else transformers' AutoBackbone error

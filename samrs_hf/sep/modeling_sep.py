@@ -16,6 +16,7 @@ from transformers.backbone_utils import load_backbone
 from transformers.modeling_outputs import SemanticSegmenterOutput
 from transformers.models.upernet.modeling_upernet import UperNetHead
 
+from ..hub_ids import HubError, from_cache_or_hub
 from .configuration_sep import SEPConfig, resolve_backbone
 from .processing import image_processor
 
@@ -192,23 +193,22 @@ def _copy_shared(sep: SEPForSemanticSegmentation, upernet: UperNetForSemanticSeg
 
 
 def load_backbone_weights(backbone: nn.Module, checkpoint: str) -> None:
-    """Copy a pretrained backbone (Hub id or folder) into ``backbone``; every tensor must match."""
-    from transformers import AutoBackbone
+    """Copy a pretrained backbone (Hub id or folder) into ``backbone``; every tensor must match.
+
+    Loaded through the backbone's own class (e.g. ``ResNetBackbone``): transformers'
+    ``AutoBackbone.from_pretrained`` asks the Hub whether the name is a repo first, which fails for
+    local folders and for cached ids offline.
+    """
+    def load(source, **hub):
+        return type(backbone).from_pretrained(source, out_features=list(backbone.out_features), **hub)
 
     try:
-        pretrained = AutoBackbone.from_pretrained(checkpoint, out_features=list(backbone.out_features))
+        pretrained = from_cache_or_hub(load, checkpoint)
+    except HubError as exc:
+        raise ValueError(f"cannot load backbone weights: {exc}") from None
     except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot load backbone weights from {checkpoint!r} (offline and not cached?): {exc}") from None
+        raise ValueError(f"cannot load backbone weights from {checkpoint!r}: {exc}") from None
     backbone.load_state_dict(pretrained.state_dict())
-
-
-def is_sep_checkpoint(path_or_id) -> bool:
-    try:
-        from transformers import AutoConfig
-
-        return AutoConfig.from_pretrained(path_or_id).model_type == SEPConfig.model_type
-    except (OSError, ValueError):
-        return False
 
 
 def from_sep(path_or_model, num_labels: int, id2label: dict | None = None, *,
@@ -219,7 +219,7 @@ def from_sep(path_or_model, num_labels: int, id2label: dict | None = None, *,
     head ``subset_name`` when ``as_sep``.
     """
     sep = (path_or_model if isinstance(path_or_model, SEPForSemanticSegmentation)
-           else SEPForSemanticSegmentation.from_pretrained(path_or_model))
+           else from_cache_or_hub(SEPForSemanticSegmentation.from_pretrained, str(path_or_model)))
     if id2label is None:
         id2label = {i: str(i) for i in range(num_labels)}
     id2label = {int(k): v for k, v in id2label.items()}  # JSON configs have string keys

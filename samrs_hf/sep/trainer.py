@@ -21,7 +21,9 @@ from pathlib import Path
 
 import torch
 
-from .configuration_sep import BACKBONE_PRESETS, TINY_BACKBONES, SEPConfig, resolve_backbone, table8_defaults
+from ..layout import atomic_write
+from .configuration_sep import (BACKBONE_PRESETS, TINY_BACKBONES, SEPConfig, pretrained_config, resolve_backbone,
+                                table8_defaults)
 from .data import ProportionalBatchSampler, SEPTrainDataset, collate, load_subsets
 from .modeling_sep import SEPForSemanticSegmentation, load_backbone_weights
 
@@ -60,6 +62,7 @@ class TrainArgs:
     push_to_hub: str | None = None
     cpu: bool = False
     keep_checkpoints: int = 0
+    overwrite: bool = False
 
 
 def cosine_factor(step: int, max_steps: int, lr: float, min_lr: float) -> float:
@@ -87,6 +90,76 @@ def checkpoint_dirs(output_dir) -> list[Path]:
     return sorted((p for p in root.glob("step-*") if (p / STATE_FILE).is_file()), key=lambda p: p.name)
 
 
+def read_state(path: Path) -> dict:
+    """A checkpoint's ``sep_state.json``; ValueError naming the file when it is empty or corrupt."""
+    state_file = path / STATE_FILE
+    try:
+        state = json.loads(state_file.read_text())
+        if not (isinstance(state, dict) and isinstance(state.get("fingerprint"), dict)):
+            raise ValueError("no 'step' and 'fingerprint'")
+        state["step"] = int(state["step"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{state_file}: not a complete checkpoint state ({type(exc).__name__}: {exc})") from None
+    return state
+
+
+def newest_usable_checkpoint(output_dir) -> tuple[Path, dict]:
+    """The newest checkpoint whose state file reads; newer ones that do not are skipped with a warning."""
+    found = checkpoint_dirs(output_dir)
+    if not found:
+        raise ValueError(f"--resume: no checkpoint under {Path(output_dir) / 'checkpoints'}")
+    problems = []
+    for path in reversed(found):
+        try:
+            state = read_state(path)
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        for problem in problems:
+            logger.warning("--resume: skipping %s; resuming from %s", problem, path.name)
+        return path, state
+    raise ValueError(f"--resume: no usable checkpoint under {Path(output_dir) / 'checkpoints'}: {'; '.join(problems)}")
+
+
+# What a run writes into its --output-dir, and nothing else is deleted by --overwrite. A folder with
+# weights or checkpoints of an earlier run is only written over with --overwrite.
+SEP_RUN_FILES = ("model*.safetensors", "model.safetensors.index.json", "config.json", "preprocessor_config.json",
+                 "README.md", "eval_results.json", "train_log.jsonl")
+FINETUNE_RUN_FILES = ("model*.safetensors", "model.safetensors.index.json", "config.json",
+                      "preprocessor_config.json", "finetune_results.json")
+
+
+def earlier_run(output_dir, patterns, overwrite: bool) -> list[Path]:
+    """An earlier run's files and ``checkpoints/step-*`` in ``output_dir`` ([] when it holds no weights or
+    checkpoints), for :func:`remove_run` once the new run is set up; refused unless ``overwrite``."""
+    out = Path(output_dir)
+    files = sorted({p for pattern in patterns for p in out.glob(pattern) if p.is_file()})
+    steps = sorted(p for p in (out / "checkpoints").glob("step-*") if p.is_dir())
+    if not steps and not any(p.suffix == ".safetensors" for p in files):
+        return []
+    found = files + steps
+    if not overwrite:
+        names = ", ".join(str(p.relative_to(out)) for p in found[:4]) + (", ..." if len(found) > 4 else "")
+        raise ValueError(f"{out} holds an earlier run ({names}): pass --resume to continue it, --overwrite to "
+                         f"replace it, or another --output-dir")
+    return found
+
+
+def remove_run(paths: list[Path], output_dir) -> None:
+    """Delete what :func:`earlier_run` found (and ``checkpoints/`` when that leaves it empty), nothing else."""
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    checkpoints = Path(output_dir) / "checkpoints"
+    if checkpoints.is_dir() and not any(checkpoints.iterdir()):
+        checkpoints.rmdir()
+    if paths:
+        logger.warning("--overwrite: removed the earlier run's %d file(s) and checkpoint(s) in %s", len(paths),
+                       output_dir)
+
+
 class SEPTrainer:
     """Set up with ``SEPTrainer(args)`` (all checks happen here), then ``train()``."""
 
@@ -98,11 +171,15 @@ class SEPTrainer:
         self.output_dir = Path(args.output_dir)
         if args.max_steps < 1 or args.batch_size < 1 or args.gradient_accumulation_steps < 1:
             raise ValueError("--max-steps, --batch-size and --gradient-accumulation-steps must be positive")
+        if args.resume and args.overwrite:
+            raise ValueError("--resume continues the run in --output-dir and --overwrite replaces it: pass one")
         self.accelerator = accelerator or Accelerator(
             mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.gradient_accumulation_steps,
             log_with=None if args.report_to == "none" else args.report_to, project_dir=str(self.output_dir),
             cpu=args.cpu)
         acc = self.accelerator
+        # refused before minutes of loading; deleted once everything below has passed
+        earlier = [] if args.resume else earlier_run(self.output_dir, SEP_RUN_FILES, args.overwrite)
         with acc.main_process_first():  # one process builds the datasets cache, the others reuse it
             self.train_sets, self.class_names = load_subsets(args.datasets, "train")
             self.val_sets = {}
@@ -135,17 +212,13 @@ class SEPTrainer:
         self.start_step = 0
         self.resume_dir = None
         if args.resume:
-            found = checkpoint_dirs(self.output_dir)
-            if not found:
-                raise ValueError(f"--resume: no checkpoint under {self.output_dir / 'checkpoints'}")
-            self.resume_dir = found[-1]
-            saved = json.loads((self.resume_dir / STATE_FILE).read_text())
+            self.resume_dir, saved = newest_usable_checkpoint(self.output_dir)
             diff = {k: (saved["fingerprint"].get(k), v) for k, v in self.fingerprint().items()
                     if not _same_setting(saved["fingerprint"].get(k), v)}
             if diff:
                 raise ValueError(f"--resume: {self.resume_dir} was written by another configuration; "
                                  f"differences (checkpoint, now): {diff}")
-            self.start_step = int(saved["step"])
+            self.start_step = saved["step"]
         elif checkpoint is not None:
             load_backbone_weights(self.model.backbone, checkpoint)
 
@@ -160,6 +233,9 @@ class SEPTrainer:
         acc.register_for_checkpointing(self.scheduler)
         if self.resume_dir is not None:
             acc.load_state(str(self.resume_dir))
+        if acc.is_main_process:
+            remove_run(earlier, self.output_dir)
+        acc.wait_for_everyone()
         self.history: list[dict] = []
         self.last_checkpoint: Path | None = self.resume_dir
 
@@ -178,7 +254,9 @@ class SEPTrainer:
         path = self.output_dir / "checkpoints" / f"step-{step:08d}"
         self.accelerator.save_state(str(path))
         if self.accelerator.is_main_process:
-            (path / STATE_FILE).write_text(json.dumps({"step": step, "fingerprint": self.fingerprint()}, indent=2))
+            # written last and atomically: a checkpoint with a readable state file is complete
+            atomic_write(path / STATE_FILE, json.dumps({"step": step, "fingerprint": self.fingerprint()},
+                                                       indent=2).encode())
             if self.args.keep_checkpoints:
                 clean_checkpoints(self.output_dir, self.args.keep_checkpoints)
         self.accelerator.wait_for_everyone()
@@ -258,6 +336,7 @@ class SEPTrainer:
         log_path = self.output_dir / "train_log.jsonl"
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.history = start_log(log_path, self.start_step, acc.is_main_process)
         self.model.train()
         loader = iter(self.batches(self.start_step))
         bar = tqdm(total=a.max_steps, initial=self.start_step, desc="SEP", disable=not acc.is_main_process)
@@ -318,6 +397,25 @@ class SEPTrainer:
         if self.args.report_to != "none":
             acc.end_training()
         return result
+
+
+def start_log(log_path: Path, start_step: int, main_process: bool = True) -> list[dict]:
+    """The log records up to ``start_step``, and the file cut back to them: a resumed run replays the
+    steps after its checkpoint, and a new run starts an empty log, so each step is logged once."""
+    kept = []
+    if start_step and log_path.is_file():
+        for n, line in enumerate(log_path.read_text().splitlines(), 1):
+            try:
+                record = json.loads(line)
+                step = int(record["step"])
+            except (ValueError, KeyError, TypeError) as exc:  # e.g. the half-written line of a crash
+                logger.warning("%s:%d: unreadable log line dropped (%s: %s)", log_path, n, type(exc).__name__, exc)
+                continue
+            if step <= start_step:
+                kept.append(record)
+    if main_process:
+        atomic_write(log_path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+    return kept
 
 
 def push_folder(folder: Path, repo_id: str) -> None:
@@ -399,6 +497,7 @@ class FinetuneArgs:
     eval_batch_size: int = 4
     log_every: int = 50
     cpu: bool = False
+    overwrite: bool = False
 
 
 def pair_collate(items):
@@ -409,12 +508,12 @@ def finetune_model(init: str, class_names: list[str]):
     """UperNet for fine-tuning: SEP encoder+decoder with a fresh head, or a backbone (IMP baseline)."""
     from transformers import UperNetConfig, UperNetForSemanticSegmentation
 
-    from .modeling_sep import from_sep, is_sep_checkpoint
+    from .modeling_sep import from_sep
 
     id2label = dict(enumerate(class_names))
-    # Backbone names are not looked up as SEP repos (offline that stalls on Hub retries).
+    # Backbone names are not looked up as SEP repos (a Hub request for a repo that does not exist).
     named_backbone = init in BACKBONE_PRESETS or init in TINY_BACKBONES
-    if not named_backbone and is_sep_checkpoint(init):
+    if not named_backbone and pretrained_config(init, f"--init {init!r}", "--init").model_type == SEPConfig.model_type:
         return from_sep(init, len(class_names), id2label), "sep"
     backbone_config, checkpoint = resolve_backbone(init, option="--init", sep=not named_backbone)
     config = UperNetConfig(backbone_config=backbone_config.to_dict(), use_auxiliary_head=False, id2label=id2label,
@@ -443,6 +542,7 @@ def run_finetune(args: FinetuneArgs) -> dict:
     acc = Accelerator(mixed_precision=args.mixed_precision, cpu=args.cpu,
                       gradient_accumulation_steps=args.gradient_accumulation_steps)
     out = Path(args.output_dir)
+    earlier = earlier_run(out, FINETUNE_RUN_FILES, args.overwrite)  # before minutes of cutting crops
     cache = Path(args.cache_dir) if args.cache_dir else out / "crops"
     report = Report()
     train_split, eval_split = TASKS[args.task]["splits"]
@@ -469,6 +569,8 @@ def run_finetune(args: FinetuneArgs) -> dict:
     loader = iter(torch.utils.data.DataLoader(
         train_set, batch_sampler=sampler, num_workers=args.num_workers,
         collate_fn=pair_collate))
+    if acc.is_main_process:
+        remove_run(earlier, out)
     model.train()
     history = []
     for step in tqdm(range(1, args.max_steps + 1), desc=f"fine-tune {args.task}", disable=not acc.is_main_process):
