@@ -45,7 +45,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from . import __version__
+from . import __version__, hub_ids
 from .classes import IGNORE_INDEX
 from .geometry import object_corners
 from .imageio import CorruptImageError
@@ -247,17 +247,10 @@ def model_weights_id(spec: str) -> str | None:
     return f"hub:{commit}" if commit else None
 
 
-def _hub_commit(repo_id: str) -> str | None:
-    """The commit ``from_pretrained`` is about to load: the Hub's now, else the local cache's."""
-    from huggingface_hub import HfApi, constants, try_to_load_from_cache
-
-    if not constants.HF_HUB_OFFLINE:
-        try:
-            return HfApi().model_info(repo_id, timeout=10).sha
-        except Exception as exc:  # noqa: BLE001 -- unreachable or unknown: transformers falls back to the cache too
-            log.info("%s: no commit from the Hub (%s); fingerprinting the cached one", repo_id, exc)
-    cached = try_to_load_from_cache(repo_id, "config.json")
-    return Path(cached).parent.name if isinstance(cached, str) else None  # .../snapshots/<commit>/config.json
+def _hub_commit(repo_id: str) -> str:
+    """The commit ``load_sam`` is about to load: it reads the cache first, so the cached snapshot's,
+    else the Hub's now (one request; a missing repo or an unreachable Hub is one line, HubError)."""
+    return hub_ids.cached_commit(repo_id) or hub_ids.check_hub(repo_id).sha
 
 
 def resolve(config: BuildConfig) -> BuildPlan:

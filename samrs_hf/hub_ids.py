@@ -29,8 +29,8 @@ def offline() -> bool:
     return is_offline_mode() or (os.environ.get("HF_HUB_OFFLINE", "").upper() in constants.ENV_VARS_TRUE_VALUES)
 
 
-def check_hub(repo_id: str, repo_type: str = "model", revision: str | None = None) -> None:
-    """One request to the Hub (no retry): returns when ``repo_id`` is there, else raises :class:`HubError`."""
+def check_hub(repo_id: str, repo_type: str = "model", revision: str | None = None):
+    """One request to the Hub (no retry): ``repo_id``'s info when it is there, else :class:`HubError`."""
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
 
@@ -38,7 +38,8 @@ def check_hub(repo_id: str, repo_type: str = "model", revision: str | None = Non
     if offline():
         raise HubError(f"{missing}, and HF_HUB_OFFLINE is set (unset it to download)")
     try:
-        HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, timeout=constants.HF_HUB_ETAG_TIMEOUT)
+        return HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision,
+                                 timeout=constants.HF_HUB_ETAG_TIMEOUT)
     except HFValidationError as exc:
         raise HubError(f"{repo_id}: neither a local folder nor a Hub id ({str(exc).splitlines()[0]})") from None
     except GatedRepoError:
@@ -52,6 +53,14 @@ def check_hub(repo_id: str, repo_type: str = "model", revision: str | None = Non
     except Exception as exc:  # httpx2 connect/timeout errors, HTTP 5xx...: the Hub is not usable now
         reason = str(exc).splitlines()[0] if str(exc) else ""
         raise HubUnreachableError(f"{missing}, and the Hub is unreachable ({type(exc).__name__}: {reason})") from None
+
+
+def cached_commit(repo_id: str, repo_type: str = "model") -> str | None:
+    """The commit of the cached snapshot that a cache-first load reads (no request), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, "config.json", repo_type=repo_type)
+    return Path(cached).parent.name if isinstance(cached, str) else None  # .../snapshots/<commit>/config.json
 
 
 def from_cache_or_hub(load: Callable[..., Any], spec: str, repo_type: str = "model") -> Any:

@@ -184,22 +184,31 @@ def test_same_model_path_with_other_weights_does_not_resume(dior, tmp_path, caps
     assert "different options" in err and f"model_weights: '{weights}' -> 'sha256:" in err
 
 
-def test_hub_ids_are_fingerprinted_by_commit(tmp_path, monkeypatch):
+def test_hub_ids_are_fingerprinted_by_the_commit_that_loads(tmp_path, monkeypatch):
     import huggingface_hub
     from huggingface_hub import constants
 
+    calls = []
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda self, repo, **kw: SimpleNamespace(sha="c0ffee1"))
-    assert build.model_weights_id("org/sam") == "hub:c0ffee1"
-    # Offline: the commit the cache's refs/main names, the one transformers will load.
+    monkeypatch.setattr(huggingface_hub.HfApi, "repo_info",
+                        lambda self, repo, **kw: calls.append(repo) or SimpleNamespace(sha="c0ffee1"))
+    # Not cached: the commit the Hub serves now, asked once.
+    assert build.model_weights_id("org/sam") == "hub:c0ffee1" and calls == ["org/sam"]
+    # Cached: the snapshot refs/main names, the one the cache-first load reads; no request.
     snapshot = tmp_path / "models--org--sam" / "snapshots" / "beef2"
     snapshot.mkdir(parents=True)
     (snapshot / "config.json").write_text("{}")
     (tmp_path / "models--org--sam" / "refs").mkdir()
     (tmp_path / "models--org--sam" / "refs" / "main").write_text("beef2")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    assert build.model_weights_id("org/sam") == "hub:beef2" and calls == ["org/sam"]
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     assert build.model_weights_id("org/sam") == "hub:beef2"
+    # Offline and not cached: one line, no request.
+    with pytest.raises(OSError, match="HF_HUB_OFFLINE"):
+        build.model_weights_id("org/other")
+    assert calls == ["org/sam"]
     assert build.model_weights_id("tiny-random") is None
 
 
