@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 from collections import Counter, deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Iterator
 
 from .imageio import CorruptImageError, verify_image
 from .readers import Source

@@ -18,8 +18,24 @@ from pathlib import Path
 import numpy as np
 
 from ..geometry import polygon_to_hbox
-from ..records import EMPTY_ANNOTATION, GARBLED_ANNOTATION, NO_OBJECTS, Report, SourceError, SourceImage, SourceObject
-from .base import SkipImage, Source, Unit, check_hbox, pair_units, parse_number, select_splits
+from ..records import (
+    EMPTY_ANNOTATION,
+    GARBLED_ANNOTATION,
+    NO_OBJECTS,
+    Report,
+    SourceError,
+    SourceImage,
+    SourceObject,
+)
+from .base import (
+    SkipImage,
+    Source,
+    Unit,
+    check_hbox,
+    pair_units,
+    parse_number,
+    select_splits,
+)
 
 LABEL_DIRS = ("labelTxt", "annfiles")
 HEADER_KEYS = ("imagesource", "gsd")

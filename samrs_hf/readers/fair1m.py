@@ -20,7 +20,15 @@ import numpy as np
 
 from ..geometry import polygon_to_hbox
 from ..records import GARBLED_ANNOTATION, Report, SourceError, SourceObject
-from .base import Unit, XmlSource, check_hbox, is_dir, pair_units, parse_number, select_splits
+from .base import (
+    Unit,
+    XmlSource,
+    check_hbox,
+    is_dir,
+    pair_units,
+    parse_number,
+    select_splits,
+)
 
 SPLIT_DIRS = {"train": "train", "validation": "validation"}
 ID_PREFIX = {"train": "train_", "validation": "valid_"}

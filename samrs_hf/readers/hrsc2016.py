@@ -21,8 +21,24 @@ import numpy as np
 
 from ..geometry import rbox_to_polygon
 from ..imageio import open_rgb
-from ..records import GARBLED_ANNOTATION, MISSING_ANNOTATION, Report, SourceError, SourceImage, SourceObject
-from .base import Unit, XmlSource, check_hbox, is_file, parse_number, parse_xml, select_splits, xml_flag
+from ..records import (
+    GARBLED_ANNOTATION,
+    MISSING_ANNOTATION,
+    Report,
+    SourceError,
+    SourceImage,
+    SourceObject,
+)
+from .base import (
+    Unit,
+    XmlSource,
+    check_hbox,
+    is_file,
+    parse_number,
+    parse_xml,
+    select_splits,
+    xml_flag,
+)
 
 HBOX_TAGS = ("box_xmin", "box_ymin", "box_xmax", "box_ymax")
 RBOX_TAGS = ("mbox_cx", "mbox_cy", "mbox_w", "mbox_h", "mbox_ang")
