@@ -1,16 +1,22 @@
 """``samrs inspect``: what a source holds and what a build would make of it, before any SAM run.
 
 One pass over the source gives image and object counts, image sizes, the patches the tiling would
-produce (planned from sizes and boxes only, no pixel decoded) and every problem the reader
-recorded, grouped by kind. The result is a plain JSON-ready dict; :func:`format_inspection`
-renders it as text.
+produce (planned from sizes and boxes only) and every problem the reader recorded, grouped by
+kind. Only headers are read, unless ``verify``: then every image is decoded in full (on all cores)
+so that truncated or corrupt pixel data is a ``corrupt-image`` skip before any GPU time is spent.
+The result is a plain JSON-ready dict; :func:`format_inspection` renders it as text.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import os
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
+from .imageio import CorruptImageError, verify_image
 from .readers import Source
+from .records import CORRUPT_IMAGE, SourceImage
 from .tiling import TilingConfig, plan_patches, unassigned_objects
 
 
@@ -20,9 +26,39 @@ def _stats(values: list[int]) -> dict | None:
     return {"min": min(values), "max": max(values), "mean": round(sum(values) / len(values), 2)}
 
 
-def inspect_source(source: Source, tiling: TilingConfig | None, *, progress: bool = False) -> dict:
-    """Read ``source`` once and summarise it; ``tiling`` None means patch counts are not planned."""
+def decoded(source: Source, images: Iterable[SourceImage], workers: int | None = None) -> Iterator[SourceImage]:
+    """``images`` in order, less those whose pixels do not decode (each a ``corrupt-image`` skip in
+    ``source.report``); ``workers`` threads (default: the core count) decode ahead of the caller."""
+    workers = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(workers, thread_name_prefix="samrs-verify") as pool:
+        pending: deque = deque()
+        for image in images:
+            pending.append((image, pool.submit(verify_image, image.image_path)))
+            if len(pending) >= 2 * workers:
+                yield from _decoded(source, *pending.popleft())
+        while pending:
+            yield from _decoded(source, *pending.popleft())
+
+
+def _decoded(source: Source, image: SourceImage, future) -> Iterator[SourceImage]:
+    try:
+        future.result()
+    except CorruptImageError as exc:
+        source.report.skip(CORRUPT_IMAGE, source.rel(image.image_path), str(exc).split(": ", 1)[-1])
+        source.skipped_images += 1
+        return
+    yield image
+
+
+def inspect_source(source: Source, tiling: TilingConfig | None, *, progress: bool = False,
+                   verify: bool = False) -> dict:
+    """Read ``source`` once and summarise it; ``tiling`` None means patch counts are not planned;
+    ``verify`` decodes every image (see the module docstring; needs ``source.check_images``)."""
+    if verify and not source.check_images:
+        raise ValueError("verify decodes the images: it needs a source opened with check_images=True")
     images = source.images()
+    if verify:
+        images = decoded(source, images)
     if progress:
         from tqdm import tqdm
 
@@ -59,6 +95,7 @@ def inspect_source(source: Source, tiling: TilingConfig | None, *, progress: boo
         "root": str(source.root),
         "class_table": {"subset": table.subset, "num_classes": len(table)},
         "check_images": source.check_images,
+        "verified": verify,
         "images": {
             "found": len(source),
             "read": n_images,
@@ -102,8 +139,9 @@ def format_inspection(result: dict, max_problems: int = 0) -> str:
     out = []
     img, objs, sizes, tiling, probs = (result[k] for k in ("images", "objects", "sizes", "tiling", "problems"))
     table = result["class_table"]
+    mode = ", pixels decoded" if result.get("verified") else "" if result["check_images"] else ", label-only"
     out.append(f"{result['format']} source {result['root']} (class table {table['subset']}, "
-               f"{table['num_classes']} classes{'' if result['check_images'] else ', label-only'})")
+               f"{table['num_classes']} classes{mode})")
     splits = ", ".join(f"{k or '(root)'} {v}" for k, v in img["per_split"].items())
     out.append(f"images: {img['read']} read of {img['found']} found" + (f" ({splits})" if splits else "")
                + f"; {img['with_objects']} with objects")

@@ -7,6 +7,7 @@ the build) independent of where the boxes came from.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,14 @@ EMPTY_ANNOTATION = "empty-annotation"
 SIZE_MISMATCH = "size-mismatch"
 DEGENERATE_WIDENED = "degenerate-box-widened"
 NO_OBJECTS = "image-without-objects"
+UNREADABLE_FILE = "unreadable-file"
+"""An annotation file or folder the operating system refuses to read (permissions, I/O error)."""
+UNSAFE_FILE = "unsafe-file"
+"""A pickled file refused by :mod:`samrs_hf.safe_load` (code or memory it does not hold)."""
+OUTSIDE_SOURCE = "outside-source"
+"""An annotation naming a file outside the source (absolute path or ``..``)."""
+ABSURD_COORDINATE = "absurd-coordinate"
+"""A box coordinate beyond :data:`ABSURD_FACTOR` image sizes (see :func:`check_box`)."""
 
 
 @dataclass
@@ -93,21 +102,25 @@ class Problem:
 class Report:
     """Collects every skip and correction so that nothing is dropped silently.
 
-    With ``strict=True`` every skip raises :class:`SourceError` instead.
+    With ``strict=True`` every skip raises :class:`SourceError` instead. ``log=False`` when the
+    caller shows the problems itself (``samrs inspect`` prints its report): each is shown once.
     """
 
     strict: bool = False
     problems: list[Problem] = field(default_factory=list)
+    log: bool = True
 
     def skip(self, kind: str, where: str, message: str) -> None:
         if self.strict:
             raise SourceError(f"{where}: {kind}: {message}")
         self.problems.append(Problem(kind, where, message, skipped=True))
-        logger.warning("skipped %s: %s: %s", where, kind, message)
+        if self.log:
+            logger.warning("skipped %s: %s: %s", where, kind, message)
 
     def note(self, kind: str, where: str, message: str) -> None:
         self.problems.append(Problem(kind, where, message, skipped=False))
-        logger.info("%s: %s: %s", where, kind, message)
+        if self.log:
+            logger.info("%s: %s: %s", where, kind, message)
 
     def extend(self, other: "Report") -> None:
         self.problems.extend(other.problems)
@@ -133,10 +146,27 @@ class Report:
         }
 
 
+ABSURD_FACTOR = 10
+"""Coordinates more than this many image sizes beyond an edge are ``absurd-coordinate`` skips."""
+UNKNOWN_SIZE_LIMIT = 100_000
+"""The image side (px) that :func:`check_box` assumes when the size is unknown (label-only reads)."""
+
+
+def _absurd(value: float, size: float) -> bool:
+    size = size if math.isfinite(size) else UNKNOWN_SIZE_LIMIT
+    return value < -ABSURD_FACTOR * size or value > (ABSURD_FACTOR + 1) * size
+
+
 def check_box(hbox, width: int, height: int, where: str, report: Report):
     """The one rule for box validity shared by all readers.
 
-    * non-finite coordinates, or ``x1 < x0`` / ``y1 < y0``: skipped (garbled);
+    * non-finite coordinates: skipped (``non-finite-coordinate``);
+    * absurd coordinates: an x outside ``[-ABSURD_FACTOR * width, (ABSURD_FACTOR + 1) * width]``
+      or a y outside the same range of ``height`` (with ``ABSURD_FACTOR`` = 10: more than ten image
+      sizes beyond an edge; ``UNKNOWN_SIZE_LIMIT`` px stands for a size that is unknown, as in
+      label-only reads) are skipped (``absurd-coordinate``): no annotation tool writes them, and
+      SAM, the package and the COCO export would carry them on;
+    * ``x1 < x0`` / ``y1 < y0``: skipped (``degenerate-box``);
     * zero width or height (DIOR has six such boxes): widened to one pixel
       (``x1 = x0 + 1``), noted as ``degenerate-box-widened``: SAM still gets a usable box;
     * entirely outside the image: skipped (``out-of-image``);
@@ -147,6 +177,11 @@ def check_box(hbox, width: int, height: int, where: str, report: Report):
     x0, y0, x1, y1 = (float(v) for v in hbox)
     if not all(np.isfinite([x0, y0, x1, y1])):
         report.skip(NON_FINITE, where, f"non-finite coordinate in box {hbox!r}")
+        return None
+    if _absurd(x0, width) or _absurd(x1, width) or _absurd(y0, height) or _absurd(y1, height):
+        size = f"{width}x{height}" if math.isfinite(width) and math.isfinite(height) else "unknown-size"
+        report.skip(ABSURD_COORDINATE, where,
+                    f"box {(x0, y0, x1, y1)} reaches more than {ABSURD_FACTOR} image sizes beyond the {size} image")
         return None
     if x1 < x0 or y1 < y0:
         report.skip(DEGENERATE_BOX, where, f"box has negative extent: {(x0, y0, x1, y1)}")

@@ -1,10 +1,9 @@
 """Reader of the official SAMRS release layout (image folder + ``gray/``, ``color/``, ``ins/*.pkl``).
 
-Pickle runs code while loading: a ``.pkl`` can call ``os.system`` as easily as it can build a
-list. :func:`safe_load_pickle` therefore uses a restricted unpickler that only builds plain data
-(builtins such as dict, list, tuple, str, int, float, bool, None) and numpy arrays / scalars /
-dtypes; any other global in the file is refused with an error naming the file, before anything
-of it runs.
+Pickle runs code while loading, so the ``ins/*.pkl`` files are read with
+:func:`samrs_hf.safe_load.load_pickle` (re-exported here as :func:`safe_load_pickle`): plain data
+and numpy arrays of the file's own bytes only. A refused file is an ``unsafe-file`` skip naming the
+file and what it asked for (an error under ``strict``), like any other unusable item.
 
 Rows come out in the packaged features (``samrs_hf.features``), so a converted release and a
 packaged build are the same kind of dataset. :class:`SamrsReleaseBuilder` wraps the reader as a
@@ -13,8 +12,6 @@ packaged build are the same kind of dataset. :class:`SamrsReleaseBuilder` wraps 
 
 from __future__ import annotations
 
-import io
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -27,63 +24,24 @@ from .classes import get_class_table
 from .imageio import CorruptImageError, image_size
 from .layout import IMAGE_EXTENSIONS, is_build_dir, read_report
 from .packaging import Row, instance_ok, make_object
-from .records import CORRUPT_IMAGE, GARBLED_ANNOTATION, MISSING_IMAGE, SIZE_MISMATCH, Report, SourceError
+from .records import (
+    CORRUPT_IMAGE,
+    GARBLED_ANNOTATION,
+    MISSING_IMAGE,
+    SIZE_MISMATCH,
+    UNREADABLE_FILE,
+    UNSAFE_FILE,
+    Report,
+    SourceError,
+)
+from .safe_load import UnsafePickleError
+from .safe_load import load_pickle as safe_load_pickle
 
 GRAY, COLOR, INS = "gray", "color", "ins"
 IMAGE_FOLDER_PREFERENCE = ("images", "img", "imgs", "image", "JPEGImages", "trainval")
 ID_STRIDE = 2**20
 """Object ids are ``item_index * ID_STRIDE + k + 1``: unique over the release, whatever the split."""
 DIOR_FIRST_TEST_ID = 11726
-
-_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray", "int", "float", "bool",
-             "complex", "slice", "range", "NoneType"}
-_NUMPY = {
-    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
-    ("numpy._core.numeric", "_frombuffer"), ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("_codecs", "encode"),  # protocol-2 pickles spell bytes as _codecs.encode(str, "latin1")
-}
-
-
-class UnsafePickleError(SourceError):
-    """A pickle that would build something other than plain data."""
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file, path):
-        super().__init__(file)
-        self._path = path
-
-    def find_class(self, module, name):
-        if module == "builtins" and name in _BUILTINS:
-            return super().find_class(module, name)
-        # Pickles made with numpy < 2 name numpy.core, numpy >= 2 numpy._core.
-        canonical = module.replace("numpy.core", "numpy._core", 1) if module.startswith("numpy.core") else module
-        if canonical == "numpy" and name.startswith("dtypes."):
-            return super().find_class("numpy.dtypes", name.split(".", 1)[1])
-        if canonical == "numpy.dtypes" and name.endswith("DType"):
-            return super().find_class(canonical, name)
-        if (canonical, name) in _NUMPY:
-            return super().find_class(canonical, name)
-        raise UnsafePickleError(
-            f"{self._path}: refused to load: the pickle references {module}.{name}; only plain data "
-            "(builtins) and numpy arrays are allowed in SAMRS instance files"
-        )
-
-
-def safe_load_pickle(path):
-    """Unpickle ``path`` allowing only builtins and numpy arrays (see module docstring)."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SourceError(f"{path}: missing instance file") from None
-    try:
-        return _RestrictedUnpickler(io.BytesIO(data), path).load()
-    except UnsafePickleError:
-        raise
-    except Exception as exc:  # truncated / not a pickle
-        raise SourceError(f"{path}: corrupt pickle ({type(exc).__name__}: {exc})") from None
-
 
 # ------------------------------------------------------------------------------------------ layout
 
@@ -195,6 +153,9 @@ def plan_release(root, subset: str, *, val_fraction: float = 0.05, seed: int = 0
             except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
                 report.skip(GARBLED_ANNOTATION, str(sidecar), f"corrupt instance file ({exc})")
                 continue
+            except OSError as exc:
+                report.skip(UNREADABLE_FILE, str(sidecar), f"cannot read the instance file ({exc.strerror or exc})")
+                continue
         split = split_rules.assign_split(source, source_split, val_fraction=val_fraction, seed=seed)
         items.append(ReleaseItem(index, name, source, split))
     return items
@@ -222,10 +183,14 @@ def read_release_item(root, item: ReleaseItem, subset: str, report: Report) -> R
         return None
     try:
         entries = safe_load_pickle(ins_path)
-    except UnsafePickleError:
-        raise
+    except UnsafePickleError as exc:
+        report.skip(UNSAFE_FILE, where, str(exc).removeprefix(f"{ins_path}: "))
+        return None
     except SourceError as exc:
-        report.skip(GARBLED_ANNOTATION, where, str(exc))
+        report.skip(GARBLED_ANNOTATION, where, str(exc).removeprefix(f"{ins_path}: "))
+        return None
+    except OSError as exc:
+        report.skip(UNREADABLE_FILE, where, f"cannot read the instance file ({exc.strerror or exc})")
         return None
     objects = _objects(entries, table, w, h, item.index * ID_STRIDE + 1, where, report)
     if objects is None:
@@ -243,8 +208,8 @@ def iter_release(root, subset: str, *, split: str | None = None, val_fraction: f
                  report: Report | None = None) -> Iterator[Row]:
     """Rows of a release folder in name order (only those of ``split`` when given).
 
-    Unusable images are counted in ``report`` (errors when it is strict); unsafe pickles always
-    raise :class:`UnsafePickleError`.
+    Unusable images, refused (unsafe) and unreadable pickles are counted in ``report`` (errors
+    when it is strict).
     """
     report = report if report is not None else Report()
     for item in plan_release(root, subset, val_fraction=val_fraction, seed=seed, report=report):

@@ -4,7 +4,8 @@ The SAMRS scripts (``main_sam_hbox_semantic.py`` / ``main_sam_rhbox_semantic.py`
 image, a list of ``{'mask': COCO RLE, 'bbox': H-Box}`` (SOTA, SIOR) or ``{'mask', 'rbox': (4, 2)
 corners, 'rhbox': RH-Box}`` (FAST) dicts plus ``'category'``, ``'label'`` and ``'size'`` (mask
 pixels). Code written for the official release reads these files unchanged. Only plain data is
-pickled (builtins and numpy arrays), so :func:`samrs_hf.release.safe_load_pickle` can read them.
+pickled (dicts, lists, str, int and numpy float64 arrays), so :func:`samrs_hf.safe_load.load_pickle`
+reads them.
 """
 
 from __future__ import annotations

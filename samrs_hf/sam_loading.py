@@ -263,10 +263,12 @@ def sam_model_from_checkpoint(state_dict: dict, attn: str = "eager"):
 
 
 def _from_pth(path: Path, attn: str):
-    import torch
+    from .safe_load import UnsafePickleError, load_checkpoint
 
     try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        state_dict = load_checkpoint(path)
+    except UnsafePickleError:
+        raise
     except Exception as exc:  # torch raises many types for non-checkpoints (UnpicklingError, RuntimeError...)
         raise ModelLoadError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(state_dict, dict):

@@ -79,13 +79,17 @@ def test_malicious_pickle_is_refused(tmp_path, build):
     with pytest.raises(UnsafePickleError, match=r"evil\.pkl.*(posix|os)\.system"):
         safe_load_pickle(p)
     assert not marker.exists()
-    # Inside a release it stops the conversion, naming the file.
+    # Inside a release it is a counted skip naming the file (an error with --strict).
     rel = as_release(build, tmp_path / "rel")
     shutil.copy(p, rel / "ins" / "00002.pkl")
-    with pytest.raises(UnsafePickleError, match="00002.pkl"):
-        convert_release(rel, "sior", tmp_path / "hub", progress=False, stats=False)
-    assert not marker.exists() and not (tmp_path / "hub" / "data").exists()
-    assert cli_main(["convert-release", str(rel), "--subset", "sior", "--to", str(tmp_path / "hub")]) == 2
+    result = convert_release(rel, "sior", tmp_path / "hub", val_fraction=0.0, progress=False, stats=False)
+    assert result.num_rows == len(SIOR_ITEMS) - 1 and result.report.counts() == {"unsafe-file": 1}
+    (problem,) = result.report.problems
+    assert problem.where.endswith("00002.pkl") and "system" in problem.message
+    assert not marker.exists()
+    assert cli_main(["convert-release", str(rel), "--subset", "sior", "--to", str(tmp_path / "hub2"),
+                     "--strict", "--no-stats"]) == 2
+    assert not marker.exists() and not (tmp_path / "hub2" / "data").exists()
 
 
 @pytest.mark.parametrize("official", [True, False], ids=["samrs-pickle", "build-pkl"])

@@ -7,8 +7,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "convert-release",
         help="convert an official SAMRS release folder (gray/, color/, ins/*.pkl) to the packaged layout",
-        description="Reads the release with loading_scripts/<subset>.py (pickles through a restricted unpickler "
-        "that only allows builtins and numpy arrays) and writes the same parquet + README layout as `samrs package`.",
+        description="Reads the release with loading_scripts/<subset>.py (pickles through samrs_hf.safe_load, which "
+        "allows only plain data and numpy arrays of the file's own bytes: any other pickle is refused, never run, and "
+        "counted as an unsafe-file skip) and writes the same parquet + README layout as `samrs package`.",
     )
     p.add_argument("release_dir", metavar="RELEASE_DIR", help="folder holding the images, gray/, color/ and ins/")
     p.add_argument("--subset", required=True, choices=("sota", "sior", "fast"))
@@ -17,7 +18,7 @@ def register(subparsers) -> None:
     p.add_argument("--shard-size", default="500MB")
     p.add_argument("--val-fraction", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--strict", action="store_true", help="fail on the first unusable image instead of skipping it")
+    p.add_argument("--strict", action="store_true", help="fail on the first unusable image or refused pickle instead of skipping it")
     p.add_argument("--no-stats", action="store_true", help="do not draw statistics figures")
     p.set_defaults(func=run)
 

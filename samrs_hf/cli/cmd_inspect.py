@@ -23,9 +23,13 @@ def register(subparsers) -> None:
     p.add_argument("--splits", nargs="+", metavar="SPLIT",
                    help="source splits to read (dota: train val ...; dior: trainval test; fair1m: train "
                         "validation; hrsc2016: ImageSets names; coco: JSON names); default: all present")
-    p.add_argument("--labels-only", action="store_true",
-                   help="yield annotations whose image is missing or unreadable (noted, not skipped); "
-                        "sizes then come from the annotation where it has one")
+    pixels = p.add_mutually_exclusive_group()
+    pixels.add_argument("--labels-only", action="store_true",
+                        help="yield annotations whose image is missing or unreadable (noted, not skipped); "
+                             "sizes then come from the annotation where it has one")
+    pixels.add_argument("--verify", action="store_true",
+                        help="decode every image in full (one thread per core): truncated or corrupt pixel "
+                             "data is a corrupt-image skip (default: headers only)")
     p.add_argument("--subset", help="class table name (coco: name of the table built from the categories)")
     p.add_argument("--images-dir", help="coco: folder holding the image files")
     p.add_argument("--tile-size", type=int, metavar="PX",
@@ -43,9 +47,10 @@ def run(args) -> int:
     from ..tiling import tiling_config
 
     cfg = tiling_config(args.format, args.tile_size, args.gap, args.iof_thr)
+    # The report below lists every problem: the reader does not log them a second time.
     source = open_source(args.format, args.source, strict=args.strict, splits=args.splits, subset=args.subset,
-                         check_images=not args.labels_only, images_dir=args.images_dir)
-    result = inspect_source(source, cfg, progress=not args.json)
+                         check_images=not args.labels_only, images_dir=args.images_dir, log_problems=False)
+    result = inspect_source(source, cfg, progress=not args.json, verify=args.verify)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -7,8 +7,8 @@ datasets >= 4 does not run loading scripts from ``load_dataset``; use this modul
     ds = builder.as_dataset()
 
 or ``samrs convert-release /path/to/FAST --subset fast --to HUB_DIR``. The ``ins/*.pkl`` files are read
-with a restricted unpickler (builtins and numpy arrays only): a pickle holding anything else is
-refused instead of being run.
+with :func:`samrs_hf.safe_load.load_pickle` (plain data and numpy arrays of the file's own bytes
+only): a pickle asking for anything else is refused, never run, and counted as an ``unsafe-file`` skip.
 """
 
 from samrs_hf.release import SamrsReleaseBuilder

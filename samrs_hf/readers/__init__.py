@@ -33,13 +33,14 @@ _READERS = {
 
 
 def open_source(fmt: str, root, *, strict: bool = False, splits=None, subset: str | None = None,
-                check_images: bool = True, images_dir=None) -> Source:
+                check_images: bool = True, images_dir=None, log_problems: bool = True) -> Source:
     """Open a source folder (or a COCO JSON file) of format ``fmt`` without reading it yet.
 
     ``splits``: source splits to read (None = all present); ``subset``: class table to use instead
     of the format's default (for COCO: the name given to the table built from its categories);
     ``check_images``: False yields images whose file is missing or unreadable (label-only reads);
-    ``images_dir``: COCO only, where the image files are.
+    ``images_dir``: COCO only, where the image files are; ``log_problems``: False when the caller
+    prints ``source.report`` itself (see :class:`records.Report`).
     """
     fmt = fmt.lower()
     if fmt not in FORMATS:
@@ -50,7 +51,7 @@ def open_source(fmt: str, root, *, strict: bool = False, splits=None, subset: st
     if isinstance(splits, str):
         splits = (splits,)
     splits = tuple(splits) if splits else None
-    report = Report(strict=strict)
+    report = Report(strict=strict, log=log_problems)
     if fmt == "coco":
         return CocoSource.open(root, report=report, splits=splits, subset=subset, check_images=check_images,
                                images_dir=images_dir)

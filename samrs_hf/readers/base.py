@@ -8,6 +8,9 @@ annotation file in memory at a time.
 Problems are written to ``Source.report`` while images are read. A second pass over the same
 source reads the files again but does not record their problems twice.
 
+A folder or annotation file the operating system will not read (permissions, I/O errors) is an
+``unreadable-file`` skip naming it; the rest of the source is still read.
+
 ``check_images``: with ``True`` (the default, what a build needs) an image whose file is missing
 or whose header cannot be read is skipped (``missing-image`` / ``corrupt-image``). With ``False``
 (label-only inspection, e.g. annotation sets shipped without pixels) the image is still yielded,
@@ -34,6 +37,7 @@ from ..records import (
     NON_FINITE,
     SIZE_MISMATCH,
     UNKNOWN_CLASS,
+    UNREADABLE_FILE,
     Report,
     SourceError,
     SourceImage,
@@ -146,7 +150,7 @@ class Source:
         """
         ann = self.rel(unit.annotation_path)
         problem = None
-        if unit.image_path is None or not Path(unit.image_path).is_file():
+        if unit.image_path is None or not is_file(unit.image_path):
             looked = f" ({self.rel(unit.image_path)} does not exist)" if unit.image_path is not None else ""
             problem = (MISSING_IMAGE, ann, f"annotation has no image file{looked}")
         else:
@@ -169,6 +173,37 @@ class Source:
                 f"annotation says {declared[0]}x{declared[1]}, image header says {size[0]}x{size[1]}; using the header",
             )
         return size
+
+    def unreadable(self, path, exc: OSError, report: Report | None = None) -> None:
+        """Record ``path`` (a file or folder) as an ``unreadable-file`` skip."""
+        (report or self.report).skip(UNREADABLE_FILE, self.rel(path), f"not readable ({exc.strerror or exc})")
+
+    def index(self, folder: Path, suffixes=IMAGE_EXTENSIONS) -> dict[str, Path]:
+        """:func:`index_files` whose unreadable folder is a skip (and lists nothing)."""
+        try:
+            return index_files(folder, suffixes)
+        except OSError as exc:
+            self.unreadable(folder, exc)
+            return {}
+
+    def subfolders(self, folder: Path) -> list[Path]:
+        """Sorted subfolders of ``folder``; an unreadable one is a skip and left out."""
+        out = []
+        for p in self.entries(folder):
+            try:
+                if p.is_dir():
+                    out.append(p)
+            except OSError as exc:
+                self.unreadable(p, exc)
+        return out
+
+    def entries(self, folder: Path) -> list[Path]:
+        """Sorted entries of ``folder``; an unreadable folder is a skip (no entries)."""
+        try:
+            return sorted(folder.iterdir())
+        except OSError as exc:
+            self.unreadable(folder, exc)
+            return []
 
     def lookup_class(self, name: str, where: str, report: Report):
         """(canonical name, id) or None after an ``unknown-class`` skip."""
@@ -243,9 +278,13 @@ def parse_number(text, where: str, report: Report, what: str = "coordinate") -> 
 
 
 def parse_xml(path: Path, where: str, report: Report):
-    """Root element of an XML file, or None after a ``garbled-annotation`` skip naming the line."""
+    """Root element of an XML file, or None after a ``garbled-annotation`` skip naming the line
+    (``unreadable-file`` when it cannot be read)."""
     try:
         return ET.parse(path).getroot()
+    except OSError as exc:
+        report.skip(UNREADABLE_FILE, where, f"cannot read the file ({exc.strerror or exc})")
+        return None
     except ET.ParseError as exc:
         line = exc.position[0] if getattr(exc, "position", None) else "?"
         report.skip(GARBLED_ANNOTATION, f"{where}:{line}", f"unreadable XML ({exc})")
@@ -261,12 +300,32 @@ def xml_size(root, w_tag: str = "size/width", h_tag: str = "size/height"):
     return (w, h) if w > 0 and h > 0 else None
 
 
-def index_images(folder: Path) -> dict[str, Path]:
-    """stem -> image path for the image files directly inside ``folder`` (empty if absent)."""
+def is_file(path) -> bool:
+    """``Path.is_file`` that says False, not PermissionError, for a file in a folder we may not enter
+    (the file is then reported as missing, not the run stopped)."""
+    try:
+        return Path(path).is_file()
+    except OSError:
+        return False
+
+
+def is_dir(path) -> bool:
+    """``Path.is_dir`` that says False, not PermissionError, inside a folder we may not enter."""
+    try:
+        return Path(path).is_dir()
+    except OSError:
+        return False
+
+
+def index_files(folder: Path, suffixes=IMAGE_EXTENSIONS) -> dict[str, Path]:
+    """stem -> path of the files directly inside ``folder`` (empty if absent) whose suffix is one of
+    ``suffixes`` (case-insensitive; the earlier suffix wins when stems collide). Raises OSError
+    when the folder cannot be read."""
     out: dict[str, Path] = {}
     if not folder.is_dir():
         return out
-    rank = {ext: i for i, ext in enumerate(IMAGE_EXTENSIONS)}
+    suffixes = (suffixes,) if isinstance(suffixes, str) else tuple(suffixes)
+    rank = {ext: i for i, ext in enumerate(suffixes)}
     for p in folder.iterdir():
         ext = p.suffix.lower()
         if ext in rank and p.is_file():
@@ -274,13 +333,6 @@ def index_images(folder: Path) -> dict[str, Path]:
             if cur is None or rank[ext] < rank[cur.suffix.lower()]:
                 out[p.stem] = p
     return out
-
-
-def index_files(folder: Path, suffix: str) -> dict[str, Path]:
-    """stem -> path for files with ``suffix`` directly inside ``folder`` (empty if absent)."""
-    if not folder.is_dir():
-        return {}
-    return {p.stem: p for p in folder.iterdir() if p.suffix.lower() == suffix and p.is_file()}
 
 
 def pair_units(images: dict[str, Path], annotations: dict[str, Path], split, prefix: str = "") -> list[Unit]:

@@ -10,6 +10,11 @@ Files in those folders that the JSON does not list are not read (COCO folders of
 
 Classes: the categories in id order (``label`` = position, ``extra["category_id"]`` = COCO id), in a
 table named ``coco`` unless ``subset`` names it.
+A ``file_name`` that is absolute or holds ``..`` is read only when it resolves inside ``images_dir``;
+otherwise the image is an ``outside-source`` skip: an annotation file must not make the reader open
+(and a build copy) files from elsewhere on the machine. A JSON that cannot be read is an
+``unreadable-file`` skip (an error when no JSON of the source is readable).
+
 ``bbox`` xywh -> H-Box xyxy; ``segmentation`` (polygons or RLE) is not a prompt but is kept in
 ``extra["segmentation"]`` for mask-quality studies; ``iscrowd`` regions are kept and marked difficult.
 """
@@ -18,11 +23,23 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ..classes import class_table_from_names
-from ..records import GARBLED_ANNOTATION, MISSING_IMAGE, NO_OBJECTS, UNKNOWN_CLASS, Report, SourceError, SourceImage, SourceObject
-from .base import Source, Unit, check_hbox, parse_number, select_splits
+from ..records import (
+    GARBLED_ANNOTATION,
+    MISSING_IMAGE,
+    NO_OBJECTS,
+    OUTSIDE_SOURCE,
+    UNKNOWN_CLASS,
+    UNREADABLE_FILE,
+    Report,
+    SourceError,
+    SourceImage,
+    SourceObject,
+    relpath,
+)
+from .base import Source, Unit, check_hbox, is_file, parse_number, select_splits
 
 
 def _split_name(path: Path) -> str:
@@ -77,7 +94,15 @@ class CocoSource(Source):
     def open(cls, root, *, report: Report, splits=None, subset=None, check_images=True, images_dir=None):
         root = Path(root)
         jsons = select_splits(find_jsons(root), splits, "coco")
-        data = {split: (path, _load(path)) for split, path in jsons.items()}
+        data = {}
+        for split, path in jsons.items():
+            try:
+                data[split] = (path, _load(path))
+            except OSError as exc:
+                report.skip(UNREADABLE_FILE, relpath(path, root if root.is_dir() else root.parent),
+                            f"not readable ({exc.strerror or exc})")
+        if not data:
+            raise SourceError(f"{root}: no readable COCO JSON")
         cats = None
         for split, (path, d) in data.items():
             c = _categories(path, d)
@@ -99,6 +124,15 @@ class CocoSource(Source):
         if self.images_dir is not None:
             return [self.images_dir]
         return [path.parent, path.parent / "images", path.parent.parent / split, path.parent.parent / "images"]
+
+    def _outside(self, file_name: str) -> bool:
+        """An absolute name or one with ``..`` that does not resolve inside ``images_dir``."""
+        name = PurePosixPath(file_name.replace("\\", "/"))
+        if not (name.is_absolute() or ".." in name.parts):
+            return False
+        if self.images_dir is None:
+            return True
+        return not (self.images_dir / file_name).resolve().is_relative_to(self.images_dir.resolve())
 
     def _list_units(self) -> list[Unit]:
         units = []
@@ -129,8 +163,14 @@ class CocoSource(Source):
             dirs = self._image_dirs(path, split)
             for image_id, k in ids.items():
                 file_name = str(data["images"][k]["file_name"]).strip()
+                if self._outside(file_name):
+                    inside = f"inside {self.images_dir}" if self.images_dir else "(no --images-dir given)"
+                    self.report.skip(OUTSIDE_SOURCE, f"{rel}:images[{k}]",
+                                     f"file_name {file_name!r} points outside the source folders {inside}")
+                    self.skipped_images += 1
+                    continue
                 candidates = [d / file_name for d in dirs]
-                image_path = next((c for c in candidates if c.is_file()), candidates[0])
+                image_path = next((c for c in candidates if is_file(c)), candidates[0])
                 stem = Path(file_name).with_suffix("").as_posix().replace("/", "_")
                 units.append(Unit(f"{split}_{stem}" if prefix_ids else stem, image_path, path, split,
                                   extra=(k, tuple(by_image.get(image_id, ())))))

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..geometry import polygon_to_hbox
 from ..records import GARBLED_ANNOTATION, Report, SourceError, SourceObject
-from .base import Unit, XmlSource, check_hbox, index_files, index_images, parse_number, select_splits, xml_flag
+from .base import Unit, XmlSource, check_hbox, parse_number, select_splits, xml_flag
 
 SPLITS = ("trainval", "test")
 IMAGE_DIRS = {"trainval": "JPEGImages-trainval", "test": "JPEGImages-test"}
@@ -46,15 +46,19 @@ class DiorSource(XmlSource):
         out = {}
         for name, split in (("train", "trainval"), ("val", "trainval"), ("test", "test")):
             f = self.root / "ImageSets" / "Main" / f"{name}.txt"
-            if f.is_file():
-                for line in f.read_text().split():
-                    out[line.strip()] = split
+            try:
+                names = f.read_text().split() if f.is_file() else []
+            except OSError as exc:
+                self.unreadable(f, exc)
+                continue
+            for line in names:
+                out[line.strip()] = split
         return out
 
     def _list_units(self) -> list[Unit]:
         wanted = select_splits(dict.fromkeys(SPLITS), self.splits, self.format)
-        images = {split: index_images(self.root / IMAGE_DIRS[split]) for split in SPLITS}
-        annotations = index_files(self._annotation_dir(), ".xml")
+        images = {split: self.index(self.root / IMAGE_DIRS[split]) for split in SPLITS}
+        annotations = self.index(self._annotation_dir(), ".xml")
         sets = None
         units = []
         for stem in sorted(set(annotations) | set(images["trainval"]) | set(images["test"])):

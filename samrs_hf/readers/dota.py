@@ -18,8 +18,24 @@ from pathlib import Path
 import numpy as np
 
 from ..geometry import polygon_to_hbox
-from ..records import EMPTY_ANNOTATION, GARBLED_ANNOTATION, NO_OBJECTS, Report, SourceError, SourceImage, SourceObject
-from .base import SkipImage, Source, Unit, check_hbox, index_files, index_images, pair_units, parse_number, select_splits
+from ..records import (
+    EMPTY_ANNOTATION,
+    GARBLED_ANNOTATION,
+    NO_OBJECTS,
+    Report,
+    SourceError,
+    SourceImage,
+    SourceObject,
+)
+from .base import (
+    SkipImage,
+    Source,
+    Unit,
+    check_hbox,
+    pair_units,
+    parse_number,
+    select_splits,
+)
 
 LABEL_DIRS = ("labelTxt", "annfiles")
 HEADER_KEYS = ("imagesource", "gsd")
@@ -36,7 +52,13 @@ class DotaSource(Source):
     def _find_splits(self) -> dict[str, Path]:
         if _label_dir(self.root) is not None:
             return {"": self.root}
-        found = {p.name: p for p in sorted(self.root.iterdir()) if p.is_dir() and _label_dir(p) is not None}
+        found = {}
+        for p in self.subfolders(self.root):
+            try:
+                if _label_dir(p) is not None:
+                    found[p.name] = p
+            except OSError as exc:
+                self.unreadable(p, exc)
         if self.splits is not None:
             # An explicitly requested split may be label-less (DOTA test): its images are reported.
             for s in [self.splits] if isinstance(self.splits, str) else self.splits:
@@ -50,8 +72,8 @@ class DotaSource(Source):
         units = []
         for split, folder in select_splits(self._find_splits(), self.splits, "dota").items():
             labels = _label_dir(folder)
-            ann = index_files(labels, ".txt") if labels is not None else {}
-            units += pair_units(index_images(folder / "images"), ann, split or None)
+            ann = self.index(labels, ".txt") if labels is not None else {}
+            units += pair_units(self.index(folder / "images"), ann, split or None)
         return units
 
     def _read(self, unit: Unit, report: Report) -> SourceImage:
@@ -59,6 +81,9 @@ class DotaSource(Source):
         rel = self.rel(path)
         try:
             text = path.read_bytes().decode("utf-8")
+        except OSError as exc:
+            self.unreadable(path, exc, report)
+            raise SkipImage from None
         except UnicodeDecodeError as exc:
             report.skip(GARBLED_ANNOTATION, rel, f"not UTF-8 text ({exc})")
             raise SkipImage from None

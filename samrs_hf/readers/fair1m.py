@@ -20,7 +20,15 @@ import numpy as np
 
 from ..geometry import polygon_to_hbox
 from ..records import GARBLED_ANNOTATION, Report, SourceError, SourceObject
-from .base import Unit, XmlSource, check_hbox, index_files, index_images, pair_units, parse_number, select_splits
+from .base import (
+    Unit,
+    XmlSource,
+    check_hbox,
+    is_dir,
+    pair_units,
+    parse_number,
+    select_splits,
+)
 
 SPLIT_DIRS = {"train": "train", "validation": "validation"}
 ID_PREFIX = {"train": "train_", "validation": "valid_"}
@@ -39,8 +47,12 @@ class Fair1mSource(XmlSource):
             top = self.root / name
             if not top.is_dir():
                 continue
-            parts = [top] if (top / LABEL_DIR).is_dir() or (top / "images").is_dir() else []
-            parts += [p for p in sorted(top.iterdir()) if p.is_dir() and (p / LABEL_DIR).is_dir()]
+            try:
+                parts = [top] if (top / LABEL_DIR).is_dir() or (top / "images").is_dir() else []
+            except OSError as exc:
+                self.unreadable(top, exc)
+                continue
+            parts += [p for p in self.subfolders(top) if is_dir(p / LABEL_DIR)]
             if parts:
                 found[split] = parts
         if not found:
@@ -51,7 +63,7 @@ class Fair1mSource(XmlSource):
         units = []
         for split, folders in select_splits(self._find_splits(), self.splits, "fair1m").items():
             for folder in folders:
-                units += pair_units(index_images(folder / "images"), index_files(folder / LABEL_DIR, ".xml"),
+                units += pair_units(self.index(folder / "images"), self.index(folder / LABEL_DIR, ".xml"),
                                     split or None, ID_PREFIX.get(split, ""))
         return units
 

@@ -21,8 +21,24 @@ import numpy as np
 
 from ..geometry import rbox_to_polygon
 from ..imageio import open_rgb
-from ..records import GARBLED_ANNOTATION, MISSING_ANNOTATION, Report, SourceError, SourceImage, SourceObject
-from .base import Unit, XmlSource, check_hbox, index_files, index_images, parse_number, parse_xml, select_splits, xml_flag
+from ..records import (
+    GARBLED_ANNOTATION,
+    MISSING_ANNOTATION,
+    Report,
+    SourceError,
+    SourceImage,
+    SourceObject,
+)
+from .base import (
+    Unit,
+    XmlSource,
+    check_hbox,
+    is_file,
+    parse_number,
+    parse_xml,
+    select_splits,
+    xml_flag,
+)
 
 HBOX_TAGS = ("box_xmin", "box_ymin", "box_xmax", "box_ymax")
 RBOX_TAGS = ("mbox_cx", "mbox_cy", "mbox_w", "mbox_h", "mbox_ang")
@@ -61,12 +77,19 @@ class Hrsc2016Source(XmlSource):
         d = self._image_sets_dir(full)
         if d is None:
             return {}
-        return {s: (d / f"{s}.txt").read_text().split() for s in SPLIT_FILES if (d / f"{s}.txt").is_file()}
+        sets = {}
+        for s in SPLIT_FILES:
+            try:
+                if (d / f"{s}.txt").is_file():
+                    sets[s] = (d / f"{s}.txt").read_text().split()
+            except OSError as exc:
+                self.unreadable(d / f"{s}.txt", exc)
+        return sets
 
     def _list_units(self) -> list[Unit]:
         full = self._dataset_dir()
-        images = index_images(full / "AllImages")
-        annotations = index_files(full / "Annotations", ".xml")
+        images = self.index(full / "AllImages")
+        annotations = self.index(full / "Annotations", ".xml")
         sets = self._image_sets(full)
         split_of: dict[str, str] = {}
         for s in SPLIT_FILES:
@@ -92,7 +115,7 @@ class Hrsc2016Source(XmlSource):
 
     def _image_extra(self, unit: Unit) -> dict:
         seg = Path(unit.annotation_path).parent.parent / SEGMENTATION_DIR / f"{unit.image_id}.png"
-        return {"segmentation_path": seg if seg.is_file() else None}
+        return {"segmentation_path": seg if is_file(seg) else None}
 
     def _parse_object(self, node, where: str, width, height, report: Report) -> SourceObject | None:
         values = {}
