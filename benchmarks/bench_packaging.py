@@ -4,7 +4,8 @@
 
 A build of N 800x800 PNG images with gray/color maps and N_obj RLE instances each is generated
 quickly (a few distinct images, their bytes re-used), packaged with ``samrs_hf.packaging.package``
-(statistics figures off: they are ``samrs stats``' cost, timed separately when --with-stats), then
+(statistics figures off: they are ``samrs stats``' cost, timed separately when --with-stats; the
+integrity checks of every image, gray map and RLE are included), then
 loaded with ``datasets.load_dataset`` and iterated with ``decode_masks``.
 """
 
@@ -97,7 +98,8 @@ def main(argv=None) -> int:
         shards = sum(len(v) for v in result.files.values())
         print(f"package: {result.num_rows} images in {pack_s:.2f} s wall = {result.num_rows / pack_s:.0f} images/s; "
               f"{pack_cpu:.2f} s CPU = {result.num_rows / pack_cpu:.0f} images per CPU-second "
-              f"({shards} shards{', with stats figures' if args.with_stats else ''})")
+              f"({shards} shards{', with stats figures' if args.with_stats else ''}; every image, gray map and "
+              f"RLE checked, dropped: {result.skips.what})")
 
         cache = work / "cache"
         t = time.perf_counter()

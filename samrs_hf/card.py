@@ -132,20 +132,7 @@ def body(result, features) -> str:
         "|---|---|",
     ]
     lines += [f"| {s} | {n} |" for s, n in result.splits.items()]
-    skipped = result.report.skips
-    lines += ["", "## Skipped inputs", ""]
-    if skipped:
-        lines.append(f"{len(skipped)} input item(s) were skipped while packaging (counts by kind):")
-        lines.append("")
-        for kind, n in result.report.counts().items():
-            lines.append(f"- `{kind}`: {n}")
-        lines.append("")
-        for p in skipped[:20]:
-            lines.append(f"- {Path(p.where).name}: {p.message}")
-        if len(skipped) > 20:
-            lines.append(f"- ... and {len(skipped) - 20} more")
-    else:
-        lines.append("None: every image of the build(s) is in the dataset.")
+    lines += ["", "## Skipped inputs", ""] + skipped_lines(result)
     lines += ["", "## Features", "", "| feature | type | meaning |", "|---|---|---|"]
     lines += [f"| `{k}` | {t} | {m} |" for k, t, m in FEATURE_ROWS]
     lines += ["", "## Classes", "", "| id | name | abbreviation | colour | RGB | instances |", "|---|---|---|---|---|---|"]
@@ -167,6 +154,40 @@ def body(result, features) -> str:
     lines += ["", "## Usage", "", "```python", USAGE.strip(), "```", "",
               "## License", "", LICENSE_NOTE, "", "## Citation", "", "```bibtex", CITATION, "```", ""]
     return "\n".join(lines)
+
+
+def skipped_lines(result) -> list[str]:
+    """What the builds dropped (from their build.json) and what packaging dropped, by kind."""
+    builds = [(name, skips) for name, skips in result.build_skips() if skips is not None]
+    packaged = result.skips
+    if packaged.total == 0 and all(s.total == 0 for _, s in builds):
+        whose = "the build(s) and packaging" if len(builds) == len(result.builds) else "packaging"
+        return [f"None: {whose} dropped nothing."]
+    lines = []
+    if builds:
+        lines += ["Dropped by the build(s), before packaging (from each `build.json`):", "",
+                  "| build | images | objects | by kind |", "|---|---|---|---|"]
+        lines += [f"| `{name}` | {s.images} | {s.objects} | "
+                  + (", ".join(f"`{k}`: {n}" for k, n in s.kinds.items()) or "none") + " |" for name, s in builds]
+        lines.append("")
+    if packaged.total == 0:
+        return lines + ["Dropped while packaging: nothing."]
+    lines += [f"Dropped while packaging: {packaged.what} (counts by kind):", ""]
+    lines += [f"- `{kind}`: {n}" for kind, n in packaged.kinds.items()]
+    lines.append("")
+    skipped = result.report.skips
+    lines += [f"- {Path(p.where).name}: {_relative(p.message, result.builds)}" for p in skipped[:20]]
+    if len(skipped) > 20:
+        lines.append(f"- ... and {len(skipped) - 20} more")
+    return lines
+
+
+def _relative(message: str, builds) -> str:
+    """Paths in a message as ``<build folder name>/...``: the card names no local folder."""
+    for b in builds:
+        if b.get("path"):
+            message = message.replace(str(Path(b["path"])) + "/", Path(b["path"]).name + "/")
+    return message
 
 
 FEATURE_ROWS = (

@@ -8,27 +8,51 @@ Streaming: every split has one open shard writer that flushes a row group every 
 memory stays flat however many images there are. Output bytes are a function of the input only
 (fixed row order, object ids from one counter, no timestamps anywhere), so re-packaging the same
 builds gives byte-identical files.
+
+Nothing unusable is published: every image's bytes are checked (PNG CRCs, other formats decoded)
+and every instance's RLE, numbers and label, on reader threads beside the parquet writer. A bad
+image or gray map drops the row, a bad instance drops that object; each drop is a counted skip
+(an error with ``strict``) listed in the card next to what the builds themselves skipped.
+
+``to`` must be new, empty or an earlier package: :data:`MANIFEST` lists the files a package wrote,
+and packaging again replaces exactly those, keeping every other file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
+import json
 import logging
 import os
 import re
 import shutil
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
 
+import numpy as np
+
+from . import imageio as _pillow_limit  # noqa: F401  (lifts Pillow's pixel limit for remote-sensing scenes)
 from . import layout, splits
 from .classes import ClassTable, class_table_from_names, get_class_table
-from .imageio import CorruptImageError, image_size
-from .prefetch import prefetch
+from .prefetch import prefetch, prefetch_map
 from .records import (
-    CORRUPT_IMAGE, GARBLED_ANNOTATION, MISSING_ANNOTATION, MISSING_IMAGE, SIZE_MISMATCH, UNKNOWN_CLASS,
-    Report, SourceError,
+    CORRUPT_IMAGE,
+    DEGENERATE_BOX,
+    GARBLED_ANNOTATION,
+    MISSING_ANNOTATION,
+    MISSING_IMAGE,
+    NON_FINITE,
+    SIZE_MISMATCH,
+    UNKNOWN_CLASS,
+    Report,
+    SourceError,
 )
+from .rle import check_rle
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +61,15 @@ FIGURES_DIR = "figures"
 DEFAULT_SHARD_SIZE = "500MB"
 ROWS_PER_ROW_GROUP = 64
 """Rows buffered before a row group is written: bounds memory (~64 images) per open split."""
+CHECK_WORKERS = max(0, min(4, (os.cpu_count() or 1) - 1))
+"""Threads reading and checking build items; one core stays with the parquet writer (on 2 cores
+two checkers ran slower than one: the checks are cheap, the threads' hand-offs are not)."""
+
+# Problem kinds of packaging (records.py has the ones shared with the readers).
+CORRUPT_MASK = "corrupt-mask"
+"""RLE counts that are not a mask of the image's size (garbage characters, runs past h x w)."""
+LABEL_MISMATCH = "label-mismatch"
+"""An instance whose ``label`` is not the class id of its ``category``."""
 
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
                "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -121,31 +154,64 @@ def build_class_table(report: dict, where) -> ClassTable:
     return table
 
 
-def _check_size(path: Path, expected: tuple[int, int], what: str, report: Report, where: str) -> bool:
-    if not path.is_file():
-        report.skip(MISSING_IMAGE if what == "image" else MISSING_ANNOTATION, where, f"missing {what} file {path}")
-        return False
+def _read(path: Path, what: str, report: Report, where: str) -> bytes | None:
     try:
-        size = image_size(path)
-    except (CorruptImageError, OSError, SourceError) as exc:
-        report.skip(CORRUPT_IMAGE, where, f"corrupt {what} file {path}: {exc}")
-        return False
+        return path.read_bytes()
+    except FileNotFoundError:
+        report.skip(MISSING_IMAGE if what == "image" else MISSING_ANNOTATION, where, f"missing {what} file {path}")
+    except OSError as exc:
+        report.skip(CORRUPT_IMAGE, where, f"unreadable {what} file {path}: {exc}")
+    return None
+
+
+def _size_ok(size, expected: tuple[int, int], what: str, path: Path, report: Report, where: str) -> bool:
     if tuple(size) != tuple(expected):
         report.skip(SIZE_MISMATCH, where, f"{what} {path} is {size[0]}x{size[1]}, instances say {expected[0]}x{expected[1]}")
         return False
     return True
 
 
-def _verify_png(path: Path, report: Report, where: str) -> bool:
-    """Gray maps are small: a full CRC check catches truncated/corrupt files cheaply."""
+def _image_ok(data: bytes, path: Path, expected: tuple[int, int], report: Report, where: str) -> bool:
+    """The stored pixels are complete and uncorrupted, and of the instances' size.
+
+    PNG: every chunk's CRC up to IEND, so a truncated or bit-flipped file fails (~0.5 ms; inflating
+    an 800x800 patch costs ~8 ms). Other formats (DIOR's JPEGs): a decode, JPEG at 1/8 scale, which
+    still reads the entropy-coded data to its end.
+    """
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            mode = im.mode
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                size = im.size
+                if im.format == "PNG":
+                    im.verify()
+                else:
+                    im.draft(im.mode, (max(1, size[0] // 8), max(1, size[1] // 8)))
+                    im.load()
+    except Exception as exc:  # PIL raises many types for broken files
+        report.skip(CORRUPT_IMAGE, where, f"corrupt image file {path}: {exc}")
+        return False
+    return _size_ok(size, expected, "image", path, report, where)
+
+
+def _gray_ok(data: bytes, path: Path, expected: tuple[int, int], report: Report, where: str) -> bool:
+    """An uncorrupted PNG (chunk CRCs up to IEND) of the instances' size in a uint8 mode.
+
+    Not decoded: that would cost ~1.5 ms per 800x800 map; class ids outside the table are found
+    by ``samrs stats``, which packaging runs unless ``--no-stats``.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            mode, size = im.mode, im.size
             im.verify()
     except Exception as exc:  # PIL raises many types for broken files
         report.skip(CORRUPT_IMAGE, where, f"corrupt gray file {path}: {exc}")
+        return False
+    if not _size_ok(size, expected, "gray", path, report, where):
         return False
     if mode not in ("L", "P"):
         report.skip(CORRUPT_IMAGE, where, f"gray file {path} has mode {mode}, expected L (uint8 class ids)")
@@ -155,7 +221,8 @@ def _verify_png(path: Path, report: Report, where: str) -> bool:
 
 def instance_ok(table: ClassTable, class_id, category, segmentation: dict, size: tuple[int, int], at: str,
                 report: Report) -> bool:
-    """The per-instance rules shared by builds and releases: a known class, an RLE of the image's size."""
+    """The per-instance rules shared by builds and releases: a known class, an RLE of the image's size
+    whose runs cover exactly that size (pycocotools decodes longer runs past its buffer)."""
     if class_id is None or not 0 <= class_id < len(table):
         report.skip(UNKNOWN_CLASS, at, f"category {category!r} is not in the {table.subset} class table")
         return False
@@ -163,12 +230,54 @@ def instance_ok(table: ClassTable, class_id, category, segmentation: dict, size:
     if [int(s) for s in segmentation["size"]] != [h, w]:
         report.skip(SIZE_MISMATCH, at, f"RLE size {list(segmentation['size'])} != image size [{h}, {w}]")
         return False
+    try:
+        check_rle(segmentation)
+    except (ValueError, TypeError) as exc:
+        report.skip(CORRUPT_MASK, at, f"segmentation counts are not a {h}x{w} mask: {exc}")
+        return False
     return True
 
 
-def row_from_item(item: layout.BuildItem, table: ClassTable, subset: str, next_id: Iterator[int],
-                  report: Report, *, val_fraction: float, seed: int) -> Row | None:
-    """The dataset row of one build item, or None (counted in ``report``) when it is unusable."""
+def values_ok(obj: dict, at: str, report: Report) -> bool:
+    """Finite numbers and a box of non-negative extent: a NaN passes parquet but breaks every user."""
+    numbers = [*obj["bbox"], *(obj["rbox"] or ()), *(() if obj["score"] is None else (obj["score"],))]
+    if not np.isfinite(numbers).all():
+        report.skip(NON_FINITE, at, f"non-finite value in bbox {obj['bbox']}, rbox {obj['rbox']} or score {obj['score']}")
+        return False
+    if obj["bbox"][2] < 0 or obj["bbox"][3] < 0:
+        report.skip(DEGENERATE_BOX, at, f"box has negative extent: COCO [x, y, w, h] = {obj['bbox']}")
+        return False
+    return True
+
+
+def object_from_instance(inst: dict, table: ClassTable, size: tuple[int, int], at: str, report: Report) -> dict | None:
+    """The ``objects`` entry (id 0 until the row is accepted) of one ``ins/*.json`` instance, or None
+    (counted in ``report``): a bad instance drops that object only."""
+    try:
+        seg = inst["segmentation"]
+        class_id = table.id_of(str(inst["category"]))
+        if not instance_ok(table, class_id, inst["category"], seg, size, at, report):
+            return None
+        label = inst.get("label")
+        if label is not None and label != class_id:
+            report.skip(LABEL_MISMATCH, at, f"label {label!r} is not the id of category {inst['category']!r} ({class_id})")
+            return None
+        rbox = inst.get("rbox")
+        if rbox is not None and len(rbox) != 8:
+            raise ValueError(f"rbox has {len(rbox)} values, expected 8")
+        if len(inst["bbox"]) != 4:
+            raise ValueError(f"bbox has {len(inst['bbox'])} values, expected 4")
+        obj = make_object(0, class_id, inst["bbox"], rbox, seg, inst["area"], inst.get("score"), inst.get("truncated"))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        report.skip(GARBLED_ANNOTATION, at, f"bad instance ({exc!r})")
+        return None
+    return obj if values_ok(obj, at, report) else None
+
+
+def row_from_item(item: layout.BuildItem, table: ClassTable, subset: str, report: Report, *,
+                  val_fraction: float, seed: int) -> Row | None:
+    """The dataset row of one build item (object ids 0: :func:`rows_from_builds` numbers them), or
+    None when the image is unusable. Every drop, of the image or of one object, is in ``report``."""
     where = str(item.ins_path)
     try:
         record = item.load_instances()
@@ -180,42 +289,21 @@ def row_from_item(item: layout.BuildItem, table: ClassTable, subset: str, next_i
     except (TypeError, ValueError):
         report.skip(GARBLED_ANNOTATION, where, "width/height are not integers")
         return None
-    if not _check_size(item.image_path, (w, h), "image", report, where):
+    if not isinstance(record["instances"], list):
+        report.skip(GARBLED_ANNOTATION, where, f"instances is a {type(record['instances']).__name__}, not a list")
         return None
-    if not _check_size(item.gray_path, (w, h), "gray", report, where):
+    image = _read(item.image_path, "image", report, where)
+    if image is None or not _image_ok(image, item.image_path, (w, h), report, where):
         return None
-    if not _verify_png(item.gray_path, report, where):
+    gray = _read(item.gray_path, "gray", report, where)
+    if gray is None or not _gray_ok(gray, item.gray_path, (w, h), report, where):
         return None
-
-    objects = []
-    pending = []
-    for k, inst in enumerate(record["instances"]):
-        at = f"{where}:instances[{k}]"
-        try:
-            seg = inst["segmentation"]
-            class_id = table.id_of(str(inst["category"]))
-            if not instance_ok(table, class_id, inst["category"], seg, (w, h), at, report):
-                return None
-            rbox = inst.get("rbox")
-            if rbox is not None and len(rbox) != 8:
-                raise ValueError(f"rbox has {len(rbox)} values, expected 8")
-            if len(inst["bbox"]) != 4:
-                raise ValueError(f"bbox has {len(inst['bbox'])} values, expected 4")
-            # Converted here (id 0 for now) so that unusable values are this instance's skip.
-            pending.append(make_object(0, class_id, inst["bbox"], rbox, seg, inst["area"], inst.get("score"),
-                                       inst.get("truncated")))
-        except (KeyError, TypeError, ValueError) as exc:
-            report.skip(GARBLED_ANNOTATION, at, f"bad instance ({exc!r})")
-            return None
-    # Ids are drawn only once the whole image is accepted, so skips leave no holes.
-    for obj in pending:
-        obj["id"] = next(next_id)
-        objects.append(obj)
-
+    objects = [obj for k, inst in enumerate(record["instances"])
+               if (obj := object_from_instance(inst, table, (w, h), f"{where}:instances[{k}]", report)) is not None]
     split = splits.assign_split(str(record["source_image"]), record.get("split"), val_fraction=val_fraction, seed=seed)
     example = {
-        "image": {"bytes": item.image_path.read_bytes(), "path": item.image_path.name},
-        "semantic": {"bytes": item.gray_path.read_bytes(), "path": item.gray_path.name},
+        "image": {"bytes": image, "path": item.image_path.name},
+        "semantic": {"bytes": gray, "path": item.gray_path.name},
         "objects": objects,
         "image_id": item.name,
         "source_image": str(record["source_image"]),
@@ -224,6 +312,20 @@ def row_from_item(item: layout.BuildItem, table: ClassTable, subset: str, next_i
         "subset": subset,
     }
     return Row(split, example, where)
+
+
+@dataclass
+class Checked:
+    """One build item after the checks, with the problems found (made on a worker thread)."""
+
+    row: Row | None
+    report: Report
+
+
+def check_item(item: layout.BuildItem, table: ClassTable, subset: str, *, strict: bool, val_fraction: float,
+               seed: int) -> Checked:
+    report = Report(strict=strict)
+    return Checked(row_from_item(item, table, subset, report, val_fraction=val_fraction, seed=seed), report)
 
 
 def unpaired_gray(build_dir: Path) -> list[Path]:
@@ -236,28 +338,47 @@ def unpaired_gray(build_dir: Path) -> list[Path]:
 
 
 def rows_from_builds(build_dirs, report: Report, *, val_fraction: float = 0.05, seed: int = 0,
-                     progress: bool = True) -> Iterator[Row]:
+                     progress: bool = True, dropped: Counter | None = None,
+                     workers: int = CHECK_WORKERS) -> Iterator[Row]:
     """Rows of all builds in order (build dirs as given, items sorted by name).
 
-    Object ids count from 1 over this order, so they are unique in the whole dataset and the same
-    for every consumer (packaging, COCO export, which keeps one split's rows).
+    The items are read and checked on ``workers`` threads (decoding releases the GIL); problems,
+    the ``dropped`` images/objects tally and object ids are taken in item order, so they are the
+    same for any thread count. Object ids count from 1 over this order, so they are unique in the
+    whole dataset and the same for every consumer (packaging, COCO export, which keeps one split's rows).
     """
     from tqdm.auto import tqdm
 
     _, builds = check_builds(build_dirs)
+    dropped = Counter() if dropped is None else dropped
     ids = iter(range(1, 2**62))
     owner: dict[str, Path] = {}
-    for build_dir, table, subset in builds:
-        for path in unpaired_gray(build_dir):
-            report.skip(MISSING_ANNOTATION, str(path), f"no instance file {build_dir / layout.INS / (path.stem + '.json')}")
-        items = list(layout.iter_build_items(build_dir))
-        for item in tqdm(items, desc=f"packaging {build_dir.name}", unit="img", disable=not progress):
+
+    def unique(build_dir, items):
+        for item in items:
             if item.name in owner:  # image_id must identify one row
                 raise PackagingError(f"{item.ins_path}: image {item.name!r} is also in {owner[item.name]}")
             owner[item.name] = build_dir
-            row = row_from_item(item, table, subset, ids, report, val_fraction=val_fraction, seed=seed)
-            if row is not None:
-                yield row
+            yield item
+
+    for build_dir, table, subset in builds:
+        for path in unpaired_gray(build_dir):
+            report.skip(MISSING_ANNOTATION, str(path), f"no instance file {build_dir / layout.INS / (path.stem + '.json')}")
+            dropped["images"] += 1
+        items = list(layout.iter_build_items(build_dir))
+        check = functools.partial(check_item, table=table, subset=subset, strict=report.strict,
+                                  val_fraction=val_fraction, seed=seed)
+        with contextlib.closing(prefetch_map(check, unique(build_dir, items), workers)) as checked:
+            for c in tqdm(checked, total=len(items), desc=f"packaging {build_dir.name}", unit="img",
+                          disable=not progress):
+                report.extend(c.report)
+                if c.row is None:
+                    dropped["images"] += 1
+                    continue
+                dropped["objects"] += len(c.report.skips)
+                for obj in c.row.example["objects"]:
+                    obj["id"] = next(ids)
+                yield c.row
 
 
 def check_builds(build_dirs) -> tuple[ClassTable, list[tuple[Path, ClassTable, str]]]:
@@ -377,6 +498,60 @@ def _approx_size(example: dict) -> int:
 
 # ------------------------------------------------------------------------------------------ package
 
+MANIFEST = ".samrs-package.json"
+"""The files a package wrote, so that packaging again into the folder replaces those and no others."""
+WORK_DIR = ".samrs-partial"
+_NOT_CONTENT = (WORK_DIR, ".cache")  # our scratch folder; `samrs push`'s upload resume state
+_DATA_FILE = re.compile(rf"{DATA_DIR}/(?:{'|'.join(splits.SPLITS)})-[^/]*")
+"""Files the card's configs (``data/<split>-*``) load as rows."""
+
+
+@dataclass(frozen=True)
+class Skips:
+    """What one stage (a build, or packaging) dropped."""
+
+    images: int | None
+    """None where images and objects are not told apart (a release's reader counts items)."""
+    objects: int | None
+    kinds: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.kinds.values()) if self.images is None else self.images + self.objects
+
+    @property
+    def what(self) -> str:
+        """``5 images and 7 objects``"""
+        if self.images is None:
+            return f"{self.total} item(s)"
+        return " and ".join(f"{n} {unit}{'' if n == 1 else 's'}"
+                            for n, unit in ((self.images, "image"), (self.objects, "object")) if n) or "nothing"
+
+    def describe(self) -> str:
+        """``5 images and 7 objects (corrupt-image: 5, unknown-class: 7)``"""
+        kinds = ", ".join(f"{k}: {n}" for k, n in self.kinds.items())
+        return f"{self.what} ({kinds})" if kinds else self.what
+
+
+def build_skips(info: dict) -> Skips | None:
+    """What a build dropped, from its ``build.json`` (``skipped`` and ``problems``); None where it does not say."""
+    skipped, problems = info.get("skipped"), info.get("problems")
+    problems = problems.get("problems") if isinstance(problems, dict) else None
+    try:
+        images, objects = int(skipped.get("images") or 0), int(skipped.get("objects") or 0)
+    except (AttributeError, TypeError, ValueError):  # an old or hand-made build.json
+        return None
+    kinds = Counter(p.get("kind", "?") for p in problems or () if isinstance(p, dict) and p.get("skipped", True))
+    return Skips(images, objects, dict(sorted(kinds.items())))
+
+
+def packaging_skips(report: Report, dropped: Counter | None) -> Skips:
+    kinds = dict(sorted(Counter(p.kind for p in report.skips).items()))
+    if dropped is None:
+        return Skips(None, None, kinds)
+    return Skips(dropped["images"], dropped["objects"], kinds)
+
+
 @dataclass
 class PackageResult:
     to: Path
@@ -392,85 +567,205 @@ class PackageResult:
     figures: list[str]
     val_fraction: float
     seed: int
+    dropped: Counter | None = None
+    """Images and objects packaging dropped (None: convert-release, whose reader counts items)."""
 
     @property
     def num_rows(self) -> int:
         return sum(self.splits.values())
 
+    @property
+    def skips(self) -> Skips:
+        return packaging_skips(self.report, self.dropped)
+
+    def build_skips(self) -> list[tuple[str, Skips | None]]:
+        """(build folder name, what that build dropped) per build."""
+        return [(Path(b.get("path", "?")).name, build_skips(b)) for b in self.builds]
+
     def to_dict(self) -> dict:
         return {
             "to": str(self.to), "name": self.name, "subset": self.table.subset, "splits": dict(self.splits),
             "files": self.files, "skipped": len(self.report.skips), "problems": self.report.to_dict(),
+            "dropped": None if self.dropped is None else {"images": self.dropped["images"],
+                                                          "objects": self.dropped["objects"]},
             "figures": self.figures,
         }
 
 
+def nothing_to_package(builds: list[dict], report: Report, dropped: Counter | None) -> str:
+    """Why no row came out, with what the builds and packaging dropped."""
+    parts = []
+    for name, skips in ((Path(b.get("path", "?")).name, build_skips(b)) for b in builds):
+        if skips is not None and skips.total:
+            parts.append(f"the build {name} skipped {skips.describe()}")
+    skips = packaging_skips(report, dropped)
+    if skips.total:
+        parts.append(f"packaging skipped {skips.describe()}")
+    return "nothing to package: " + ("; ".join(parts) or "the build(s) hold no labelled images and skipped nothing")
+
+
+def _present_files(to: Path) -> set[str]:
+    if not to.is_dir():
+        return set()
+    return {p.relative_to(to).as_posix() for p in to.rglob("*")
+            if not p.is_dir() and p.relative_to(to).parts[0] not in _NOT_CONTENT}
+
+
+def _read_manifest(path: Path) -> set[str]:
+    """Our files of the last package; every entry must stay inside the folder (it is deleted)."""
+    try:
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise TypeError("'files' is not a list of paths")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise PackagingError(f"{path}: corrupt package manifest ({exc}); remove the folder's old package by hand") from None
+    for f in files:
+        parts = PurePosixPath(f).parts
+        if not parts or PurePosixPath(f).is_absolute() or ".." in parts or f.startswith(WORK_DIR):
+            raise PackagingError(f"{path}: manifest entry {f!r} is not a file inside the package")
+    return set(files)
+
+
+def _listing(present: set[str]) -> str:
+    top = sorted({f.split("/")[0] + ("/" if "/" in f else "") for f in present})
+    return ", ".join(top[:8]) + (f" and {len(top) - 8} more" if len(top) > 8 else "")
+
+
+def previous_package(to: Path) -> tuple[set[str], set[str]]:
+    """(the files the last package into ``to`` wrote, the other files there).
+
+    Refuses a non-empty folder that no package made, and other files that the new package's card
+    would load as rows or that are the card itself: kept, they would change the dataset.
+    """
+    if to.exists() and not to.is_dir():
+        raise PackagingError(f"{to}: exists and is not a folder")
+    present = _present_files(to)
+    if (to / MANIFEST).is_file():
+        ours = _read_manifest(to / MANIFEST)
+    elif present:
+        old = " (an earlier package, made before samrs wrote a manifest? remove it first)" \
+            if "README.md" in present and any(_DATA_FILE.fullmatch(f) for f in present) else ""
+        raise PackagingError(f"{to}: not empty and not made by samrs package (no {MANIFEST}); it holds "
+                             f"{_listing(present)}{old}. Package into a new or empty folder")
+    else:
+        ours = set()
+    foreign = present - ours - {MANIFEST}
+    for f in sorted(foreign):
+        if f == "README.md" or _DATA_FILE.fullmatch(f):
+            raise PackagingError(f"{to / f}: not written by samrs package, but the new package would "
+                                 f"{'replace it' if f == 'README.md' else 'load it as rows'}; move it away")
+    return ours, foreign
+
+
+def _staged(work: Path, to: Path, foreign: set[str]) -> list[tuple[Path, str]]:
+    """The files under ``work`` with their place in ``to``; refuses to replace a file not ours."""
+    files = [(p, p.relative_to(work).as_posix()) for p in sorted(work.rglob("*")) if p.is_file()]
+    for _, rel in files:
+        if rel in foreign:
+            raise PackagingError(f"{to / rel}: not written by samrs package, and the new package has a file "
+                                 f"of that name; move it away")
+    return files
+
+
+def _move(files: list[tuple[Path, str]], to: Path) -> list[str]:
+    for path, rel in files:
+        (to / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, to / rel)
+    return [rel for _, rel in files]
+
+
+def _remove(to: Path, ours: set[str]) -> None:
+    """Delete the last package's files, and the folders that leaves empty."""
+    folders = set()
+    for rel in ours:
+        (to / rel).unlink(missing_ok=True)
+        folders.update(to / p for p in PurePosixPath(rel).parents if str(p) != ".")
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _write_manifest(to: Path, files) -> None:
+    layout.atomic_write(to / MANIFEST, layout.json_bytes({"written_by": "samrs package", "files": sorted(set(files))}))
+
+
 def write_hub_dir(rows: Iterable[Row], to, *, name: str, table: ClassTable, builds: list[dict],
                   report: Report, shard_size=DEFAULT_SHARD_SIZE, val_fraction: float = 0.05, seed: int = 0,
-                  stats: bool = True) -> PackageResult:
+                  stats: bool = True, dropped: Counter | None = None) -> PackageResult:
     """Write rows as parquet shards + figures + README into ``to`` (shared by package and convert-release).
 
-    Everything is written under ``to/.samrs-partial/`` first and moved into place at the end, so an
-    error never leaves a half-replaced dataset; files in ``to`` that are not ours are kept.
+    ``to`` is new, empty or an earlier package (:data:`MANIFEST`): then only the files that package
+    wrote are replaced and all others are kept (see :func:`previous_package` for the refusals).
+    The shards are written under ``to/.samrs-partial/`` first, so an error while reading the inputs
+    leaves ``to`` as it was.
     """
     from .card import write_card, write_palette_swatches
     from .features import samrs_features
 
     to = Path(to)
+    ours, foreign = previous_package(to)
+    existed = to.exists()
     features = samrs_features(table)
-    work = to / ".samrs-partial"
+    work = to / WORK_DIR
     if work.exists():
         shutil.rmtree(work)
     writer = ShardedWriter(work / DATA_DIR, features, parse_size(shard_size))
     counter = ClassCounter()
     try:
-        for row in prefetch(rows):
-            writer.add(row.split, row.example)
-            counter.add(row)
-        files = writer.close()
-    except BaseException:
-        writer.abort()
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    if not files:
-        shutil.rmtree(work, ignore_errors=True)
-        raise PackagingError(f"nothing to package: no usable rows ({len(report.skips)} skipped)")
-
-    for sub in (DATA_DIR, FIGURES_DIR):
-        if (to / sub).exists():
-            shutil.rmtree(to / sub)
-        if (work / sub).exists():
-            os.replace(work / sub, to / sub)
-    shutil.rmtree(work, ignore_errors=True)
-
-    figures = write_palette_swatches(table, to / FIGURES_DIR)
-    result = PackageResult(
-        to=to, name=name, table=table,
-        splits={s: writer.num_examples[s] for s in splits.SPLITS if s in files},
-        num_bytes={s: writer.num_bytes[s] for s in splits.SPLITS if s in files},
-        files={s: [f"{DATA_DIR}/{p.name}" for p in files[s]] for s in splits.SPLITS if s in files},
-        instances=dict(sorted(counter.instances.items())), report=report, builds=builds,
-        figures=figures, val_fraction=val_fraction, seed=seed,
-    )
-    # The statistics read ``to`` through its README's configs: a README left by an earlier package
-    # (other splits) would make them miss a split or fail, so the new card goes in first.
-    write_card(result, features)
-    if stats:
-        result.figures = figures + _write_stats(to)
+        try:
+            for row in prefetch(rows):
+                writer.add(row.split, row.example)
+                counter.add(row)
+            files = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        if not files:
+            raise PackagingError(nothing_to_package(builds, report, dropped))
+        figures = write_palette_swatches(table, work / FIGURES_DIR)
+        staged = _staged(work, to, foreign)
+        # Until the swap is done the manifest covers old and new files: a crash leaves none unowned.
+        _write_manifest(to, [*ours, *(rel for _, rel in staged), "README.md"])
+        _remove(to, ours)
+        written = _move(staged, to) + ["README.md"]
+        result = PackageResult(
+            to=to, name=name, table=table,
+            splits={s: writer.num_examples[s] for s in splits.SPLITS if s in files},
+            num_bytes={s: writer.num_bytes[s] for s in splits.SPLITS if s in files},
+            files={s: [f"{DATA_DIR}/{p.name}" for p in files[s]] for s in splits.SPLITS if s in files},
+            instances=dict(sorted(counter.instances.items())), report=report, builds=builds,
+            figures=figures, val_fraction=val_fraction, seed=seed, dropped=dropped,
+        )
+        # The statistics read ``to`` through its README's configs: a README left by an earlier package
+        # (other splits) would make them miss a split or fail, so the new card goes in first.
         write_card(result, features)
-    return result
+        _write_manifest(to, written)
+        if stats:
+            result.figures = figures + _write_stats(to, work)
+            staged = _staged(work, to, foreign)
+            _write_manifest(to, written + [rel for _, rel in staged])
+            written += _move(staged, to)
+            write_card(result, features)
+            _write_manifest(to, written)
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if not existed:
+            with contextlib.suppress(OSError):
+                to.rmdir()  # only when empty: a failed first package leaves no folder behind
 
 
-def _write_stats(to: Path) -> list[str]:
-    """Statistics figures by ``samrs_hf.stats`` (another module) when it is available."""
+def _write_stats(to: Path, work: Path) -> list[str]:
+    """Statistics figures of ``to`` by ``samrs_hf.stats`` (another module) when it is available,
+    written under ``work`` (names relative to it)."""
     try:
         from .stats import write_stats
     except ImportError as exc:
         logger.warning("statistics figures skipped: samrs_hf.stats unavailable (%s)", exc)
         return []
-    out = to / FIGURES_DIR / "stats"
+    out = work / FIGURES_DIR / "stats"
     write_stats(to, out)
-    return sorted(str(p.relative_to(to)) for p in out.rglob("*.png"))
+    return sorted(p.relative_to(work).as_posix() for p in out.rglob("*.png"))
 
 
 def package(build_dirs, to, *, name: str | None = None, shard_size=DEFAULT_SHARD_SIZE, val_fraction: float = 0.05,
@@ -482,9 +777,11 @@ def package(build_dirs, to, *, name: str | None = None, shard_size=DEFAULT_SHARD
     table, builds = check_builds(build_dirs)
     infos = [dict(layout.read_report(d), path=str(d)) for d, _, _ in builds]
     report = Report(strict=strict)
-    rows = rows_from_builds([d for d, _, _ in builds], report, val_fraction=val_fraction, seed=seed, progress=progress)
+    dropped = Counter(images=0, objects=0)
+    rows = rows_from_builds([d for d, _, _ in builds], report, val_fraction=val_fraction, seed=seed,
+                            progress=progress, dropped=dropped)
     return write_hub_dir(rows, to, name=name or table.subset, table=table, builds=infos, report=report,
-                         shard_size=shard_size, val_fraction=val_fraction, seed=seed, stats=stats)
+                         shard_size=shard_size, val_fraction=val_fraction, seed=seed, stats=stats, dropped=dropped)
 
 
 def size_category(n: int) -> str:

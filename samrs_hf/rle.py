@@ -61,3 +61,58 @@ def encode(masks: torch.Tensor) -> tuple[list[dict], np.ndarray]:
     """(N, H, W) bool masks -> (COCO RLE dicts, areas); the masks never leave their device."""
     runs = mask_runs(masks)
     return compress(runs, masks.shape[1], masks.shape[2]), areas(runs)
+
+
+MAX_CHARS_PER_COUNT = 12
+"""Characters of one compressed count: 12 x 5 = 60 bits, far past any image size, and no int64 overflow."""
+
+
+def decompress_counts(counts) -> np.ndarray:
+    """A COCO compressed RLE string -> its uncompressed counts (int64), without building the mask.
+
+    The inverse of pycocotools' ``rleToString``, in numpy: ~20 µs for a few hundred characters
+    where decoding the mask costs its h x w bytes. Raises ``ValueError`` for a string that is not
+    one (characters outside ``0``-``o``, a count cut off, an absurdly long count), ``TypeError``
+    for counts that are not a string.
+    """
+    if isinstance(counts, str):
+        counts = counts.encode("utf-8")  # non-ASCII becomes bytes >= 0x80: outside the alphabet
+    if not isinstance(counts, (bytes, bytearray)):
+        raise TypeError(f"counts must be a compressed RLE string, got {type(counts).__name__}")
+    c = np.frombuffer(counts, np.uint8).astype(np.int64) - 48
+    if c.size == 0:
+        return np.zeros(0, np.int64)
+    if c.min() < 0 or c.max() > 63:
+        raise ValueError("counts hold characters outside the RLE alphabet ('0'..'o')")
+    more = (c & 0x20) != 0
+    if more[-1]:
+        raise ValueError("counts end inside a run length (truncated string)")
+    ends = np.flatnonzero(~more)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts + 1
+    if lengths.max() > MAX_CHARS_PER_COUNT:
+        raise ValueError(f"a run length spans {int(lengths.max())} characters (garbage counts)")
+    shift = 5 * (np.arange(c.size) - np.repeat(starts, lengths))
+    x = np.add.reduceat((c & 0x1F) << shift, starts)
+    negative = (c[ends] & 0x10) != 0  # the last character's bit 4 is the sign
+    x[negative] -= np.left_shift(1, 5 * lengths[negative])
+    # Counts from the fourth on are stored as the difference to the count two places back.
+    x[1::2] = np.cumsum(x[1::2])
+    x[2::2] = np.cumsum(x[2::2])
+    return x
+
+
+def check_rle(segmentation: dict) -> np.ndarray:
+    """The counts of a compressed RLE that really covers its ``size`` (h, w), else ``ValueError``
+    (``TypeError`` for counts that are not a string).
+
+    pycocotools' decode trusts the counts: ones summing past h x w write past the mask buffer.
+    """
+    h, w = (int(s) for s in segmentation["size"])
+    runs = decompress_counts(segmentation["counts"])
+    if runs.size and (runs < 0).any():
+        raise ValueError(f"RLE has a negative run length ({int(runs.min())})")
+    total = int(runs.sum())
+    if total != h * w:
+        raise ValueError(f"RLE runs cover {total} pixels, the {h}x{w} mask has {h * w}")
+    return runs

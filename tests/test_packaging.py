@@ -232,16 +232,17 @@ def _copy_build(src, dst):
     return dst
 
 
-@pytest.mark.parametrize("damage, kind", [
-    ("missing_gray", "missing-annotation"),
-    ("corrupt_gray", "corrupt-image"),
-    ("corrupt_ins", "garbled-annotation"),
-    ("rle_size", "size-mismatch"),
-    ("unknown_class", "unknown-class"),
-    ("orphan_gray", "missing-annotation"),
-    ("garbled_values", "garbled-annotation"),
+@pytest.mark.parametrize("damage, kind, dropped", [
+    ("missing_gray", "missing-annotation", "image"),
+    ("corrupt_gray", "corrupt-image", "image"),
+    ("corrupt_ins", "garbled-annotation", "image"),
+    ("rle_size", "size-mismatch", "object"),
+    ("unknown_class", "unknown-class", "object"),
+    ("orphan_gray", "missing-annotation", "image"),
+    ("garbled_values", "garbled-annotation", "object"),
 ])
-def test_bad_inputs_are_counted_or_fatal(sior_build, tmp_path, damage, kind):
+def test_bad_inputs_are_counted_or_fatal(sior_build, tmp_path, damage, kind, dropped):
+    """A broken image drops its row; a broken instance drops that object only (the row stays)."""
     b = _copy_build(sior_build, tmp_path / "b")
     name = "00002"
     if damage == "missing_gray":
@@ -263,11 +264,15 @@ def test_bad_inputs_are_counted_or_fatal(sior_build, tmp_path, damage, kind):
             rec["instances"][0]["category"] = "spaceship"
         (b / "ins" / f"{name}.json").write_text(json.dumps(rec))
     result = package([b], tmp_path / "hub", val_fraction=0.0, progress=False, stats=False)
-    assert result.num_rows == len(SIOR_ITEMS) - 1
+    assert result.num_rows == len(SIOR_ITEMS) - (dropped == "image")
+    assert dict(result.dropped) == {"images": dropped == "image", "objects": dropped == "object"}
+    if dropped == "object":  # the row stays, without that object
+        ex = next(e for e in load_hub(tmp_path / "hub")["train"] if e["image_id"] == name)
+        assert len(ex["objects"]) == len(SIOR_ITEMS[1][3]) - 1
     assert result.report.counts() == {kind: 1}
     assert name in result.report.skips[0].where
     readme = (tmp_path / "hub" / "README.md").read_text()
-    assert "1 input item(s) were skipped" in readme and f"`{kind}`: 1" in readme
+    assert f"Dropped while packaging: 1 {dropped} (counts by kind)" in readme and f"`{kind}`: 1" in readme
     # --strict: the same problem is an error naming the file.
     with pytest.raises(SourceError, match=name):
         package([b], tmp_path / "hub2", val_fraction=0.0, progress=False, strict=True, stats=False)

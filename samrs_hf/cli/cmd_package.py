@@ -11,12 +11,14 @@ def register(subparsers) -> None:
         "(YAML configs + dataset_info, dataset card, figures/).",
     )
     p.add_argument("build_dirs", nargs="+", metavar="BUILD_DIR", help="outputs of `samrs build` (one subset)")
-    p.add_argument("--to", required=True, metavar="HUB_DIR", help="output folder")
+    p.add_argument("--to", required=True, metavar="HUB_DIR",
+                   help="output folder: new, empty, or an earlier package (only its own files are replaced)")
     p.add_argument("--name", default=None, help="dataset name (default: the builds' subset, e.g. sota)")
     p.add_argument("--shard-size", default="500MB", help="target parquet shard size (default 500MB)")
     p.add_argument("--val-fraction", type=float, default=0.05, help="validation share of source images (0.05)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split hash (0)")
-    p.add_argument("--strict", action="store_true", help="fail on the first unusable image instead of skipping it")
+    p.add_argument("--strict", action="store_true",
+                   help="fail on the first unusable image or object instead of skipping it")
     p.add_argument("--no-stats", action="store_true", help="do not draw statistics figures")
     p.set_defaults(func=run)
 
@@ -24,11 +26,12 @@ def register(subparsers) -> None:
 def print_result(result) -> None:
     splits = ", ".join(f"{s}: {n}" for s, n in result.splits.items())
     print(f"packaged {result.num_rows} images of {result.table.subset} into {result.to} ({splits})")
-    skipped = result.report.skips
-    if skipped:
-        counts = ", ".join(f"{k}: {n}" for k, n in result.report.counts().items())
-        print(f"skipped {len(skipped)} images ({counts}); listed in README.md")
-        for p in skipped[:10]:
+    for name, skips in result.build_skips():
+        if skips is not None and skips.total:
+            print(f"the build {name} had skipped {skips.describe()}")
+    if result.skips.total:
+        print(f"packaging skipped {result.skips.describe()}; listed in README.md")
+        for p in result.report.skips[:10]:
             print(f"  {p}")
 
 
