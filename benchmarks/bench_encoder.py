@@ -114,7 +114,7 @@ def run(argv=None) -> list[str]:
                    help="after timing each variant, profile one call: time by kernel kind and the top kernels")
     args = p.parse_args(argv)
 
-    from samrs_hf.sam_loading import sam_model_from_checkpoint, set_attn_implementation
+    from samrs_hf.sam.loading import sam_model_from_checkpoint, set_attn_implementation
 
     start = time.perf_counter()
     device, dtype = torch.device(args.device), DTYPES[args.dtype]

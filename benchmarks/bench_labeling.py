@@ -70,7 +70,7 @@ default."""
 def benchmark_attn(choice: str) -> str:
     """A benchmark's --attn choice -> the attention implementation, with the module switches it names
     set (and every other one back to its default)."""
-    from samrs_hf import sam_attention
+    from samrs_hf.sam import attention as sam_attention
 
     if choice not in ATTN_CHOICES:
         raise ValueError(f"--attn must be one of {', '.join(ATTN_CHOICES)}, got {choice!r}")
@@ -157,8 +157,8 @@ def reference_sam(size: str, smooth: bool):
 
 
 def run(args) -> dict:
-    from samrs_hf.engine import SamLabeler
-    from samrs_hf.sam_loading import default_attn_implementation, sam_model_from_checkpoint
+    from samrs_hf.sam.engine import SamLabeler
+    from samrs_hf.sam.loading import default_attn_implementation, sam_model_from_checkpoint
 
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype]
@@ -200,7 +200,7 @@ def run(args) -> dict:
     model = sam_model_from_checkpoint(sam.state_dict(), attn)
     labeler = SamLabeler(model, device=device, dtype=dtype, image_batch_size=args.image_batch_size,
                          max_masks_per_chunk=args.chunk, compile=args.compile)
-    from samrs_hf.prompts import PromptBatch
+    from samrs_hf.sam.prompts import PromptBatch
 
     prompts = [PromptBatch(boxes=b, points=None, point_labels=None, masks=None, box_kind="H-Box") for b in boxes]
     # --output rle: what `samrs build` asks for (RLE runs + gray map from the device, no full masks).

@@ -3,7 +3,7 @@
     python3 benchmarks/bench_packaging.py [--images 2000] [--size 800] [--objects 12] [--workdir DIR]
 
 A build of N 800x800 PNG images with gray/color maps and N_obj RLE instances each is generated
-quickly (a few distinct images, their bytes re-used), packaged with ``samrs_hf.packaging.package``
+quickly (a few distinct images, their bytes re-used), packaged with ``samrs_hf.hub.packaging.package``
 (statistics figures off: they are ``samrs stats``' cost, timed separately when --with-stats; the
 integrity checks of every image, gray map and RLE are included), then
 loaded with ``datasets.load_dataset`` and iterated with ``decode_masks``.
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from samrs_hf import layout
-from samrs_hf.classes import get_class_table
+from samrs_hf.build import layout
+from samrs_hf.sources.classes import get_class_table
 
 
 def generate_build(out: Path, n: int, size: int, n_objects: int, distinct: int = 8) -> Path:
@@ -80,8 +80,8 @@ def main(argv=None) -> int:
 
     import datasets
 
-    from samrs_hf.features import decode_masks
-    from samrs_hf.packaging import package
+    from samrs_hf.hub.features import decode_masks
+    from samrs_hf.hub.packaging import package
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="samrs-bench-"))
     try:

@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/bench_png.py [IMAGE ...] [--levels 1 6] [--threads 1 2]
 
 For each image (default: the real DOTA sample under ../shared/fixtures/real) it prints ms per
-encode and bytes at each zlib level, then images/s of level ``samrs_hf.build.IMAGE_PNG_LEVEL``
+encode and bytes at each zlib level, then images/s of level ``samrs_hf.build.run.IMAGE_PNG_LEVEL``
 with 1..N threads (PIL releases the GIL while compressing, so writer threads scale).
 """
 
@@ -21,7 +21,7 @@ DEFAULT = Path(__file__).resolve().parents[2] / "shared/fixtures/real/dota/DOTA_
 
 
 def per_encode(pixels: np.ndarray, level: int, reps: int) -> tuple[float, int]:
-    from samrs_hf.layout import png_bytes
+    from samrs_hf.build.layout import png_bytes
 
     t = time.perf_counter()
     for _ in range(reps):
@@ -30,8 +30,8 @@ def per_encode(pixels: np.ndarray, level: int, reps: int) -> tuple[float, int]:
 
 
 def main(argv=None) -> int:
-    from samrs_hf.build import IMAGE_PNG_LEVEL
-    from samrs_hf.layout import png_bytes
+    from samrs_hf.build.run import IMAGE_PNG_LEVEL
+    from samrs_hf.build.layout import png_bytes
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("images", nargs="*", type=Path, default=[DEFAULT])

@@ -2,7 +2,7 @@
 global layer's 64x64 = 4096 tokens, or with --window a windowed layer's 25 windows of 14x14 on the
 64x64 grid padded to 70x70), on the same inputs: transformers' SDPA with the materialised bias
 (padding, partitioning and bias construction timed too: every layer runs them), FlexAttention with
-the tables in a score_mod (compiled; global only), our Triton kernel (``samrs_hf.relpos_flash``, which
+the tables in a score_mod (compiled; global only), our Triton kernel (``samrs_hf.sam.relpos_flash``, which
 windows and pads inside the kernel), and SDPA without the bias (flash: a floor, not SAM's math;
 global only). Prints ms per image, TFLOP/s of the attention matmuls (as SAM runs them, padding
 included), and each one's largest difference from a float32 reference.
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_labeling import DTYPES, Report, _sync  # noqa: E402
 
-from samrs_hf.relpos_flash import reference_relpos_attention, relpos_attention  # noqa: E402
+from samrs_hf.sam.relpos_flash import reference_relpos_attention, relpos_attention  # noqa: E402
 
 
 def inputs(batch, heads, grid, head_dim, dtype, device, window, seed=0):

@@ -69,9 +69,9 @@ def section_versions(device):
 
 def section_parity(device, attn: str = "sdpa"):
     """``attn``: a benchmark --attn choice (bench_labeling.ATTN_CHOICES)."""
-    from samrs_hf.engine import SamLabeler
-    from samrs_hf.prompts import make_prompts
-    from samrs_hf.sam_loading import sam_model_from_checkpoint
+    from samrs_hf.sam.engine import SamLabeler
+    from samrs_hf.sam.prompts import make_prompts
+    from samrs_hf.sam.loading import sam_model_from_checkpoint
 
     sa = import_segment_anything()
     sam = build_reference_sam("tiny", seed=0)
@@ -125,7 +125,7 @@ def section_bench(argv: list[str], label: str):
 
 def section_flex(bench):
     """Flex traced into the compiled encoder; if this torch cannot lower that, flex compiled alone."""
-    from samrs_hf import sam_attention
+    from samrs_hf.sam import attention as sam_attention
 
     try:
         bench()

@@ -25,7 +25,7 @@ DTYPES = {"bfloat16": (torch.bfloat16, "bf16"), "float16": (torch.float16, "fp16
 def sam_arguments(dtype: torch.dtype, window: int, head_dim: int = 80, heads: int = 16, batch: int = 8):
     """``relpos_flash.kernel_arguments`` for SAM's vit_h-like tensors (meta device): views of a fused
     qkv on the 64x64 grid, rel_h key-row-major, exactly as ``SamVisionTritonAttention`` passes them."""
-    from samrs_hf.relpos_flash import kernel_arguments
+    from samrs_hf.sam.relpos_flash import kernel_arguments
 
     grid = 64
     rows = window or grid
@@ -48,7 +48,7 @@ def compile_kernel(dtype: torch.dtype, block_m: int, rows: int, warps: int, stag
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from samrs_hf.relpos_flash import _relpos_attention_fwd
+    from samrs_hf.sam.relpos_flash import _relpos_attention_fwd
 
     args, constants, _ = sam_arguments(dtype, window, head_dim)
     names = _relpos_attention_fwd.arg_names
@@ -100,7 +100,7 @@ def ptxas_report(kernel, capability: int) -> str:
 
 
 def main(argv=None) -> int:
-    from samrs_hf.relpos_flash import tuning_configs
+    from samrs_hf.sam.relpos_flash import tuning_configs
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--head-dim", type=int, default=80, help="vit_h 80, vit_b/vit_l 64")

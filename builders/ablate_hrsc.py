@@ -5,15 +5,15 @@
         --prompts "H-Box,CP+H-Box" --out ablation-coco/
 
 Images are dealt round-robin over the processes; the main process gathers the per-instance
-intersections/unions and writes table1.{md,csv,json} and instances.csv (see samrs_hf.ablation).
+intersections/unions and writes table1.{md,csv,json} and instances.csv (see samrs_hf.analysis.ablation).
 """
 
 import argparse
 import sys
 
-from samrs_hf.ablation import main
+from samrs_hf.analysis.ablation import main
 from samrs_hf.cli.cmd_ablate import add_arguments
-from samrs_hf.records import SourceError
+from samrs_hf.sources.records import SourceError
 
 
 def cli(argv=None) -> int:

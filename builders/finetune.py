@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from samrs_hf.records import SourceError
+    from samrs_hf.sources.records import SourceError
     from samrs_hf.sep.trainer import FinetuneArgs, NonFiniteLossError, run_finetune
 
     try:

@@ -1,6 +1,6 @@
 """``samrs demo``: the whole pipeline on a tiny bundled scene set, offline, in about a minute.
 
-DIOR-format scenes (generated deterministically by :mod:`samrs_hf.samples`) -> ``samrs build sior``
+DIOR-format scenes (generated deterministically by :mod:`samrs_hf.sources.samples`) -> ``samrs build sior``
 -> ``samrs package`` -> ``datasets.load_dataset`` -> statistics and overlay PNGs. SAM ViT-H is used
 when its weights are already in the Hugging Face cache; otherwise a tiny random-weight SAM (the masks
 are then meaningless, but every file and format is the real one).
@@ -60,11 +60,11 @@ def run_demo(out="samrs-demo", *, model: str | None = None, n_overlays: int = 8,
         raise ValueError(f"--n must be at least 1, got {n_overlays}")
     # The demo never needs the network. huggingface_hub reads this once, at import: set it first.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from .features import decode_masks
-    from .hub import load
-    from .samples import write_dior_sample
-    from .stats import write_stats
-    from .visualize import visualize
+    from .hub.features import decode_masks
+    from .hub.repo import load
+    from .sources.samples import write_dior_sample
+    from .analysis.stats import write_stats
+    from .analysis.visualize import visualize
 
     start = time.perf_counter()
     out = Path(out)

@@ -50,7 +50,7 @@ def encode_tiny_sam():
     input, with the vision attention switched to ``attn`` (one model per test module)."""
     import torch
 
-    from samrs_hf.sam_loading import load_sam, set_attn_implementation
+    from samrs_hf.sam.loading import load_sam, set_attn_implementation
 
     model = load_sam("tiny-random", attn_implementation="sdpa")[0]
     with torch.no_grad():  # tiny-random's biases are zero: give the padded windows' keys/values something

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samrs_hf.ablation import (
+from samrs_hf.analysis.ablation import (
     EMPTY_MASK,
     NO_MASK,
     PAPER_TABLE1,
@@ -21,11 +21,11 @@ from samrs_hf.ablation import (
     table_markdown,
 )
 from samrs_hf.cli import main
-from samrs_hf.engine import MaskResult
-from samrs_hf.imageio import open_rgb
-from samrs_hf.prompts import TABLE1_PROMPTS
-from samrs_hf.readers import open_source
-from samrs_hf.samples import write_hrsc2016_sample
+from samrs_hf.sam.engine import MaskResult
+from samrs_hf.sources.imageio import open_rgb
+from samrs_hf.sam.prompts import TABLE1_PROMPTS
+from samrs_hf.sources.readers import open_source
+from samrs_hf.sources.samples import write_hrsc2016_sample
 
 TABLE1_ROWS = [  # the paper's Table 1, in its order: (row, mIoU_I, mIoU_P)
     ("CP", 16.14, 2.72), ("H-Box", 89.97, 79.40), ("H-Box-M", 40.54, 36.71), ("CP+H-Box", 86.67, 77.35),
@@ -210,7 +210,7 @@ def test_real_hrsc_annotation_with_empty_seg_color_is_counted_not_scored(real_fi
 
 
 def test_ablate_wrong_split_fails_before_the_model_loads(tmp_path, monkeypatch, capsys):
-    from samrs_hf import sam_loading
+    from samrs_hf.sam import loading as sam_loading
 
     def no_load(*a, **k):
         raise AssertionError("the SAM model was loaded before the split was checked")

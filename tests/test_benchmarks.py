@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from transformers import SamVisionConfig
 
-from samrs_hf import sam_attention
+from samrs_hf.sam import attention as sam_attention
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_labeling import ATTN_CHOICES, benchmark_attn, encoder_flops  # noqa: E402

@@ -1,7 +1,7 @@
 """``samrs build``: presets, the output layout field by field, resume, refusal and bad input.
 
 Every build uses ``--model tiny-random`` (or a tiny segment-anything ``.pth``) on the generated
-sample sources of :mod:`samrs_hf.samples`; outputs are checked against what the readers and the
+sample sources of :mod:`samrs_hf.sources.samples`; outputs are checked against what the readers and the
 tiling say, not against themselves.
 """
 
@@ -24,11 +24,11 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from samrs_hf import cli
-from samrs_hf.classes import PALETTE, SIOR_CLASSES, get_class_table
-from samrs_hf.geometry import object_corners
-from samrs_hf.readers import open_source
-from samrs_hf.samples import write_dior_sample, write_dota_sample, write_fair1m_sample
-from samrs_hf.tiling import TILING_PRESETS, load_patches, plan_patches
+from samrs_hf.sources.classes import PALETTE, SIOR_CLASSES, get_class_table
+from samrs_hf.sources.geometry import object_corners
+from samrs_hf.sources.readers import open_source
+from samrs_hf.sources.samples import write_dior_sample, write_dota_sample, write_fair1m_sample
+from samrs_hf.sources.tiling import TILING_PRESETS, load_patches, plan_patches
 
 REPO = Path(__file__).resolve().parents[1]
 LAYOUT_DIRS = ("images", "gray", "color", "ins")
@@ -169,7 +169,7 @@ def test_sior_build_report(sior_build, dior):
 
 
 def test_pkl_is_samrs_release_form(sior_build):
-    from samrs_hf.release import safe_load_pickle
+    from samrs_hf.hub.release import safe_load_pickle
 
     record = json.loads((sior_build / "ins" / "00001.json").read_text())
     entries = safe_load_pickle(sior_build / "ins" / "00001.pkl")
@@ -184,7 +184,7 @@ def test_pkl_is_samrs_release_form(sior_build):
 def test_masks_stay_on_the_device_and_files_match_host_encoding(fair1m_src, tmp_path, monkeypatch):
     """The build asks the engine for RLE + gray only; its files equal what encoding the engine's
     masks on the host gives: pycocotools bytes per mask, mask sums, masks painted in order."""
-    from samrs_hf.engine import SamLabeler
+    from samrs_hf.sam.engine import SamLabeler
 
     real, calls, masks = SamLabeler.label, [], {}
 
@@ -398,7 +398,7 @@ def test_skipped_counts_images_and_objects_by_what_was_dropped(dior, tmp_path):
     assert report["problems"]["counts"] == {"garbled-annotation": 3}
     assert report["skipped"] == {"images": 3, "objects": 0}
 
-    from samrs_hf.samples import write_coco_sample
+    from samrs_hf.sources.samples import write_coco_sample
 
     coco = write_coco_sample(tmp_path / "coco")
     for jpg in (coco / "train").glob("*.jpg"):
@@ -414,7 +414,7 @@ def test_skipped_counts_images_and_objects_by_what_was_dropped(dior, tmp_path):
 
 
 def test_write_error_stops_with_clear_message_and_no_partial_file(dior, tmp_path, monkeypatch, capsys):
-    import samrs_hf.layout as layout
+    import samrs_hf.build.layout as layout
 
     real_fdopen = os.fdopen
 
@@ -468,7 +468,7 @@ def test_bad_options_are_clear_errors(dior, tmp_path, capsys):
 
 def test_source_errors_come_before_the_model_and_the_out_dir(dior, tmp_path, capsys, monkeypatch):
     """A wrong layout or split is reported before SAM loads (minutes for ViT-H) and before --out is touched."""
-    from samrs_hf import sam_loading
+    from samrs_hf.sam import loading as sam_loading
 
     monkeypatch.setattr(sam_loading, "load_sam", lambda *a, **k: pytest.fail("SAM loaded for a bad source"))
     assert samrs_build("sota", "--source", dior, "--out", tmp_path / "a") == 2
@@ -481,7 +481,7 @@ def test_source_errors_come_before_the_model_and_the_out_dir(dior, tmp_path, cap
 
 
 def test_writer_threads_default_to_the_process_share_of_cores(monkeypatch):
-    from samrs_hf import build
+    from samrs_hf.build import run as build
 
     for cores, processes, want in [(2, 1, 2), (16, 1, 8), (16, 4, 4), (64, 8, 8), (16, 16, 2), (None, 1, 2)]:
         monkeypatch.setattr(build.os, "cpu_count", lambda c=cores: c)
@@ -490,7 +490,8 @@ def test_writer_threads_default_to_the_process_share_of_cores(monkeypatch):
 
 def test_patch_images_are_fast_png_with_exact_pixels():
     """Patch images use zlib level 1 (aerial photos barely compress further); pixels are lossless."""
-    from samrs_hf import build, layout
+    from samrs_hf.build import run as build
+    from samrs_hf.build import layout
 
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)
@@ -504,7 +505,7 @@ def test_custom_preset_with_tiling_and_prompt(dior, tmp_path):
     # One 900x900 window over the 800x800 image: padded right and bottom.
     assert samrs_build("custom", "--format", "dior-r", "--source", dior, "--out", out, "--tile-size", "900",
                        "--gap", "100", "--iof-thr", "0.5", "--prompt", "RH-Box", "--limit", "1") == 0
-    from samrs_hf.tiling import TilingConfig
+    from samrs_hf.sources.tiling import TilingConfig
 
     cfg = TilingConfig(900, 100, 0.5)
     assert check_build(out, "dior-r", dior, cfg, "RH-Box", limit=1) == 1
@@ -517,7 +518,7 @@ def test_custom_preset_with_tiling_and_prompt(dior, tmp_path):
 
 
 def test_custom_coco_source(tmp_path):
-    from samrs_hf.samples import write_coco_sample
+    from samrs_hf.sources.samples import write_coco_sample
 
     source = write_coco_sample(tmp_path / "coco")
     out = tmp_path / "out"
@@ -532,7 +533,7 @@ def test_custom_coco_source(tmp_path):
 
 def test_custom_coco_images_dir(tmp_path, capsys):
     """COCO images kept apart from the JSON: build reads them through --images-dir, as inspect does."""
-    from samrs_hf.samples import write_coco_sample
+    from samrs_hf.sources.samples import write_coco_sample
 
     source = write_coco_sample(tmp_path / "coco")
     images = tmp_path / "pixels"
@@ -550,7 +551,7 @@ def test_custom_coco_images_dir(tmp_path, capsys):
 
 def test_compile_flag_reaches_the_engine(dior, tmp_path, monkeypatch):
     """--compile is handed to SamLabeler (compiling itself is exercised on the GPU benchmark)."""
-    from samrs_hf import engine
+    from samrs_hf.sam import engine
 
     seen = []
     real_init = engine.SamLabeler.__init__

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from samrs_hf import cli
-from samrs_hf.samples import write_dior_sample
+from samrs_hf.sources.samples import write_dior_sample
 
 REPO = Path(__file__).resolve().parents[1]
 

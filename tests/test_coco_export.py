@@ -8,9 +8,9 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from samrs_hf.cli import main as cli_main
-from samrs_hf.coco_export import export_coco
-from samrs_hf.packaging import package
-from samrs_hf.records import SourceError
+from samrs_hf.hub.coco_export import export_coco
+from samrs_hf.hub.packaging import package
+from samrs_hf.sources.records import SourceError
 from test_packaging import SIOR_ITEMS, SOTA_ITEMS, load_hub, make_build
 
 
@@ -87,7 +87,7 @@ def test_parquet_folder_that_is_not_samrs_says_so(tmp_path, capsys):
 def test_fractional_boxes_are_written_short_and_the_same_from_build_and_hub(tmp_path):
     """Parquet holds float32 boxes: the export writes their shortest form (151.3, not
     151.3000030517578), as the build export does, so both files are the same."""
-    from samrs_hf import layout
+    from samrs_hf.build import layout
 
     build = make_build(tmp_path / "build", "sior", SIOR_ITEMS[:1])
     ins = build / "ins" / "00001.json"

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samrs_hf import classes, geometry, layout
-from samrs_hf.imageio import CorruptImageError, image_size, open_rgb
-from samrs_hf.records import Report, SourceError, check_box
+from samrs_hf.sources import classes
+from samrs_hf.sources import geometry
+from samrs_hf.build import layout
+from samrs_hf.sources.imageio import CorruptImageError, image_size, open_rgb
+from samrs_hf.sources.records import Report, SourceError, check_box
 
 
 def test_class_tables_follow_samrs_order():
@@ -142,7 +144,7 @@ def test_iter_build_items_and_errors(tmp_path):
 def test_features_and_decode_masks():
     from pycocotools import mask as mask_utils
 
-    from samrs_hf.features import decode_masks, samrs_features
+    from samrs_hf.hub.features import decode_masks, samrs_features
 
     f = samrs_features("fast")
     assert f["objects"].feature["category"].num_classes == 37

@@ -70,7 +70,7 @@ def test_demo_switches_the_hub_off_before_huggingface_hub_reads_it(tmp_path):
     import sys
 
     code = (
-        "import samrs_hf.samples as s\n"
+        "import samrs_hf.sources.samples as s\n"
         "def stop(root):\n"
         "    import huggingface_hub.constants as c\n"
         "    raise SystemExit(f'offline={c.HF_HUB_OFFLINE}')\n"

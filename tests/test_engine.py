@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from samrs_hf.engine import ImageEmbeddings, MaskResult, SamLabeler, preprocess_shape
-from samrs_hf.prompts import PromptBatch, make_prompts
-from samrs_hf.records import SourceObject
-from samrs_hf.sam_loading import load_sam
+from samrs_hf.sam.engine import ImageEmbeddings, MaskResult, SamLabeler, preprocess_shape
+from samrs_hf.sam.prompts import PromptBatch, make_prompts
+from samrs_hf.sources.records import SourceObject
+from samrs_hf.sam.loading import load_sam
 
 
 @pytest.fixture(scope="module")

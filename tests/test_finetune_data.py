@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from samrs_hf.records import Report, SourceError
+from samrs_hf.sources.records import Report, SourceError
 from samrs_hf.sep.finetune_data import (ISAID_COLOURS, POTSDAM_CLASSES, CropDataset, axis_starts, isaid_tiles,
                                         load_task, plan_crops, potsdam_tiles, read_label, select_fraction, windows)
 
@@ -155,7 +155,7 @@ def test_metrics_on_hand_computed_confusion_matrix():
     labels = torch.tensor([[[0, 1, 1, 255]]])
     cm = confusion_for(Fixed(), [(torch.zeros(1, 3, 1, 4), labels)], 2)
     assert cm.tolist() == [[1, 0], [1, 1]]  # rows truth: 0->0; 1->0, 1->1; the ignored pixel is left out
-    from samrs_hf.metrics import scores_from_confusion
+    from samrs_hf.analysis.metrics import scores_from_confusion
 
     s = scores_from_confusion(cm, ["a", "b"])
     assert s["OA"] == pytest.approx(2 / 3) and s["IoU"] == {"a": 0.5, "b": 0.5}

@@ -1,7 +1,7 @@
 """Issue #16, ``samrs build``: --overwrite deletes only samrs's files, one build per --out, the
 fingerprint covers the model's weights, over-long patch names, builds that wrote nothing, preset formats.
 
-Builds use ``--model tiny-random`` on the generated sources of :mod:`samrs_hf.samples`.
+Builds use ``--model tiny-random`` on the generated sources of :mod:`samrs_hf.sources.samples`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from samrs_hf import build, cli
-from samrs_hf.samples import write_coco_sample, write_dior_sample, write_dota_sample
-from samrs_hf.tiling import MAX_NAME_BYTES, patch_name
+from samrs_hf import cli
+from samrs_hf.build import run as build
+from samrs_hf.sources.samples import write_coco_sample, write_dior_sample, write_dota_sample
+from samrs_hf.sources.tiling import MAX_NAME_BYTES, patch_name
 
 LAYOUT_DIRS = ("images", "gray", "color", "ins")
 
@@ -107,7 +108,7 @@ def test_out_and_source_may_not_contain_each_other(tmp_path, capsys):
 
 def test_a_running_build_holds_out_and_refuses_others(dior, tmp_path, monkeypatch, capsys):
     """While a build labels, a second one into the same --out is refused at once and writes nothing."""
-    from samrs_hf.engine import SamLabeler
+    from samrs_hf.sam.engine import SamLabeler
 
     out = tmp_path / "out"
     argv = ["sior", "--source", dior, "--out", out, "--limit", "1"]
@@ -162,7 +163,7 @@ def test_every_process_of_a_launch_stops_when_its_main_process_is_refused(dior, 
 def test_same_model_path_with_other_weights_does_not_resume(dior, tmp_path, capsys):
     import torch
 
-    from samrs_hf.sam_loading import load_sam
+    from samrs_hf.sam.loading import load_sam
 
     model, _ = load_sam("tiny-random")
     folder = tmp_path / "sam"

@@ -9,12 +9,12 @@ import torch
 from pycocotools import mask as mask_utils
 from test_packaging import SIOR_ITEMS, H, W, load_hub, make_build
 
-from samrs_hf import layout
-from samrs_hf.classes import get_class_table
+from samrs_hf.build import layout
+from samrs_hf.sources.classes import get_class_table
 from samrs_hf.cli import main as cli_main
-from samrs_hf.packaging import MANIFEST, PackagingError, package
-from samrs_hf.records import SourceError
-from samrs_hf.rle import check_rle, decompress_counts, mask_runs
+from samrs_hf.hub.packaging import MANIFEST, PackagingError, package
+from samrs_hf.sources.records import SourceError
+from samrs_hf.sam.rle import check_rle, decompress_counts, mask_runs
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +201,7 @@ def test_nothing_to_package_counts_the_builds_skips(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def build_with_skips(tmp_path_factory):
     """A real `samrs build` (tiny random SAM) of a DIOR sample with a corrupt image and an unknown class."""
-    from samrs_hf.samples import write_dior_sample
+    from samrs_hf.sources.samples import write_dior_sample
 
     root = tmp_path_factory.mktemp("skips")
     src = write_dior_sample(root / "src")
@@ -257,8 +257,8 @@ def test_checker_threads_change_nothing(sior_build, tmp_path):
     """Rows, object ids, problems and tallies come out in item order whatever the thread count."""
     from collections import Counter
 
-    from samrs_hf.packaging import rows_from_builds
-    from samrs_hf.records import Report
+    from samrs_hf.hub.packaging import rows_from_builds
+    from samrs_hf.sources.records import Report
 
     b = tmp_path / "b"
     shutil.copytree(sior_build, b)

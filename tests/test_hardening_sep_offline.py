@@ -170,7 +170,7 @@ def one_line(exc) -> str:
 
 
 def test_sam_hub_id_not_cached_is_one_request_and_one_line(network, capfd):
-    from samrs_hf.sam_loading import ModelLoadError, load_sam
+    from samrs_hf.sam.loading import ModelLoadError, load_sam
 
     with pytest.raises(ModelLoadError) as exc:
         load_sam("facebook/sam-vit-huge")
@@ -182,7 +182,7 @@ def test_sam_hub_id_not_cached_is_one_request_and_one_line(network, capfd):
 
 
 def test_sam_hub_id_offline_makes_no_request(offline):
-    from samrs_hf.sam_loading import ModelLoadError, load_sam
+    from samrs_hf.sam.loading import ModelLoadError, load_sam
 
     with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE is set"):
         load_sam("facebook/sam-vit-huge")
@@ -190,8 +190,8 @@ def test_sam_hub_id_offline_makes_no_request(offline):
 
 
 def test_load_of_an_unknown_dataset_is_one_request_and_one_line(network, capfd):
-    from samrs_hf.hub import load
-    from samrs_hf.hub_ids import HubUnreachableError
+    from samrs_hf.hub.repo import load
+    from samrs_hf.common.hub_ids import HubUnreachableError
 
     with pytest.raises(HubUnreachableError) as exc:
         load("hub/typo")
@@ -201,8 +201,8 @@ def test_load_of_an_unknown_dataset_is_one_request_and_one_line(network, capfd):
 
 
 def test_load_offline_makes_no_request(offline):
-    from samrs_hf.hub import load
-    from samrs_hf.hub_ids import HubError
+    from samrs_hf.hub.repo import load
+    from samrs_hf.common.hub_ids import HubError
 
     with pytest.raises(HubError, match="hub/typo: .*HF_HUB_OFFLINE is set"):
         load("hub/typo")
@@ -213,7 +213,7 @@ def test_load_with_the_hub_unreachable_serves_the_datasets_cache_after_one_reque
                                                                                   monkeypatch):
     import datasets
 
-    from samrs_hf.hub import load
+    from samrs_hf.hub.repo import load
 
     # The datasets cache an earlier `load("samrs-test/sota")` leaves: the arrow files of its splits.
     cache = tmp_path / "datasets-cache"

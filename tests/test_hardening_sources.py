@@ -23,17 +23,17 @@ from test_packaging import SIOR_ITEMS
 from test_release import as_release, build  # noqa: F401  (module fixture)
 
 from samrs_hf.cli import main
-from samrs_hf.readers import open_source
-from samrs_hf.records import (
+from samrs_hf.sources.readers import open_source
+from samrs_hf.sources.records import (
     ABSURD_COORDINATE,
     OUTSIDE_SOURCE,
     Report,
     SourceError,
     check_box,
 )
-from samrs_hf.release import UnsafePickleError, convert_release, safe_load_pickle
-from samrs_hf.safe_load import load_checkpoint
-from samrs_hf.samples import write_sample
+from samrs_hf.hub.release import UnsafePickleError, convert_release, safe_load_pickle
+from samrs_hf.common.safe_load import load_checkpoint
+from samrs_hf.sources.samples import write_sample
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -147,7 +147,7 @@ def test_dtype_state_cannot_make_an_object_dtype(tmp_path):
 def test_checkpoint_loader_reads_numpy_values_and_refuses_code(tmp_path):
     import torch
 
-    from samrs_hf.sam_loading import load_sam
+    from samrs_hf.sam.loading import load_sam
 
     ckpt = tmp_path / "sep.pth"
     torch.save({"model": {"w": torch.ones(2)}, "loss_pretrain": np.arange(5.0), "iter": np.int64(3)}, ckpt)
@@ -181,8 +181,8 @@ def test_every_pickle_read_goes_through_safe_load():
 
 BOMB_SCRIPT = textwrap.dedent("""
     import pickle, resource, sys, numpy as np
-    from samrs_hf.records import SourceError
-    from samrs_hf.safe_load import UnsafePickleError, load_pickle as safe_load_pickle
+    from samrs_hf.sources.records import SourceError
+    from samrs_hf.common.safe_load import UnsafePickleError, load_pickle as safe_load_pickle
     # 1.5 GB beyond what the interpreter and its imports already map.
     vm = next(int(ln.split()[1]) * 1024 for ln in open("/proc/self/status") if ln.startswith("VmSize:"))
     resource.setrlimit(resource.RLIMIT_AS, (vm + 1_500_000_000, vm + 1_500_000_000))
@@ -394,7 +394,7 @@ def test_decompression_bomb_header_is_named(tmp_path, capsys):
     (problem,) = json.loads(capsys.readouterr().out)["problems"]["by_kind"]["corrupt-image"]
     assert problem["where"] == "train/images/P0002.png"
     assert "60000x60000 pixels exceeds the decompression-bomb limit of 1073741824 pixels" in problem["message"]
-    from samrs_hf.imageio import CorruptImageError, open_rgb
+    from samrs_hf.sources.imageio import CorruptImageError, open_rgb
     with pytest.raises(CorruptImageError, match="P0002.png: image of 60000x60000 pixels exceeds"):
         open_rgb(root / "train" / "images" / "P0002.png")
     Image.new("RGB", (4, 3)).save(tmp_path / "small.png")

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from samrs_hf.classes import get_class_table
+from samrs_hf.sources.classes import get_class_table
 from samrs_hf.cli import main as cli_main
-from samrs_hf.hub import PushError, load, push
-from samrs_hf.packaging import package
+from samrs_hf.hub.repo import PushError, load, push
+from samrs_hf.hub.packaging import package
 from test_packaging import SIOR_ITEMS, make_build, make_item
 
 SECRET = "hf_samrsTestTokenThatMustNeverBePrinted"
@@ -111,8 +111,8 @@ def test_card_of_a_package_without_stats_says_why(hub):
 
 def test_load_names_a_custom_class_table_after_its_subset(tmp_path):
     """A custom build (e.g. COCO-format data) keeps its own subset name, as its rows and card do."""
-    from samrs_hf import layout
-    from samrs_hf.classes import class_table_from_names
+    from samrs_hf.build import layout
+    from samrs_hf.sources.classes import class_table_from_names
 
     table = class_table_from_names("mydata", ("car", "tree"))
     build = tmp_path / "build"

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from samrs_hf.cli import main
-from samrs_hf.samples import write_sample
+from samrs_hf.sources.samples import write_sample
 
 
 def _inspect(capsys, *args):
@@ -119,6 +119,6 @@ def test_bad_options_exit_2(tmp_path, capsys):
 
 def test_cli_format_list_matches_readers():
     from samrs_hf.cli import cmd_inspect
-    from samrs_hf.readers import FORMATS
+    from samrs_hf.sources.readers import FORMATS
 
     assert cmd_inspect.FORMATS == FORMATS  # kept separate so `samrs --help` imports no reader

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from samrs_hf.metrics import InstanceIoU, confusion_matrix, miou_instances, scores_from_confusion
+from samrs_hf.analysis.metrics import InstanceIoU, confusion_matrix, miou_instances, scores_from_confusion
 
 
 def _mask(shape, *rects):

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from samrs_hf import layout
-from samrs_hf.classes import get_class_table
+from samrs_hf.build import layout
+from samrs_hf.sources.classes import get_class_table
 from samrs_hf.cli import main as cli_main
-from samrs_hf.features import decode_masks, samrs_features
-from samrs_hf.packaging import PackagingError, package, parse_size
-from samrs_hf.records import SourceError
-from samrs_hf.splits import assign_split
+from samrs_hf.hub.features import decode_masks, samrs_features
+from samrs_hf.hub.packaging import PackagingError, package, parse_size
+from samrs_hf.sources.records import SourceError
+from samrs_hf.hub.splits import assign_split
 
 W, H = 40, 24  # non-square: catches h/w swaps
 
@@ -292,7 +292,7 @@ def test_not_a_build(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_random_build(tmp_path_factory):
     """A real `samrs build` (tiny random SAM) of the DIOR sample, with --pkl."""
-    from samrs_hf.samples import write_dior_sample
+    from samrs_hf.sources.samples import write_dior_sample
 
     root = tmp_path_factory.mktemp("e2e")
     src = write_dior_sample(root / "src")
@@ -304,7 +304,7 @@ def tiny_random_build(tmp_path_factory):
 def test_end_to_end_build_package_load(tiny_random_build, tmp_path):
     from PIL import Image
 
-    from samrs_hf.release import convert_release
+    from samrs_hf.hub.release import convert_release
 
     build = tiny_random_build
     result = package([build], tmp_path / "hub", progress=False)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from samrs_hf.engine import SamLabeler
-from samrs_hf.prompts import make_prompts
-from samrs_hf.sam_loading import load_sam
+from samrs_hf.sam.engine import SamLabeler
+from samrs_hf.sam.prompts import make_prompts
+from samrs_hf.sam.loading import load_sam
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from sam_reference import (  # noqa: E402

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from samrs_hf.prefetch import prefetch, prefetch_map
+from samrs_hf.common.prefetch import prefetch, prefetch_map
 
 
 def test_prefetch_keeps_order_and_reraises():

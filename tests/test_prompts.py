@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from samrs_hf.prompts import (
+from samrs_hf.sam.prompts import (
     BASIC_PROMPTS,
     TABLE1_PROMPTS,
     PromptBatch,
@@ -16,7 +16,7 @@ from samrs_hf.prompts import (
     parse_prompt,
     preprocess_shape,
 )
-from samrs_hf.records import SourceObject
+from samrs_hf.sources.records import SourceObject
 
 IN, OUT = 1000.0, -1000.0
 

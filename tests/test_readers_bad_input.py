@@ -3,8 +3,8 @@
 import pytest
 from PIL import Image
 
-from samrs_hf.readers import open_source
-from samrs_hf.records import (
+from samrs_hf.sources.readers import open_source
+from samrs_hf.sources.records import (
     CORRUPT_IMAGE, DEGENERATE_BOX, DEGENERATE_WIDENED, EMPTY_ANNOTATION, GARBLED_ANNOTATION, MISSING_ANNOTATION,
     MISSING_IMAGE, NO_OBJECTS, NON_FINITE, OUT_OF_IMAGE, SIZE_MISMATCH, UNKNOWN_CLASS, SourceError,
 )

@@ -5,9 +5,9 @@ import json
 import pytest
 from PIL import Image
 
-from samrs_hf.readers import open_source
-from samrs_hf.records import GARBLED_ANNOTATION, MISSING_IMAGE, NO_OBJECTS, SIZE_MISMATCH, UNKNOWN_CLASS, SourceError
-from samrs_hf.samples import write_coco_sample
+from samrs_hf.sources.readers import open_source
+from samrs_hf.sources.records import GARBLED_ANNOTATION, MISSING_IMAGE, NO_OBJECTS, SIZE_MISMATCH, UNKNOWN_CLASS, SourceError
+from samrs_hf.sources.samples import write_coco_sample
 
 
 def test_sample_categories_in_id_order_and_xywh(tmp_path):

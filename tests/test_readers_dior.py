@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samrs_hf.readers import open_source
-from samrs_hf.records import MISSING_IMAGE, SIZE_MISMATCH
+from samrs_hf.sources.readers import open_source
+from samrs_hf.sources.records import MISSING_IMAGE, SIZE_MISMATCH
 
 ALL = {"golffield": 1, "expressway-toll-station": 1, "vehicle": 11, "storagetank": 1, "ship": 124,
        "harbor": 2, "airplane": 25}

@@ -5,8 +5,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from samrs_hf.readers import open_source
-from samrs_hf.records import EMPTY_ANNOTATION, MISSING_IMAGE, OUT_OF_IMAGE
+from samrs_hf.sources.readers import open_source
+from samrs_hf.sources.records import EMPTY_ANNOTATION, MISSING_IMAGE, OUT_OF_IMAGE
 
 
 def _by_id(src):
@@ -126,7 +126,7 @@ def test_reiteration_is_identical_and_reports_once(tmp_path):
 
 
 def test_unknown_split_is_an_error(tmp_path):
-    from samrs_hf.records import SourceError
+    from samrs_hf.sources.records import SourceError
 
     _write(tmp_path, "train", "A", "1 1 9 1 9 9 1 9 plane 0\n")
     with pytest.raises(SourceError, match="split 'val' not found"):

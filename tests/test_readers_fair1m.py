@@ -4,9 +4,9 @@ from collections import Counter
 
 import numpy as np
 
-from samrs_hf.geometry import is_clockwise
-from samrs_hf.readers import open_source
-from samrs_hf.records import MISSING_IMAGE
+from samrs_hf.sources.geometry import is_clockwise
+from samrs_hf.sources.readers import open_source
+from samrs_hf.sources.records import MISSING_IMAGE
 
 
 def _read(real_fixtures, **kw):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samrs_hf.readers import gt_instance_masks, open_source
-from samrs_hf.records import SourceError
-from samrs_hf.samples import write_hrsc2016_sample
+from samrs_hf.sources.readers import gt_instance_masks, open_source
+from samrs_hf.sources.records import SourceError
+from samrs_hf.sources.samples import write_hrsc2016_sample
 
 
 def test_known_ship_angle_convention(real_fixtures):

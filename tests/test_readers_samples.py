@@ -6,9 +6,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from samrs_hf.imageio import open_rgb
-from samrs_hf.readers import open_source
-from samrs_hf.samples import main, write_sample
+from samrs_hf.sources.imageio import open_rgb
+from samrs_hf.sources.readers import open_source
+from samrs_hf.sources.samples import main, write_sample
 
 EXPECTED = {
     "dota": ({"plane": 3, "ship": 2, "storage-tank": 2, "small-vehicle": 2, "harbor": 1, "tennis-court": 1,
@@ -62,7 +62,7 @@ def test_samples_are_deterministic_and_drawn_at_boxes(tmp_path):
 
 
 def test_fair1m_sample_start_points_and_winding_vary(tmp_path):
-    from samrs_hf.geometry import is_clockwise
+    from samrs_hf.sources.geometry import is_clockwise
 
     src = open_source("fair1m", write_sample("fair1m", tmp_path))
     objs = next(iter(src.images())).objects

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from samrs_hf import release_pkl
-from samrs_hf.classes import get_class_table
+from samrs_hf.build import release_pkl
+from samrs_hf.sources.classes import get_class_table
 from samrs_hf.cli import main as cli_main
-from samrs_hf.features import decode_masks, samrs_features
-from samrs_hf.packaging import package
-from samrs_hf.records import SourceError
-from samrs_hf.release import UnsafePickleError, convert_release, load_builder_class, safe_load_pickle
+from samrs_hf.hub.features import decode_masks, samrs_features
+from samrs_hf.hub.packaging import package
+from samrs_hf.sources.records import SourceError
+from samrs_hf.hub.release import UnsafePickleError, convert_release, load_builder_class, safe_load_pickle
 from test_packaging import SIOR_ITEMS, load_hub, make_build
 
 

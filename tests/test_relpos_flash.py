@@ -15,10 +15,11 @@ import pytest
 import torch
 from transformers.models.sam import modeling_sam as ms
 
-from samrs_hf import relpos_flash, sam_attention
-from samrs_hf.relpos_flash import kernel_supports
-from samrs_hf.sam_attention import SamVisionRelPosAttention, SamVisionTritonAttention, SamVisionWindowLayer
-from samrs_hf.sam_loading import ATTN_MARK, load_sam
+from samrs_hf.sam import relpos_flash
+from samrs_hf.sam import attention as sam_attention
+from samrs_hf.sam.relpos_flash import kernel_supports
+from samrs_hf.sam.attention import SamVisionRelPosAttention, SamVisionTritonAttention, SamVisionWindowLayer
+from samrs_hf.sam.loading import ATTN_MARK, load_sam
 
 
 def test_kernel_shapes():
@@ -72,7 +73,7 @@ def test_triton_attention_is_one_graph_under_torch_compile(encode_tiny_sam, monk
 
 
 def test_triton_on_cuda_without_triton_is_a_clear_error(monkeypatch):
-    from samrs_hf import sam_loading
+    from samrs_hf.sam import loading as sam_loading
 
     monkeypatch.setattr(relpos_flash, "triton", None)
     monkeypatch.setattr(sam_loading, "check_device", lambda device: None)  # this CPU machine has no CUDA
@@ -137,9 +138,10 @@ def test_windowed_layer_on_the_unpadded_grid_equals_segment_anything(monkeypatch
 INTERPRETED = textwrap.dedent("""
 
     import torch
-    from samrs_hf import relpos_flash, sam_attention
-    from samrs_hf.relpos_flash import reference_relpos_attention, relpos_attention, triton_relpos_attention
-    from samrs_hf.sam_loading import load_sam, set_attn_implementation
+    from samrs_hf.sam import relpos_flash
+    from samrs_hf.sam import attention as sam_attention
+    from samrs_hf.sam.relpos_flash import reference_relpos_attention, relpos_attention, triton_relpos_attention
+    from samrs_hf.sam.loading import load_sam, set_attn_implementation
 
     assert relpos_flash.interpreting()
     g = torch.Generator().manual_seed(0)

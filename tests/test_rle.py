@@ -1,11 +1,11 @@
-"""samrs_hf.rle against pycocotools: the same bytes for every mask shape and edge case."""
+"""samrs_hf.sam.rle against pycocotools: the same bytes for every mask shape and edge case."""
 
 import numpy as np
 import pytest
 import torch
 from pycocotools import mask as mask_utils
 
-from samrs_hf import rle
+from samrs_hf.sam import rle
 
 
 def reference(masks: np.ndarray) -> tuple[list[dict], list[int]]:

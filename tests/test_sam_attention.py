@@ -16,13 +16,14 @@ import torch
 from transformers import SamModel
 from transformers.models.sam import modeling_sam as ms
 
-from samrs_hf import cli, sam_attention
-from samrs_hf.build import BuildConfig, resolve
-from samrs_hf.engine import SamLabeler
-from samrs_hf.prompts import PromptBatch
-from samrs_hf.sam_attention import SamVisionFlexAttention, SamVisionRelPosAttention, SamVisionWindowLayer
-from samrs_hf.sam_loading import ATTN_MARK, load_sam, sam_model_from_checkpoint
-from samrs_hf.samples import write_dior_sample
+from samrs_hf import cli
+from samrs_hf.sam import attention as sam_attention
+from samrs_hf.build.run import BuildConfig, resolve
+from samrs_hf.sam.engine import SamLabeler
+from samrs_hf.sam.prompts import PromptBatch
+from samrs_hf.sam.attention import SamVisionFlexAttention, SamVisionRelPosAttention, SamVisionWindowLayer
+from samrs_hf.sam.loading import ATTN_MARK, load_sam, sam_model_from_checkpoint
+from samrs_hf.sources.samples import write_dior_sample
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from sam_reference import build_reference_sam, import_segment_anything  # noqa: E402
@@ -209,7 +210,7 @@ def test_build_attn_option_is_used_and_recorded(tmp_path, attn):
 def test_build_cli_offers_exactly_the_loadable_attentions():
     """cmd_build keeps its own copy (so `samrs --help` imports nothing heavy); they must agree."""
     from samrs_hf.cli import cmd_build
-    from samrs_hf.sam_loading import ATTN_IMPLEMENTATIONS
+    from samrs_hf.sam.loading import ATTN_IMPLEMENTATIONS
 
     assert set(cmd_build.ATTN) == set(ATTN_IMPLEMENTATIONS)
 
@@ -259,7 +260,7 @@ def test_fused_mlp_gelu_on_cuda_matches_the_exact_gelu_in_bfloat16(encode_tiny_s
 
 def test_the_fused_gelu_is_recorded_where_it_applies(monkeypatch):
     """build.json says which GELU ran: the fused tanh form only on CUDA in half dtypes, never eager."""
-    from samrs_hf.sam_loading import load_sam
+    from samrs_hf.sam.loading import load_sam
 
     assert sam_attention.fused_gelu_applies("cuda", torch.bfloat16)
     assert sam_attention.fused_gelu_applies(torch.device("cuda:1"), torch.float16)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from samrs_hf.sam_loading import ModelLoadError, convert_sam_checkpoint, load_sam
+from samrs_hf.sam.loading import ModelLoadError, convert_sam_checkpoint, load_sam
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from sam_reference import build_reference_sam, import_segment_anything  # noqa: E402
@@ -212,8 +212,8 @@ def test_sam_checkpoint_with_a_misshapen_tensor_is_reported(tmp_path):
 
 def test_default_attention_is_the_triton_kernel_on_cuda_and_sdpa_elsewhere(monkeypatch):
     """Measured fastest per device (benchmarks/README.md); CUDA without triton must still load."""
-    from samrs_hf import relpos_flash
-    from samrs_hf.sam_loading import default_attn_implementation
+    from samrs_hf.sam import relpos_flash
+    from samrs_hf.sam.loading import default_attn_implementation
 
     assert default_attn_implementation("cpu") == "sdpa"
     assert default_attn_implementation(torch.device("cpu")) == "sdpa"

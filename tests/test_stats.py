@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from samrs_hf.classes import get_class_table
+from samrs_hf.sources.classes import get_class_table
 from samrs_hf.cli import main
-from samrs_hf.records import SourceError
-from samrs_hf.stats import SIZE_LABELS, NotADatasetFolder, compute_stats, open_folder, size_bin, write_stats
+from samrs_hf.sources.records import SourceError
+from samrs_hf.analysis.stats import SIZE_LABELS, NotADatasetFolder, compute_stats, open_folder, size_bin, write_stats
 
 NAMES = get_class_table("sior").names
 
@@ -28,7 +28,7 @@ def _rle(mask):
 
 
 def make_build(root, scenes=SCENES, subset="sior"):
-    """A build folder in the layout of samrs_hf.layout, made by hand (gray painted in order, last wins)."""
+    """A build folder in the layout of samrs_hf.build.layout, made by hand (gray painted in order, last wins)."""
     for d in ("images", "gray", "color", "ins"):
         (root / d).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -57,7 +57,7 @@ def make_hub(root, scenes=SCENES):
     """The same scenes as a parquet folder with the package's features (no dependency on `samrs package`)."""
     from datasets import Dataset
 
-    from samrs_hf.features import samrs_features
+    from samrs_hf.hub.features import samrs_features
 
     build = make_build(root / "build", scenes)
     rows = {k: [] for k in ("image", "semantic", "objects", "image_id", "source_image", "width", "height", "subset")}

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samrs_hf import imageio, tiling
-from samrs_hf.records import SourceError, SourceImage, SourceObject
-from samrs_hf.tiling import (
+from samrs_hf.sources import imageio
+from samrs_hf.sources import tiling
+from samrs_hf.sources.records import SourceError, SourceImage, SourceObject
+from samrs_hf.sources.tiling import (
     TILING_PRESETS,
     Patch,
     TilingConfig,
@@ -317,7 +318,7 @@ def test_patch_dataclass_fields():
 
 def test_real_dota_image_smaller_than_a_window(real_fixtures):
     # DOTA_devkit's P1888 (712x557, 64 objects) becomes one padded 1024 patch holding every object
-    from samrs_hf.readers import open_source
+    from samrs_hf.sources.readers import open_source
 
     src = open_source("dota", real_fixtures / "dota" / "DOTA_devkit_example")
     img = next(i for i in src.images() if i.image_id == "P1888")

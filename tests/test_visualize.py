@@ -7,8 +7,8 @@ from test_stats import make_build, make_hub
 
 import samrs_hf
 from samrs_hf.cli import main
-from samrs_hf.stats import NotADatasetFolder, open_folder
-from samrs_hf.visualize import instance_colors, semantic_to_color, visualize
+from samrs_hf.analysis.stats import NotADatasetFolder, open_folder
+from samrs_hf.analysis.visualize import instance_colors, semantic_to_color, visualize
 
 
 def test_semantic_palette_and_instance_colours():

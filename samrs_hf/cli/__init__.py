@@ -12,7 +12,7 @@ import logging
 import sys
 
 from .. import __version__
-from ..records import SourceError
+from ..sources.records import SourceError
 
 # (command, module) in the order ``samrs --help`` lists them.
 COMMANDS = (

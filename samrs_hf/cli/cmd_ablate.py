@@ -34,7 +34,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..ablation import main
+    from ..analysis.ablation import main
 
     main(args)
     return 0

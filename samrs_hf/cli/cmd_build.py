@@ -88,7 +88,7 @@ def register(subparsers) -> None:
 
 
 def config_from_args(preset: str, args):
-    from ..build import BuildConfig
+    from ..build.run import BuildConfig
 
     return BuildConfig(
         preset=preset, source=args.source, out=args.out, format=args.format, prompt=args.prompt,
@@ -121,7 +121,7 @@ def summary(report: dict, out) -> str:
 
 
 def run(args) -> int:
-    from ..build import run_build
+    from ..build.run import run_build
 
     report = run_build(config_from_args(args.preset, args))
     if report:
@@ -133,7 +133,7 @@ def main_for_preset(preset: str, argv=None) -> int:
     """``builders/build_<preset>.py``: same options as ``samrs build <preset>``, same error handling."""
     import logging
 
-    from ..records import SourceError
+    from ..sources.records import SourceError
 
     p = argparse.ArgumentParser(prog=f"build_{preset}.py", description=f"samrs build {preset} (accelerate-ready)",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -141,7 +141,7 @@ def main_for_preset(preset: str, argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        from ..build import run_build
+        from ..build.run import run_build
 
         report = run_build(config_from_args(preset, args))
     except (SourceError, OSError, ValueError) as exc:

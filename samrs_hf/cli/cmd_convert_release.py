@@ -7,7 +7,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "convert-release",
         help="convert an official SAMRS release folder (gray/, color/, ins/*.pkl) to the packaged layout",
-        description="Reads the release with loading_scripts/<subset>.py (pickles through samrs_hf.safe_load, which "
+        description="Reads the release with loading_scripts/<subset>.py (pickles through samrs_hf.common.safe_load, which "
         "allows only plain data and numpy arrays of the file's own bytes: any other pickle is refused, never run, and "
         "counted as an unsafe-file skip) and writes the same parquet + README layout as `samrs package`.",
     )
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..release import convert_release
+    from ..hub.release import convert_release
     from .cmd_package import print_result
 
     result = convert_release(args.release_dir, args.subset, args.to, name=args.name, shard_size=args.shard_size,

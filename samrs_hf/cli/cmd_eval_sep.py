@@ -41,7 +41,7 @@ def _device(spec: str | None):
 def run(args) -> int:
     from transformers import AutoConfig
 
-    from ..hub_ids import from_cache_or_hub
+    from ..common.hub_ids import from_cache_or_hub
     from ..sep import SEPForSemanticSegmentation
     from ..sep.data import load_subsets, parse_dataset_args
     from ..sep.evaluation import evaluate, format_table, json_safe

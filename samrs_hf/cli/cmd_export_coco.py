@@ -18,7 +18,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..coco_export import export_coco
+    from ..hub.coco_export import export_coco
 
     counts = export_coco(args.src, args.split, args.out, val_fraction=args.val_fraction, seed=args.seed)
     print(f"wrote {args.out}: {counts['images']} images, {counts['annotations']} annotations"

@@ -42,9 +42,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..inspection import format_inspection, inspect_source
-    from ..readers import open_source
-    from ..tiling import tiling_config
+    from ..sources.inspection import format_inspection, inspect_source
+    from ..sources.readers import open_source
+    from ..sources.tiling import tiling_config
 
     cfg = tiling_config(args.format, args.tile_size, args.gap, args.iof_thr)
     # The report below lists every problem: the reader does not log them a second time.

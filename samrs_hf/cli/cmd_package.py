@@ -36,7 +36,7 @@ def print_result(result) -> None:
 
 
 def run(args) -> int:
-    from ..packaging import package
+    from ..hub.packaging import package
 
     result = package(args.build_dirs, args.to, name=args.name, shard_size=args.shard_size,
                      val_fraction=args.val_fraction, seed=args.seed, strict=args.strict, stats=not args.no_stats)

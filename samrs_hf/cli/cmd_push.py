@@ -17,7 +17,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..hub import PushError, push
+    from ..hub.repo import PushError, push
 
     try:
         url = push(args.hub_dir, args.repo_id, private=args.private, revision=args.revision)

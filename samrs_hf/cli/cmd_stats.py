@@ -18,7 +18,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..stats import write_stats
+    from ..analysis.stats import write_stats
 
     stats = write_stats(args.path, args.out, split=args.split, progress=True)
     t2 = stats["table2"]

@@ -19,7 +19,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..visualize import visualize
+    from ..analysis.visualize import visualize
 
     written = visualize(args.path, args.out, split=args.split, n=args.n, progress=True)
     print(f"wrote {len(written)} overlay PNG(s) to {args.out}")

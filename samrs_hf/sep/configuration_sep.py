@@ -26,7 +26,7 @@ from pathlib import Path
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from ..hub_ids import HubError, from_cache_or_hub
+from ..common.hub_ids import HubError, from_cache_or_hub
 
 DEFAULT_HEADS = {"sota": 18, "sior": 20, "fast": 37}
 
@@ -89,7 +89,7 @@ def _with_out_features(config):
 
 
 def pretrained_config(checkpoint: str, what: str, option: str) -> PreTrainedConfig:
-    """The config of a folder or Hub id, local cache first (see :mod:`samrs_hf.hub_ids`); a ValueError
+    """The config of a folder or Hub id, local cache first (see :mod:`samrs_hf.common.hub_ids`); a ValueError
     that says what to pass instead when it is not available."""
     try:
         return from_cache_or_hub(AutoConfig.from_pretrained, checkpoint)

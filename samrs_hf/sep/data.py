@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..classes import IGNORE_INDEX, get_class_table
+from ..sources.classes import IGNORE_INDEX, get_class_table
 
 SCALE_RANGE = (0.5, 2.0)  # mmseg RandomResize ratio range
 GAMMA_RANGE = (0.7, 1.5)
@@ -223,7 +223,7 @@ def class_names_of(ds, subset: str, spec: str) -> list[str]:
     """Class names of a packaged subset; raises when its features are not SAMRS features."""
     from datasets import ClassLabel, Image
 
-    from ..features import samrs_features
+    from ..hub.features import samrs_features
 
     f = ds.features
     problems = [k for k in ("image", "semantic") if not isinstance(f.get(k), Image)]
@@ -250,7 +250,7 @@ def class_names_of(ds, subset: str, spec: str) -> list[str]:
 
 def load_subsets(specs: dict[str, str], split: str) -> tuple[dict, dict[str, list[str]]]:
     """``{subset: Dataset}`` for ``split`` and ``{subset: class names}``, checked before use."""
-    from ..hub import load
+    from ..hub.repo import load
 
     data, names = {}, {}
     for subset, spec in specs.items():

@@ -2,7 +2,7 @@
 
 Protocol: every validation image contributes its central 512x512 crop; images smaller than the
 crop are padded (image 0, labels 255) so padding never counts. mIoU per subset comes from one
-confusion matrix accumulated over all its pixels (``samrs_hf.metrics``); classes absent from both
+confusion matrix accumulated over all its pixels (``samrs_hf.analysis.metrics``); classes absent from both
 ground truth and prediction are left out of the mean.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..metrics import confusion_matrix, scores_from_confusion
+from ..analysis.metrics import confusion_matrix, scores_from_confusion
 from .data import CenterCropDataset
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..classes import IGNORE_INDEX
-from ..imageio import image_size, open_rgb
-from ..records import MISSING_ANNOTATION, SIZE_MISMATCH, Report, SourceError
+from ..sources.classes import IGNORE_INDEX
+from ..sources.imageio import image_size, open_rgb
+from ..sources.records import MISSING_ANNOTATION, SIZE_MISMATCH, Report, SourceError
 
 POTSDAM_CLASSES = ("impervious_surface", "building", "low_vegetation", "tree", "car")
 POTSDAM_COLOURS = {(255, 255, 255): 0, (0, 0, 255): 1, (0, 255, 255): 2, (0, 255, 0): 3, (255, 255, 0): 4}

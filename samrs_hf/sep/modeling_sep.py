@@ -16,7 +16,7 @@ from transformers.backbone_utils import load_backbone
 from transformers.modeling_outputs import SemanticSegmenterOutput
 from transformers.models.upernet.modeling_upernet import UperNetHead
 
-from ..hub_ids import HubError, from_cache_or_hub
+from ..common.hub_ids import HubError, from_cache_or_hub
 from .configuration_sep import SEPConfig, resolve_backbone
 from .processing import image_processor
 

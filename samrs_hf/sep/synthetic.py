@@ -47,7 +47,7 @@ def write_synthetic_subset(folder, subset: str, *, num_train: int = 48, num_val:
     """Write a learnable subset with the features of ``subset`` (its class table) into ``folder``."""
     from datasets import Dataset
 
-    from ..features import samrs_features
+    from ..hub.features import samrs_features
 
     features = samrs_features(subset)
     table_size = features["objects"].feature["category"].num_classes

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ..layout import atomic_write
+from ..build.layout import atomic_write
 from .configuration_sep import (BACKBONE_PRESETS, TINY_BACKBONES, SEPConfig, pretrained_config, resolve_backbone,
                                 table8_defaults)
 from .data import ProportionalBatchSampler, SEPTrainDataset, collate, load_subsets
@@ -530,12 +530,12 @@ def run_finetune(args: FinetuneArgs) -> dict:
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
-    from ..records import Report
+    from ..sources.records import Report
     from .evaluation import IMAGENET_MEAN, IMAGENET_STD, confusion_for, json_safe
     from .finetune_data import TASKS, CropDataset, load_task
     from .modeling_sep import segmentation_loss
     from .processing import image_processor
-    from ..metrics import scores_from_confusion
+    from ..analysis.metrics import scores_from_confusion
 
     if args.task not in TASKS:
         raise ValueError(f"--task must be one of {sorted(TASKS)}, got {args.task!r}")

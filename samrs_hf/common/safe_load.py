@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .records import SourceError
+from ..sources.records import SourceError
 
 SAFE_DTYPE_KINDS = "biufcSUV"
 """bool, integers, floats, complex, bytes, str and plain void: fixed-size, no Python objects inside."""

@@ -11,7 +11,7 @@ score. transformers' SDPA attention materialises that sum as a float (B, heads, 
 vit_h's global layers (64x64 = 4096 tokens, 16 heads) that is 1 GiB per image in float32, written
 and read once per layer. ``flex`` adds the two small tables inside a FlexAttention kernel instead
 (a ``score_mod``); ``triton`` adds them inside our flash-attention kernel, one key-grid row per key
-block (:mod:`samrs_hf.relpos_flash`). Either way the N x N bias never exists. With ``triton`` the
+block (:mod:`samrs_hf.sam.relpos_flash`). Either way the N x N bias never exists. With ``triton`` the
 windowed layers (14x14 = 196 tokens) go through the kernel too (:data:`TRITON_WINDOWS`); with
 ``flex`` they keep SDPA with the materialised bias, as ``sdpa`` does everywhere.
 """
@@ -149,7 +149,7 @@ class SamVisionFlexAttention(SamVisionRelPosAttention):
 
 class SamVisionTritonAttention(SamVisionRelPosAttention):
     """Global layers (and, with :data:`TRITON_WINDOWS`, windowed ones) through our Triton flash-attention
-    kernel with the bias fused (:mod:`samrs_hf.relpos_flash`).
+    kernel with the bias fused (:mod:`samrs_hf.sam.relpos_flash`).
 
     ``window``: 0 when the layer hands over attention on its own token grid (global layers, or windows
     the layer already partitioned); else the window size, and ``hidden_states`` is the whole unpadded

@@ -36,7 +36,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .geometry import object_corners
+from ..sources.geometry import object_corners
 
 BASIC_PROMPTS = ("CP", "H-Box", "RH-Box", "H-Box-M", "R-Box-M", "RH-Box-M")
 BOX_PROMPTS = ("H-Box", "RH-Box")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .classes import ABBREVIATIONS, ClassTable
-from .layout import atomic_write, png_bytes
+from ..sources.classes import ABBREVIATIONS, ClassTable
+from ..build.layout import atomic_write, png_bytes
 
 SWATCH_DIR = "palette"
 LICENSE_NOTE = (

@@ -1,11 +1,11 @@
 """Reader of the official SAMRS release layout (image folder + ``gray/``, ``color/``, ``ins/*.pkl``).
 
 Pickle runs code while loading, so the ``ins/*.pkl`` files are read with
-:func:`samrs_hf.safe_load.load_pickle` (re-exported here as :func:`safe_load_pickle`): plain data
+:func:`samrs_hf.common.safe_load.load_pickle` (re-exported here as :func:`safe_load_pickle`): plain data
 and numpy arrays of the file's own bytes only. A refused file is an ``unsafe-file`` skip naming the
 file and what it asked for (an error under ``strict``), like any other unusable item.
 
-Rows come out in the packaged features (``samrs_hf.features``), so a converted release and a
+Rows come out in the packaged features (``samrs_hf.hub.features``), so a converted release and a
 packaged build are the same kind of dataset. :class:`SamrsReleaseBuilder` wraps the reader as a
 ``datasets.GeneratorBasedBuilder`` (``loading_scripts/{sota,sior,fast}.py``).
 """
@@ -20,11 +20,11 @@ import datasets
 import numpy as np
 
 from . import splits as split_rules
-from .classes import get_class_table
-from .imageio import CorruptImageError, image_size
-from .layout import IMAGE_EXTENSIONS, is_build_dir, read_report
+from ..sources.classes import get_class_table
+from ..sources.imageio import CorruptImageError, image_size
+from ..build.layout import IMAGE_EXTENSIONS, is_build_dir, read_report
 from .packaging import Row, instance_ok, make_object
-from .records import (
+from ..sources.records import (
     CORRUPT_IMAGE,
     GARBLED_ANNOTATION,
     MISSING_IMAGE,
@@ -34,8 +34,8 @@ from .records import (
     Report,
     SourceError,
 )
-from .safe_load import UnsafePickleError
-from .safe_load import load_pickle as safe_load_pickle
+from ..common.safe_load import UnsafePickleError
+from ..common.safe_load import load_pickle as safe_load_pickle
 
 GRAY, COLOR, INS = "gray", "color", "ins"
 IMAGE_FOLDER_PREFERENCE = ("images", "img", "imgs", "image", "JPEGImages", "trainval")

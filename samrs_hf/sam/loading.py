@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .hub_ids import HubError, from_cache_or_hub
-from .records import SourceError
+from ..common.hub_ids import HubError, from_cache_or_hub
+from ..sources.records import SourceError
 
 
 DEFAULT_MODEL = "facebook/sam-vit-huge"
@@ -263,7 +263,7 @@ def sam_model_from_checkpoint(state_dict: dict, attn: str = "eager"):
 
 
 def _from_pth(path: Path, attn: str):
-    from .safe_load import UnsafePickleError, load_checkpoint
+    from ..common.safe_load import UnsafePickleError, load_checkpoint
 
     try:
         state_dict = load_checkpoint(path)
@@ -295,7 +295,7 @@ def load_sam(
 
     ``dtype`` (default float32) is applied the way the engine runs it (:func:`prepare_model`):
     encoder and decoder in ``dtype``, prompt encoder in float32. ``attn_implementation`` is
-    ``"sdpa"``, ``"eager"``, ``"flex"`` or ``"triton"`` (:mod:`samrs_hf.sam_attention`); None picks the faster
+    ``"sdpa"``, ``"eager"``, ``"flex"`` or ``"triton"`` (:mod:`samrs_hf.sam.attention`); None picks the faster
     one for the device (see benchmarks/README.md).
     """
     import torch
@@ -350,7 +350,7 @@ def load_sam(
     summary = summarize_config(model.config)
     summary["parameters"] = sum(p.numel() for p in model.parameters())
     summary["attn_implementation"] = attn
-    from .sam_attention import SamVisionMLP, fused_gelu_applies
+    from .attention import SamVisionMLP, fused_gelu_applies
 
     fused = isinstance(model.vision_encoder.layers[0].mlp, SamVisionMLP) and fused_gelu_applies(device, dtype)
     summary["mlp_gelu"] = "tanh (fused into lin1, cuBLASLt epilogue)" if fused else "exact (erf)"
@@ -417,7 +417,7 @@ def _check_attn(attn: str) -> None:
         raise ValueError(f"attention implementation must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, "
                          f"got {attn!r}")
     if attn == "flex":
-        from .sam_attention import require_flex_attention
+        from .attention import require_flex_attention
 
         require_flex_attention()
 
@@ -432,16 +432,16 @@ def set_attn_implementation(model, attn: str) -> None:
     """Switch the vision layer and attention classes in place (transformers picks them at
     construction only).
 
-    ``"sdpa"``, ``"flex"`` and ``"triton"`` take :mod:`samrs_hf.sam_attention`'s classes (windowed
+    ``"sdpa"``, ``"flex"`` and ``"triton"`` take :mod:`samrs_hf.sam.attention`'s classes (windowed
     layers without the padded tokens' projections; the global layers' bias fused for flex and
-    triton; the MLP that :data:`~samrs_hf.sam_attention.FUSED_MLP_GELU` switches); ``"eager"`` is
+    triton; the MLP that :data:`~samrs_hf.sam.attention.FUSED_MLP_GELU` switches); ``"eager"`` is
     transformers' own. Only the vision layers change; the choice is recorded
     as ``model.samrs_vision_attention`` and configs say "sdpa" (or "eager"), so ``save_pretrained``
     output loads with stock transformers.
     """
     from transformers.models.sam import modeling_sam as ms
 
-    from . import sam_attention
+    from . import attention as sam_attention
 
     config_attn = _transformers_attn(attn)
     cls = {"flex": sam_attention.SamVisionFlexAttention, "triton": sam_attention.SamVisionTritonAttention,

@@ -16,7 +16,7 @@ bring-your-own COCO sets are used uncut. What is reproduced, from BboxToolkit's
   still gives one window at (0, 0), padded;
 * an object belongs to every window holding ``>= iof_thr`` of its polygon area (BboxToolkit's
   ``iof``; objects without a polygon use their R-Box or H-Box corners), see
-  :func:`samrs_hf.geometry.fraction_inside` for the zero-area rule. Objects are shifted into patch
+  :func:`samrs_hf.sources.geometry.fraction_inside` for the zero-area rule. Objects are shifted into patch
   pixels but never clipped; ``truncated`` is set when less than 100 % is inside (a polygon whose
   H-Box lies in the window counts as wholly inside, so shapely's rounding never flags it);
 * pixels outside the image are filled with BboxToolkit's padding value BGR (104, 116, 124),
@@ -88,7 +88,7 @@ TILING_PRESETS: dict[str, TilingConfig] = {
 
 MAX_NAME_BYTES = 236
 """Longest patch name: 255 bytes per file name (ext4, xfs, NTFS...) less the longest extension (``.jpeg``,
-``.tiff``, ``.json``) and :func:`~samrs_hf.layout.atomic_write`'s temp form ``.<file>.XXXXXXXX.tmp``."""
+``.tiff``, ``.json``) and :func:`~samrs_hf.build.layout.atomic_write`'s temp form ``.<file>.XXXXXXXX.tmp``."""
 
 
 def patch_name(image_id: str, size: int | None = None, x: int = 0, y: int = 0) -> str:

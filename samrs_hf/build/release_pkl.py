@@ -4,7 +4,7 @@ The SAMRS scripts (``main_sam_hbox_semantic.py`` / ``main_sam_rhbox_semantic.py`
 image, a list of ``{'mask': COCO RLE, 'bbox': H-Box}`` (SOTA, SIOR) or ``{'mask', 'rbox': (4, 2)
 corners, 'rhbox': RH-Box}`` (FAST) dicts plus ``'category'``, ``'label'`` and ``'size'`` (mask
 pixels). Code written for the official release reads these files unchanged. Only plain data is
-pickled (dicts, lists, str, int and numpy float64 arrays), so :func:`samrs_hf.safe_load.load_pickle`
+pickled (dicts, lists, str, int and numpy float64 arrays), so :func:`samrs_hf.common.safe_load.load_pickle`
 reads them.
 """
 

@@ -1,4 +1,4 @@
-"""``samrs build``: a detection source in, the SAMRS layout (see :mod:`samrs_hf.layout`) out.
+"""``samrs build``: a detection source in, the SAMRS layout (see :mod:`samrs_hf.build.layout`) out.
 
 The pipeline per source image: read (``readers``) -> cut (``tiling``) -> prompts (``prompts``) ->
 SAM (``engine``) -> ``images/``, ``gray/``, ``color/``, ``ins/`` files. What makes it a *build*
@@ -45,14 +45,15 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from . import __version__, hub_ids
-from .classes import IGNORE_INDEX
-from .geometry import object_corners
-from .imageio import CorruptImageError
+from .. import __version__
+from ..common import hub_ids
+from ..sources.classes import IGNORE_INDEX
+from ..sources.geometry import object_corners
+from ..sources.imageio import CorruptImageError
 from .layout import COLOR, GRAY, IMAGE_EXTENSIONS, IMAGES, INS, REPORT, atomic_write, json_bytes, png_bytes
-from .prefetch import prefetch_map
-from .prompts import canonical_prompt_name
-from .records import (
+from ..common.prefetch import prefetch_map
+from ..sam.prompts import canonical_prompt_name
+from ..sources.records import (
     CORRUPT_IMAGE,
     SIZE_MISMATCH,
     Problem,
@@ -60,8 +61,8 @@ from .records import (
     SourceError,
     SourceImage,
 )
-from .sam_loading import ATTN_IMPLEMENTATIONS, TINY_RANDOM
-from .tiling import (TILING_PRESETS, Patch, TilingConfig, load_patches, plan_patches, tiling_config,
+from ..sam.loading import ATTN_IMPLEMENTATIONS, TINY_RANDOM
+from ..sources.tiling import (TILING_PRESETS, Patch, TilingConfig, load_patches, plan_patches, tiling_config,
                      unassigned_objects)
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ OWNER_FILE = ".samrs_build.owner"
 LAYOUT_FILES = {IMAGES: IMAGE_EXTENSIONS, GRAY: (".png",), COLOR: (".png",), INS: (".json", ".pkl")}
 """The files a build writes per patch: ``<folder>/<name><extension>``."""
 _TEMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
-""":func:`~samrs_hf.layout.atomic_write`'s temp files (``tempfile.mkstemp``'s 8 random characters)."""
+""":func:`~samrs_hf.build.layout.atomic_write`'s temp files (``tempfile.mkstemp``'s 8 random characters)."""
 LAYOUT_VERSION = 1
 
 OBJECT_IN_NO_WINDOW = "object-in-no-window"
@@ -391,7 +392,7 @@ def _stems(folder: Path, suffix: str) -> set[str]:
 
 def planned_names(state: dict | None) -> set[str]:
     """Every patch name of the build recorded in ``state`` (empty if its source cannot be read now)."""
-    from .readers import open_source
+    from ..sources.readers import open_source
 
     options = (state or {}).get("options") or {}
     try:
@@ -752,7 +753,7 @@ def run_build(config: BuildConfig) -> dict:
     """
     from accelerate import PartialState
 
-    from .readers import open_source
+    from ..sources.readers import open_source
 
     t_start = time.perf_counter()
     plan = resolve(config)
@@ -778,8 +779,8 @@ def _build(config: BuildConfig, plan: BuildPlan, out: Path, state, source, mode:
     import torch
     from tqdm.auto import tqdm
 
-    from .engine import SamLabeler
-    from .sam_loading import load_sam
+    from ..sam.engine import SamLabeler
+    from ..sam.loading import load_sam
 
     rank, world = state.process_index, state.num_processes
     table = source.class_table
@@ -914,7 +915,7 @@ def nothing_built_reason(report: dict, total: int, out: Path) -> str:
 
 
 def _items(index: int, first, stream, prompt: str) -> Iterator[_Item]:
-    from .prompts import make_prompts
+    from ..sam.prompts import make_prompts
 
     for patch, pixels in itertools.chain([first], stream):
         yield _Item(index, patch, pixels, make_prompts(prompt, patch.objects, pixels.shape[:2]))

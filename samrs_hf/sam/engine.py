@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from . import rle
-from .classes import IGNORE_INDEX
-from .prefetch import prefetch as prefetch_items
-from .sam_loading import prepare_model
+from ..sources.classes import IGNORE_INDEX
+from ..common.prefetch import prefetch as prefetch_items
+from .loading import prepare_model
 
 log = logging.getLogger(__name__)
 

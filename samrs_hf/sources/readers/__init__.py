@@ -4,7 +4,7 @@
 >>> for image in src.images(): ...              # lazy, sorted by image_id, re-iterable
 >>> src.report.counts()                         # every skip and note found while reading
 
-See :mod:`samrs_hf.readers.base` for ``check_images`` (label-only reads) and the layout notes in
+See :mod:`samrs_hf.sources.readers.base` for ``check_images`` (label-only reads) and the layout notes in
 each format's module.
 """
 

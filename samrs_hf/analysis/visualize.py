@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .classes import color_of, get_class_table
-from .features import decode_masks
+from ..sources.classes import color_of, get_class_table
+from ..hub.features import decode_masks
 from .stats import _new_figure, open_folder, save_png
 
 DPI = 100

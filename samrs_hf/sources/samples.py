@@ -4,7 +4,7 @@ Demos, the quick start and tests read these instead of the real datasets. Every 
 as a filled shape of a distinct colour (a rotated rectangle, or an ellipse for round classes) on a
 smooth textured background, exactly where its box is, so that SAM has something to segment.
 The same call always writes the same bytes. Each ``write_*_sample(root)`` creates ``root`` if
-needed and returns the path to pass to :func:`samrs_hf.readers.open_source`.
+needed and returns the path to pass to :func:`samrs_hf.sources.readers.open_source`.
 
 ===========  ==========================================================================  ========
 format       contents                                                                    objects
@@ -345,7 +345,7 @@ WRITERS = {
 
 
 def write_sample(fmt: str, root) -> Path:
-    """Write the sample source of ``fmt`` (one of :data:`samrs_hf.readers.FORMATS`) into ``root``."""
+    """Write the sample source of ``fmt`` (one of :data:`samrs_hf.sources.readers.FORMATS`) into ``root``."""
     try:
         return WRITERS[fmt](root)
     except KeyError:
@@ -353,10 +353,10 @@ def write_sample(fmt: str, root) -> Path:
 
 
 def main(argv=None) -> int:
-    """``python -m samrs_hf.samples FORMAT OUT_DIR``: write a sample source and print its path."""
+    """``python -m samrs_hf.sources.samples FORMAT OUT_DIR``: write a sample source and print its path."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m samrs_hf.samples", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m samrs_hf.sources.samples", description=main.__doc__)
     parser.add_argument("format", choices=sorted(WRITERS))
     parser.add_argument("out_dir")
     args = parser.parse_args(argv)

@@ -25,11 +25,11 @@ from typing import Iterator
 
 import numpy as np
 
-from .imageio import open_rgb
-from .layout import atomic_write
+from ..sources.imageio import open_rgb
+from ..build.layout import atomic_write
 from .metrics import InstanceIoU
-from .prompts import TABLE1_PROMPTS, canonical_prompt_name, make_prompts, parse_prompt
-from .records import SourceError
+from ..sam.prompts import TABLE1_PROMPTS, canonical_prompt_name, make_prompts, parse_prompt
+from ..sources.records import SourceError
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def _coco_mask(segmentation, h: int, w: int, where: str) -> np.ndarray:
 
 def _gt_masks(fmt: str, image) -> list[np.ndarray | None]:
     if fmt == "hrsc2016":
-        from .readers.hrsc2016 import gt_instance_masks
+        from ..sources.readers.hrsc2016 import gt_instance_masks
 
         return gt_instance_masks(image)
     out = []
@@ -362,9 +362,9 @@ def main(args) -> AblationResult | None:
     from accelerate import Accelerator
     from accelerate.utils import gather_object
 
-    from .engine import SamLabeler
-    from .readers import open_source
-    from .sam_loading import load_sam
+    from ..sam.engine import SamLabeler
+    from ..sources.readers import open_source
+    from ..sam.loading import load_sam
 
     settings = parse_settings(args.prompts)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())

@@ -16,8 +16,8 @@ from typing import Iterator
 
 import numpy as np
 
-from . import layout
-from .records import Report, SourceError
+from ..build import layout
+from ..sources.records import Report, SourceError
 
 
 def _short(v) -> float:

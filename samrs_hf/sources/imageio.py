@@ -30,7 +30,7 @@ def _open(path: Path) -> Image.Image:
     if w * h > MAX_IMAGE_PIXELS:
         im.close()
         raise CorruptImageError(f"{path}: image of {w}x{h} pixels exceeds the decompression-bomb limit of "
-                                f"{MAX_IMAGE_PIXELS} pixels (samrs_hf.imageio.MAX_IMAGE_PIXELS)")
+                                f"{MAX_IMAGE_PIXELS} pixels (samrs_hf.sources.imageio.MAX_IMAGE_PIXELS)")
     return im
 
 

@@ -25,9 +25,9 @@ from typing import Iterator
 
 import numpy as np
 
-from .classes import ABBREVIATIONS, IGNORE_INDEX, color_of, get_class_table
-from .layout import atomic_write, is_build_dir, iter_build_items, read_report
-from .records import SourceError
+from ..sources.classes import ABBREVIATIONS, IGNORE_INDEX, color_of, get_class_table
+from ..build.layout import atomic_write, is_build_dir, iter_build_items, read_report
+from ..sources.records import SourceError
 
 SIZE_EDGES = (0, 100, 500, 1_000, 5_000, 10_000, 50_000, 100_000)
 """Lower edges (pixels) of the Fig. 6 bins; the last bin is open-ended."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from datasets import ClassLabel, Features, Image, List, Value
 
-from .classes import ClassTable, get_class_table
+from ..sources.classes import ClassTable, get_class_table
 
 
 def samrs_features(table: ClassTable | str) -> Features:

@@ -36,11 +36,12 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from . import imageio as _pillow_limit  # noqa: F401  (lifts Pillow's pixel limit for remote-sensing scenes)
-from . import layout, splits
-from .classes import ClassTable, class_table_from_names, get_class_table
-from .prefetch import prefetch, prefetch_map
-from .records import (
+from ..sources import imageio as _pillow_limit  # noqa: F401  (lifts Pillow's pixel limit for remote-sensing scenes)
+from ..build import layout
+from . import splits
+from ..sources.classes import ClassTable, class_table_from_names, get_class_table
+from ..common.prefetch import prefetch, prefetch_map
+from ..sources.records import (
     CORRUPT_IMAGE,
     DEGENERATE_BOX,
     GARBLED_ANNOTATION,
@@ -52,7 +53,7 @@ from .records import (
     Report,
     SourceError,
 )
-from .rle import check_rle
+from ..sam.rle import check_rle
 
 logger = logging.getLogger(__name__)
 
@@ -756,12 +757,12 @@ def write_hub_dir(rows: Iterable[Row], to, *, name: str, table: ClassTable, buil
 
 
 def _write_stats(to: Path, work: Path) -> list[str]:
-    """Statistics figures of ``to`` by ``samrs_hf.stats`` (another module) when it is available,
+    """Statistics figures of ``to`` by ``samrs_hf.analysis.stats`` (another module) when it is available,
     written under ``work`` (names relative to it)."""
     try:
-        from .stats import write_stats
+        from ..analysis.stats import write_stats
     except ImportError as exc:
-        logger.warning("statistics figures skipped: samrs_hf.stats unavailable (%s)", exc)
+        logger.warning("statistics figures skipped: samrs_hf.analysis.stats unavailable (%s)", exc)
         return []
     out = work / FIGURES_DIR / "stats"
     write_stats(to, out)

@@ -9,10 +9,10 @@
     OUT/ins/<name>.json        {"image", "source_image", "offset", "width", "height", "instances"}
     OUT/ins/<name>.pkl         (--pkl) SAMRS's own instance list
     OUT/build.json             the build report
-    OUT/.samrs_build.*         the build's options (``.json``), lock and lock holder (see :mod:`samrs_hf.build`)
+    OUT/.samrs_build.*         the build's options (``.json``), lock and lock holder (see :mod:`samrs_hf.build.run`)
 
 ``<name>`` is the source image id, plus ``__<size>__<x>___<y>`` for a window; an id too long for a file
-name is shortened with a hash (:func:`samrs_hf.tiling.patch_name`) and kept whole in ``source_image``.
+name is shortened with a hash (:func:`samrs_hf.sources.tiling.patch_name`) and kept whole in ``source_image``.
 These (and ``.samrs_parts/``) are all a build writes, and all ``--overwrite`` deletes.
 
 All writes go through :func:`atomic_write` (temp file + rename), so a killed build never leaves
@@ -32,7 +32,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from .records import SourceError
+from ..sources.records import SourceError
 
 IMAGES, GRAY, COLOR, INS = "images", "gray", "color", "ins"
 REPORT = "build.json"

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
-from .classes import CLASS_TABLES, ClassTable, class_table_from_names
-from .hub_ids import HubError, HubUnreachableError, check_hub, offline
+from ..sources.classes import CLASS_TABLES, ClassTable, class_table_from_names
+from ..common.hub_ids import HubError, HubUnreachableError, check_hub, offline
 
 
 class PushError(RuntimeError):

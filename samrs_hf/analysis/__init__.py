@@ -1,0 +1,1 @@
+"""Stage 5: metrics, the prompt ablation (Table 1), statistics, overlays."""

@@ -1,0 +1,1 @@
+"""Stage 2: boxes to SAM prompts, SAM loading and attention, the labeling engine, RLE."""
