@@ -274,10 +274,11 @@ def load_builder_class(subset: str):
     import importlib
     import importlib.util
 
-    if not subset.isidentifier() or importlib.util.find_spec(f"{__package__}.loading_scripts.{subset}") is None:
-        raise FileNotFoundError(f"{Path(__file__).parent / 'loading_scripts'}: no loading script for subset "
+    scripts = "samrs_hf.loading_scripts"
+    if not subset.isidentifier() or importlib.util.find_spec(f"{scripts}.{subset}") is None:
+        raise FileNotFoundError(f"{Path(__file__).parents[1] / 'loading_scripts'}: no loading script for subset "
                                 f"{subset!r}")
-    return importlib.import_module(f"{__package__}.loading_scripts.{subset}").BUILDER
+    return importlib.import_module(f"{scripts}.{subset}").BUILDER
 
 
 def convert_release(root, subset: str, to, *, name: str | None = None, shard_size="500MB",
