@@ -13,6 +13,7 @@ import os
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from .imageio import CorruptImageError, verify_image
 from .readers import Source
@@ -50,6 +51,43 @@ def _decoded(source: Source, image: SourceImage, future) -> Iterator[SourceImage
     yield image
 
 
+@dataclass
+class _Tally:
+    """What one pass over the source counted."""
+
+    per_class: Counter = field(default_factory=Counter)
+    per_split: Counter = field(default_factory=Counter)
+    sizes: Counter = field(default_factory=Counter)
+    images: int = 0
+    with_objects: int = 0
+    objects: int = 0
+    difficult: int = 0
+    truncated: int = 0
+    unknown_size: int = 0
+    patches: int = 0
+    patch_objects: int = 0
+    unassigned: int = 0
+
+    def add(self, image, tiling: TilingConfig | None) -> None:
+        self.images += 1
+        self.per_split[image.split or ""] += 1
+        self.with_objects += bool(image.objects)
+        for obj in image.objects:
+            self.per_class[obj.category] += 1
+            self.difficult += obj.difficult
+            self.truncated += obj.truncated
+        self.objects += len(image.objects)
+        if image.width is None or image.height is None:
+            self.unknown_size += 1
+            return
+        self.sizes[(image.width, image.height)] += 1
+        if tiling is not None:
+            patches = plan_patches(image, tiling)
+            self.patches += len(patches)
+            self.patch_objects += sum(len(p.objects) for p in patches)
+            self.unassigned += len(unassigned_objects(image, patches))
+
+
 def inspect_source(source: Source, tiling: TilingConfig | None, *, progress: bool = False,
                    verify: bool = False) -> dict:
     """Read ``source`` once and summarise it; ``tiling`` None means patch counts are not planned;
@@ -63,31 +101,15 @@ def inspect_source(source: Source, tiling: TilingConfig | None, *, progress: boo
         from tqdm import tqdm
 
         images = tqdm(images, total=len(source), desc=f"inspect {source.format}", unit="img", disable=None)
-    per_class: Counter = Counter()
-    per_split: Counter = Counter()
-    sizes: Counter = Counter()
-    n_images = n_with_objects = n_objects = n_difficult = n_truncated = 0
-    n_unknown_size = n_patches = n_patch_objects = n_unassigned = 0
+    tally = _Tally()
     for image in images:
-        n_images += 1
-        per_split[image.split or ""] += 1
-        n_with_objects += bool(image.objects)
-        for obj in image.objects:
-            per_class[obj.category] += 1
-            n_difficult += obj.difficult
-            n_truncated += obj.truncated
-        n_objects += len(image.objects)
-        if image.width is None or image.height is None:
-            n_unknown_size += 1
-            continue
-        sizes[(image.width, image.height)] += 1
-        if tiling is not None:
-            patches = plan_patches(image, tiling)
-            n_patches += len(patches)
-            n_patch_objects += sum(len(p.objects) for p in patches)
-            n_unassigned += len(unassigned_objects(image, patches))
-    widths = [w for (w, _), n in sizes.items() for _ in range(n)]
-    heights = [h for (_, h), n in sizes.items() for _ in range(n)]
+        tally.add(image, tiling)
+    return _summary(source, tiling, tally, verify)
+
+
+def _summary(source: Source, tiling: TilingConfig | None, t: _Tally, verify: bool) -> dict:
+    widths = [w for (w, _), n in t.sizes.items() for _ in range(n)]
+    heights = [h for (_, h), n in t.sizes.items() for _ in range(n)]
     report = source.report
     table = source.class_table
     return {
@@ -98,31 +120,31 @@ def inspect_source(source: Source, tiling: TilingConfig | None, *, progress: boo
         "verified": verify,
         "images": {
             "found": len(source),
-            "read": n_images,
-            "with_objects": n_with_objects,
-            "per_split": {k: per_split[k] for k in sorted(per_split)},
+            "read": t.images,
+            "with_objects": t.with_objects,
+            "per_split": {k: t.per_split[k] for k in sorted(t.per_split)},
         },
         "sizes": {
             "width": _stats(widths),
             "height": _stats(heights),
-            "most_common": [[w, h, n] for (w, h), n in sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))[:5]],
-            "unknown": n_unknown_size,
+            "most_common": [[w, h, n] for (w, h), n in sorted(t.sizes.items(), key=lambda kv: (-kv[1], kv[0]))[:5]],
+            "unknown": t.unknown_size,
         },
         "objects": {
-            "total": n_objects,
-            "difficult": n_difficult,
-            "truncated": n_truncated,
+            "total": t.objects,
+            "difficult": t.difficult,
+            "truncated": t.truncated,
             # Table order (= class id order), classes without objects left out.
-            "per_class": {name: per_class[name] for name in table.names if per_class[name]},
+            "per_class": {name: t.per_class[name] for name in table.names if t.per_class[name]},
         },
         "tiling": None if tiling is None else {
             "size": tiling.size,
             "gap": tiling.gap,
             "iof_thr": tiling.iof_thr,
-            "patches": n_patches,
-            "objects_in_patches": n_patch_objects,
-            "objects_in_no_patch": n_unassigned,
-            "images_without_size": n_unknown_size,
+            "patches": t.patches,
+            "objects_in_patches": t.patch_objects,
+            "objects_in_no_patch": t.unassigned,
+            "images_without_size": t.unknown_size,
         },
         "problems": {
             "counts": report.counts(),
