@@ -33,7 +33,8 @@ def main(argv=None) -> int:
 
     from samrs_hf.sep import SEPForSemanticSegmentation
     from samrs_hf.sep.synthetic import write_synthetic_subset
-    from samrs_hf.sep.trainer import SEPTrainer, TrainArgs, build_optimizer
+    from samrs_hf.sep.pretrain import SEPTrainer, TrainArgs
+    from samrs_hf.sep.training import build_optimizer
 
     tmp = tempfile.mkdtemp()
     data = {s: str(write_synthetic_subset(f"{tmp}/{s}", s, num_train=64, num_val=4, size=max(64, args.crop)))

@@ -191,7 +191,7 @@ def test_finetune_backbone_preset_init_makes_no_hub_lookup(monkeypatch):
     # is an SEP repo stalls offline on retries and looks up a repo that does not exist.
     from transformers import AutoConfig
 
-    from samrs_hf.sep.trainer import finetune_model
+    from samrs_hf.sep.finetune import finetune_model
 
     looked_up = []
 
@@ -208,7 +208,7 @@ def test_finetune_init_that_is_no_sep_model_nor_backbone_says_what_to_pass(tmp_p
     from transformers import AutoConfig
 
     from samrs_hf.sep import SEPConfig, SEPForSemanticSegmentation
-    from samrs_hf.sep.trainer import finetune_model
+    from samrs_hf.sep.finetune import finetune_model
 
     # An exported (or fine-tuned) UperNet: neither an SEP model nor a backbone.
     SEPForSemanticSegmentation(SEPConfig(hidden_size=8)).export("sota", tmp_path / "upernet")

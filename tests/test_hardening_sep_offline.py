@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from samrs_hf.sep.synthetic import write_synthetic_subset
-from samrs_hf.sep.trainer import SEPTrainer, TrainArgs
+from samrs_hf.sep.pretrain import SEPTrainer, TrainArgs
 
 REPO = Path(__file__).resolve().parents[1]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -282,7 +282,7 @@ def no_repo_exists(monkeypatch):
 @pytest.mark.parametrize("kind", ["resnet", "convnext"])
 def test_backbone_folder_loads_its_weights_without_any_hub_lookup(kind, tmp_path, network, no_repo_exists):
     from samrs_hf.sep import SEPForSemanticSegmentation
-    from samrs_hf.sep.trainer import finetune_model
+    from samrs_hf.sep.finetune import finetune_model
 
     folder = tmp_path / f"tiny-{kind}"  # absolute: transformers' repo_exists raised "Repo id must be ..."
     expected = saved_backbone(kind, folder)

@@ -83,7 +83,7 @@ def test_pipeline_on_export_returns_the_models_named_masks(sep, image, tmp_path)
 def test_finetune_output_folder_preprocesses_as_finetuning(tmp_path):
     from samrs_hf.sep.evaluation import IMAGENET_MEAN, IMAGENET_STD
     from samrs_hf.sep.finetune_data import POTSDAM_CLASSES, CropDataset, load_task
-    from samrs_hf.sep.trainer import FinetuneArgs, run_finetune
+    from samrs_hf.sep.finetune import FinetuneArgs, run_finetune
 
     root = tmp_path / "potsdam"
     root.mkdir()

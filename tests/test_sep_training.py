@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 
 from samrs_hf.sep.data import ProportionalBatchSampler, SEPTrainDataset, proportional_sizes
 from samrs_hf.sep.synthetic import write_synthetic_subset
-from samrs_hf.sep.trainer import NonFiniteLossError, SEPTrainer, TrainArgs
+from samrs_hf.sep.pretrain import SEPTrainer, TrainArgs
+from samrs_hf.sep.training import NonFiniteLossError
 
 REPO = Path(__file__).resolve().parents[1]
 SUBSETS = ("sota", "sior", "fast")
@@ -280,3 +281,51 @@ def test_bad_inputs_are_refused_before_training(data, tmp_path):
         SEPTrainer(small_args(data, tmp_path, batch_size=2))
     with pytest.raises(ValueError, match="not available"):
         SEPTrainer(small_args(data, tmp_path, backbone="nobody-samrs/no-such-backbone"))
+
+
+def test_schedule_is_cosine_from_lr_to_min_lr_over_max_steps():
+    # transformers' get_cosine_with_min_lr_schedule_with_warmup (no warmup) must give, at every optimizer
+    # step 0..max_steps, exactly the cosine the run documents: min_lr + (lr - min_lr) * (1 + cos(pi t)) / 2.
+    import math
+
+    from samrs_hf.sep.training import build_optimizer
+
+    lr, min_lr, max_steps = 1e-3, 5e-6, 40
+    optimizer, scheduler = build_optimizer(torch.nn.Linear(2, 2), lr, 0.05, min_lr, max_steps)
+    seen = []
+    for _ in range(max_steps + 1):
+        seen.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    floor = min_lr / lr
+    expected = [lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (s / max_steps))))
+                for s in range(max_steps + 1)]
+    assert seen == expected  # bit for bit: the hand-written schedule this replaced computed the same
+    assert seen[0] == lr and seen[-1] == pytest.approx(min_lr, rel=1e-12)
+    assert all(a > b for a, b in zip(seen, seen[1:]))
+    # --lr 0 gives a zero schedule rather than dividing by zero.
+    _, zero = build_optimizer(torch.nn.Linear(2, 2), 0.0, 0.0, 0.0, 3)
+    assert zero.get_last_lr() == [0.0]
+
+
+def test_options_are_checked_once_at_the_edge(data, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("train_sep", REPO / "builders" / "train_sep.py")
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    base = ["--dataset", f"sota={data['sota']}", "--output-dir", str(tmp_path / "run")]
+    for extra, message in ((["--max-steps", "0"], "--max-steps must be positive, got 0"),
+                           (["--num-workers", "-1"], "--num-workers must be non-negative, got -1"),
+                           (["--dataset", f"sota={data['sior']}"], "--dataset sota given twice"),
+                           (["--resume", "--overwrite"], "pass one")):
+        capsys.readouterr()
+        assert builder.main([*base, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("train_sep: error: ") and message in err[0], err
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(SystemExit) as exc:  # argparse's own usage errors keep exit code 2
+        builder.main([*base, "--mixed-precision", "fp8"])
+    assert exc.value.code == 2
+    with pytest.raises(ValueError, match="--batch-size must be positive"):
+        small_args(data, tmp_path, batch_size=0)
+    args = small_args(data, tmp_path)
+    assert list(args.datasets) == list(data) and args.mixed_precision == "no"

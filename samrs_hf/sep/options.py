@@ -1,0 +1,89 @@
+"""The SEP scripts' command line. Options are declared once, as dataclass fields with their help in
+``field(metadata=...)``; transformers' ``HfArgumentParser`` turns them into ``--kebab-case`` options, each
+dataclass checks its values in ``__post_init__`` (the same checks for Python callers), and
+:func:`run_script` is the one place that turns bad input into a one-line error and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+from ..sources.records import SourceError
+from .training import NonFiniteLossError
+
+# Bad input and environment problems: one line on stderr, exit code 2 (a bug keeps its traceback).
+SCRIPT_ERRORS = (ValueError, OSError, SourceError, NonFiniteLossError)
+MixedPrecision = Literal["no", "fp16", "bf16"]
+
+
+class AppendString(argparse.Action):
+    """``append`` that keeps each value a string, for a field whose type is what ``__post_init__`` makes
+    of the strings (``HfArgumentParser`` passes the field's type as the argparse type)."""
+
+    def __init__(self, option_strings, dest, type=None, **kwargs):  # noqa: A002 - argparse's keyword
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), values])
+
+
+def check_at_least(args, minimum: int, *names: str) -> None:
+    """ValueError naming the option when a given (not None) value is below ``minimum``."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < minimum:
+            need = {0: "non-negative", 1: "positive"}.get(minimum, f"at least {minimum}")
+            raise ValueError(f"--{name.replace('_', '-')} must be {need}, got {value}")
+
+
+@dataclass(kw_only=True)
+class RunArgs:
+    """Options SEP pre-training and fine-tuning share."""
+
+    output_dir: str = field(metadata={"help": "where the model, its results and (pre-training) checkpoints go"})
+    max_steps: int = field(default=80000, metadata={"help": "optimizer steps"})
+    lr: float | None = field(default=None, metadata={"help": "initial LR (None: Table 8's for the backbone)"})
+    weight_decay: float | None = field(default=None, metadata={
+        "help": "None: Table 8's for the backbone (its fine-tuning value when fine-tuning)"})
+    min_lr: float | None = field(default=None, metadata={"help": "cosine floor (None: Table 8's for the backbone)"})
+    mixed_precision: MixedPrecision = field(default="no", metadata={"help": "Accelerate mixed precision"})
+    gradient_accumulation_steps: int = field(default=1, metadata={
+        "help": "micro-batches per optimizer step and process"})
+    num_workers: int = field(default=4, metadata={"help": "DataLoader workers (decode + augment)"})
+    seed: int = field(default=0, metadata={"help": "seeds weights, sampling and augmentation"})
+    cpu: bool = field(default=False, metadata={"help": "force CPU"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "replace an earlier run in --output-dir (deletes only that run's weights, config, processor, card, "
+                "results, log and checkpoints/step-*; other files, such as the crop cache, stay); without it such "
+                "a folder is refused"})
+
+    def __post_init__(self):
+        check_at_least(self, 1, "max_steps", "gradient_accumulation_steps")
+        check_at_least(self, 0, "lr", "weight_decay", "min_lr", "num_workers")
+        if self.mixed_precision not in get_args(MixedPrecision):
+            raise ValueError(f"--mixed-precision must be one of {get_args(MixedPrecision)}, "
+                             f"got {self.mixed_precision!r}")
+
+
+def parse_args(args_class, argv=None, description: str | None = None):
+    """``argv`` (default: ``sys.argv[1:]``) parsed into ``args_class``; argparse's usage errors exit 2."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(args_class, description=description)
+    args, rest = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True, look_for_args_file=False)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args
+
+
+def run_script(prog: str, args_class, run: Callable, argv=None, description: str | None = None) -> int:
+    """A builder script's ``main``: parse and check the options, ``run(args)``; bad input is one line and 2."""
+    try:
+        return int(run(parse_args(args_class, argv, description)) or 0)
+    except SCRIPT_ERRORS as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
