@@ -11,11 +11,14 @@ from pathlib import Path
 from unittest import mock
 
 from ..sources.classes import CLASS_TABLES, ClassTable, class_table_from_names
+from ..common.errors import SamrsError
 from ..common.hub_ids import HubError, HubUnreachableError, check_hub, offline
 
 
-class PushError(RuntimeError):
+class PushError(SamrsError, RuntimeError):
     """The upload could not be done (offline, unauthorised, unreachable...)."""
+
+    exit_code = 1  # `samrs push` has always exited 1 here: scripts test for it
 
 
 def _check_hub_dir(hub_dir: Path) -> None:
@@ -56,14 +59,21 @@ def push(hub_dir, repo_id: str, *, private: bool = False, revision: str | None =
 
 
 def _describe(exc: Exception) -> str:
+    """One line for a failed upload, by huggingface_hub's (and its transport's) public error types."""
+    try:
+        from httpx2 import TransportError  # huggingface_hub's transport (httpx before its 2.x)
+    except ImportError:
+        from httpx import TransportError
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled
+
     name = type(exc).__name__
     text = str(exc).splitlines()[0] if str(exc) else ""
-    lowered = f"{name} {text}".lower()
-    if "offline" in lowered:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(exc, OfflineModeIsEnabled):
         return f"offline mode is enabled (HF_HUB_OFFLINE=1): {text}"
-    if "401" in text or "403" in text or "token" in lowered or "unauthorized" in lowered:
+    if isinstance(exc, LocalTokenNotFoundError) or (isinstance(exc, HfHubHTTPError) and status in (401, 403)):
         return f"not authorised ({name}); log in with `hf auth login` or set HF_TOKEN"
-    if "connect" in lowered or "timeout" in lowered or "resolve" in lowered:
+    if isinstance(exc, (TransportError, ConnectionError, TimeoutError)):
         return f"cannot reach the Hub ({name}: {text})"
     return f"{name}: {text}"
 
