@@ -10,9 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
-from ..sources.classes import CLASS_TABLES, ClassTable, class_table_from_names
+from ..sources.classes import ClassTable
 from ..common.errors import SamrsError
 from ..common.hub_ids import HubError, HubUnreachableError, check_hub, offline
+from .reader import class_table_of, is_package_dir
 
 
 class PushError(SamrsError, RuntimeError):
@@ -22,7 +23,7 @@ class PushError(SamrsError, RuntimeError):
 
 
 def _check_hub_dir(hub_dir: Path) -> None:
-    if not (hub_dir / "README.md").is_file() or not any((hub_dir / "data").glob("*.parquet")):
+    if not (hub_dir / "README.md").is_file() or not is_package_dir(hub_dir):
         raise FileNotFoundError(f"{hub_dir}: not a packaged dataset (needs README.md and data/*.parquet; run `samrs package`)")
 
 
@@ -93,16 +94,6 @@ def local_cache_dir(folder) -> str:
         st = p.stat()
         h.update(f"{p.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns}".encode())
     return str(Path(datasets.config.HF_DATASETS_CACHE) / "samrs_local" / h.hexdigest()[:16])
-
-
-def class_table_of(features, subset: str | None = None) -> ClassTable:
-    """The class table named by ``objects.category`` (a known subset when the names match one;
-    otherwise named ``subset``, the rows' own subset, else ``custom``)."""
-    names = tuple(features["objects"].feature["category"].names)
-    for table in CLASS_TABLES.values():
-        if table.names == names:
-            return table
-    return class_table_from_names(subset or "custom", names)
 
 
 def _subset_of(parts) -> str | None:
