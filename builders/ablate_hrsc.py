@@ -13,19 +13,14 @@ import sys
 
 from samrs_hf.analysis.ablation import main
 from samrs_hf.cli.cmd_ablate import add_arguments
-from samrs_hf.sources.records import SourceError
+from samrs_hf.cli.errors import run_command
 
 
 def cli(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        main(args)
-    except (SourceError, OSError, ValueError) as exc:
-        print(f"ablate_hrsc: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command("ablate_hrsc", main, args)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ _LAZY = {
     "get_class_table": "samrs_hf.sources.classes",
     "CLASS_TABLES": "samrs_hf.sources.classes",
     "PALETTE": "samrs_hf.sources.classes",
+    "SamrsError": "samrs_hf.common.errors",
 }
 
 __all__ = ["__version__", *_LAZY]

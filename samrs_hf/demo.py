@@ -46,12 +46,18 @@ class DemoResult:
     seconds: float = 0.0
 
 
-def _cli(argv: list[str]) -> None:
-    from .cli import main
+def _build_and_package(source: Path, build: Path, hub: Path, model: str, progress: bool) -> None:
+    """``samrs build sior`` then ``samrs package``, by their Python functions, printing what they print."""
+    from .build.run import BuildConfig, run_build
+    from .cli.cmd_build import summary as build_summary
+    from .cli.cmd_package import print_result
+    from .hub.packaging import package
 
-    code = main(argv)
-    if code:
-        raise RuntimeError(f"`samrs {' '.join(argv)}` failed with exit status {code}")
+    report = run_build(BuildConfig(preset="sior", source=str(source), out=str(build), model=model, overwrite=True,
+                                   progress=progress))
+    if report:
+        print(build_summary(report, build))
+    print_result(package([build], hub, name="sior"))
 
 
 def run_demo(out="samrs-demo", *, model: str | None = None, n_overlays: int = 8, progress: bool = True) -> DemoResult:
@@ -71,9 +77,7 @@ def run_demo(out="samrs-demo", *, model: str | None = None, n_overlays: int = 8,
     model = model or default_model()
     source, build, hub = out / "dior", out / "build", out / "hub"
     write_dior_sample(source)
-    _cli(["build", "sior", "--source", str(source), "--out", str(build), "--model", model, "--overwrite"]
-         + ([] if progress else ["--no-progress"]))
-    _cli(["package", str(build), "--to", str(hub), "--name", "sior"])
+    _build_and_package(source, build, hub, model, progress)
 
     dataset = load(hub)  # datasets.load_dataset, cached by the folder's files
     splits = {name: len(ds) for name, ds in dataset.items()}

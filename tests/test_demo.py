@@ -98,6 +98,6 @@ def test_demo_rerun_with_smaller_n_replaces_the_overlays(demo, tmp_path, monkeyp
     out = tmp_path / "d"
     shutil.copytree(demo / "hub", out / "hub")
     shutil.copytree(demo / "overlays", out / "overlays")  # the earlier run's 3 overlays
-    monkeypatch.setattr(demo_mod, "_cli", lambda argv: None)  # build + package: already in out/hub
+    monkeypatch.setattr(demo_mod, "_build_and_package", lambda *args: None)  # build + package: already in out/hub
     result = demo_mod.run_demo(out, model=TINY, n_overlays=1, progress=False)
     assert sorted((out / "overlays").glob("*.png")) == result.overlays and len(result.overlays) == 1

@@ -181,7 +181,7 @@ def test_every_pickle_read_goes_through_safe_load():
 
 BOMB_SCRIPT = textwrap.dedent("""
     import pickle, resource, sys, numpy as np
-    from samrs_hf.sources.records import SourceError
+    from samrs_hf.common.errors import SamrsError as SourceError
     from samrs_hf.common.safe_load import UnsafePickleError, load_pickle as safe_load_pickle
     # 1.5 GB beyond what the interpreter and its imports already map.
     vm = next(int(ln.split()[1]) * 1024 for ln in open("/proc/self/status") if ln.startswith("VmSize:"))

@@ -14,7 +14,8 @@ from samrs_hf.cli import main as cli_main
 from samrs_hf.hub.features import decode_masks, samrs_features
 from samrs_hf.hub.packaging import package
 from samrs_hf.sources.records import SourceError
-from samrs_hf.hub.release import UnsafePickleError, convert_release, load_builder_class, safe_load_pickle
+from samrs_hf.hub.release import UnsafePickleError, convert_release, safe_load_pickle
+from samrs_hf.loading_scripts import load_builder_class
 from test_packaging import SIOR_ITEMS, load_hub, make_build
 
 

@@ -14,7 +14,8 @@ import numpy as np
 
 from ..sources.classes import color_of, get_class_table
 from ..hub.features import decode_masks
-from .stats import _new_figure, open_folder, save_png
+from ..hub.reader import open_folder
+from .figures import new_figure, save_png
 
 DPI = 100
 
@@ -51,7 +52,7 @@ def _as_rgb(image, h, w, image_id) -> np.ndarray:
 
 
 def plot(example, class_names=None, *, alpha: float = 0.5, show_names: bool = True):
-    """A matplotlib Figure of one example (a packaged row, or a build item via ``open_folder``).
+    """A matplotlib Figure of one example (a packaged row, or a row of :func:`samrs_hf.hub.reader.open_folder`).
 
     ``class_names`` defaults to the table of ``example["subset"]``; boxes are COCO ``xywh``.
     """
@@ -69,7 +70,7 @@ def plot(example, class_names=None, *, alpha: float = 0.5, show_names: bool = Tr
     for mask, color in zip(masks, colors):
         overlay[mask] = (1 - alpha) * overlay[mask] + alpha * color
 
-    fig = _new_figure(3 * w / DPI, h / DPI)
+    fig = new_figure(3 * w / DPI, h / DPI)
     panels = [fig.add_axes((i / 3, 0, 1 / 3, 1)) for i in range(3)]
     for ax in panels:
         ax.set_axis_off()
@@ -117,7 +118,7 @@ def visualize(path, out_dir, *, split: str | None = None, n: int = 8, progress: 
     written = []
     from tqdm.auto import tqdm
 
-    for ex in tqdm(itertools.islice(folder.examples(split), n), desc="visualize", unit="img", total=n,
+    for ex in tqdm(itertools.islice(folder.rows(split), n), desc="visualize", unit="img", total=n,
                    disable=not progress):
         fig = plot(ex, folder.class_names)
         prefix = f"{ex['split']}_" if ex.get("split") else ""

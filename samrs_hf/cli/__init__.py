@@ -12,7 +12,7 @@ import logging
 import sys
 
 from .. import __version__
-from ..sources.records import SourceError
+from .errors import run_command
 
 # (command, module) in the order ``samrs --help`` lists them.
 COMMANDS = (
@@ -51,14 +51,8 @@ def main(argv=None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    try:
-        return int(args.func(args) or 0)
-    except (SourceError, OSError, ValueError) as exc:
-        # Bad input and environment problems: one clear line; --verbose keeps the traceback.
-        if args.verbose:
-            raise
-        print(f"samrs {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    # Bad input and environment problems: one clear line; --verbose keeps the traceback.
+    return run_command(f"samrs {args.command}", args.func, args, verbose=args.verbose)
 
 
 if __name__ == "__main__":

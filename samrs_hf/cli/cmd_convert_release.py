@@ -7,7 +7,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "convert-release",
         help="convert an official SAMRS release folder (gray/, color/, ins/*.pkl) to the packaged layout",
-        description="Reads the release with loading_scripts/<subset>.py (pickles through samrs_hf.common.safe_load, which "
+        description="Reads the release (pickles through samrs_hf.common.safe_load, which "
         "allows only plain data and numpy arrays of the file's own bytes: any other pickle is refused, never run, and "
         "counted as an unsafe-file skip) and writes the same parquet + README layout as `samrs package`.",
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-FORMATS = ("dota", "dior", "dior-r", "fair1m", "hrsc2016", "coco")  # = readers.FORMATS (tested)
+from ..sources.readers import FORMATS
 
 
 def register(subparsers) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("push", help="upload a packaged dataset folder to the Hub",
@@ -17,12 +15,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..hub.repo import PushError, push
+    from ..hub.repo import push
 
-    try:
-        url = push(args.hub_dir, args.repo_id, private=args.private, revision=args.revision)
-    except PushError as exc:
-        print(f"samrs push: error: {exc}", file=sys.stderr)
-        return 1
+    url = push(args.hub_dir, args.repo_id, private=args.private, revision=args.revision)  # PushError: exit 1
     print(f"pushed {args.hub_dir} to {url}")
     return 0

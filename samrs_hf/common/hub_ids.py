@@ -13,8 +13,10 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from .errors import SamrsError
 
-class HubError(OSError):
+
+class HubError(SamrsError, OSError):
     """A Hub id that is neither in the local cache nor on the Hub; the message is one line."""
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sources.records import SourceError
+from .errors import SamrsError
 
 SAFE_DTYPE_KINDS = "biufcSUV"
 """bool, integers, floats, complex, bytes, str and plain void: fixed-size, no Python objects inside."""
@@ -43,8 +43,12 @@ DTYPE_CLASSES = (
 MEMO_OPCODES = ("PUT", "BINPUT", "LONG_BINPUT")
 
 
-class UnsafePickleError(SourceError):
+class UnsafePickleError(SamrsError, ValueError):
     """A pickled file that asks for code or for memory beyond its own bytes: refused, nothing of it run."""
+
+
+class CorruptPickleError(SamrsError, ValueError):
+    """A missing, truncated or garbled pickled file (not a refusal: nothing in it asked for code)."""
 
 
 class _Refused(Exception):
@@ -221,11 +225,11 @@ class _Unpickler(pickle.Unpickler):
 
 
 def read_file(path: Path) -> bytes:
-    """The file's bytes; a missing file is a :class:`SourceError` naming it (OSError otherwise)."""
+    """The file's bytes; a missing file is a :class:`CorruptPickleError` naming it (OSError otherwise)."""
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise SourceError(f"{path}: missing file") from None
+        raise CorruptPickleError(f"{path}: missing file") from None
 
 
 def _refusal(path, what: str) -> UnsafePickleError:
@@ -236,7 +240,7 @@ def _refusal(path, what: str) -> UnsafePickleError:
 def load_pickle(path):
     """Unpickle ``path`` under the rules of the module docstring.
 
-    Raises :class:`UnsafePickleError` for a refused file, :class:`SourceError` for a missing,
+    Raises :class:`UnsafePickleError` for a refused file, :class:`CorruptPickleError` for a missing,
     truncated or garbled one, and ``OSError`` (e.g. ``PermissionError``) when it cannot be read.
     """
     path = Path(path)
@@ -247,7 +251,7 @@ def load_pickle(path):
     except _Refused as exc:
         raise _refusal(path, str(exc)) from None
     except Exception as exc:  # truncated / not a pickle / numpy rejects the values
-        raise SourceError(f"{path}: corrupt pickle ({type(exc).__name__}: {exc})") from None
+        raise CorruptPickleError(f"{path}: corrupt pickle ({type(exc).__name__}: {exc})") from None
 
 
 def torch_safe_globals() -> list[tuple[object, str]]:

@@ -55,7 +55,6 @@ def yaml_header(result, features) -> str:
     download_size = sum((result.to / f).stat().st_size for files in result.files.values() for f in files)
     info = DatasetInfo(features=features, splits=split_dict, download_size=download_size,
                        dataset_size=sum(result.num_bytes.values()))
-    from .packaging import size_category
 
     card_data = DatasetCardData(
         pretty_name=f"SAMRS {result.name}",
@@ -227,3 +226,13 @@ def write_card(result, features) -> Path:
     path = Path(result.to) / "README.md"
     atomic_write(path, render_readme(result, features).encode("utf-8"))
     return path
+
+
+def size_category(n: int) -> str:
+    """The Hub's ``size_categories`` bucket."""
+    if n < 1000:
+        return "n<1K"
+    for lo, hi, label in ((1e3, 1e4, "1K<n<10K"), (1e4, 1e5, "10K<n<100K"), (1e5, 1e6, "100K<n<1M")):
+        if n < hi:
+            return label
+    return "1M<n<10M" if n < 1e7 else "10M<n<100M"

@@ -11,6 +11,10 @@ from datasets import ClassLabel, Features, Image, List, Value
 
 from ..sources.classes import ClassTable, get_class_table
 
+FIRST_OBJECT_ID = 1
+"""Object ids count from here over the dataset's rows in order (packaging, the release conversion and
+the reader of build folders alike), so an id names one object in the whole dataset."""
+
 
 def samrs_features(table: ClassTable | str) -> Features:
     """Features of one subset (its class names go into ``objects.category``)."""

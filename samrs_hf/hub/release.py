@@ -7,7 +7,8 @@ file and what it asked for (an error under ``strict``), like any other unusable 
 
 Rows come out in the packaged features (``samrs_hf.hub.features``), so a converted release and a
 packaged build are the same kind of dataset. :class:`SamrsReleaseBuilder` wraps the reader as a
-``datasets.GeneratorBasedBuilder`` (``loading_scripts/{sota,sior,fast}.py``).
+``datasets.GeneratorBasedBuilder``, subclassed per subset by ``samrs_hf/loading_scripts/{sota,sior,fast}.py``
+(this module never imports them).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from . import splits as split_rules
 from ..sources.classes import get_class_table
 from ..sources.imageio import CorruptImageError, image_size
 from ..build.layout import IMAGE_EXTENSIONS, is_build_dir, read_report
-from .packaging import Row, instance_ok, make_object
+from .checks import instance_ok, make_object
+from .features import FIRST_OBJECT_ID
+from .rows import Row
 from ..sources.records import (
     CORRUPT_IMAGE,
     GARBLED_ANNOTATION,
@@ -34,13 +37,13 @@ from ..sources.records import (
     Report,
     SourceError,
 )
-from ..common.safe_load import UnsafePickleError
+from ..common.safe_load import CorruptPickleError, UnsafePickleError
 from ..common.safe_load import load_pickle as safe_load_pickle
 
 GRAY, COLOR, INS = "gray", "color", "ins"
 IMAGE_FOLDER_PREFERENCE = ("images", "img", "imgs", "image", "JPEGImages", "trainval")
 ID_STRIDE = 2**20
-"""Object ids are ``item_index * ID_STRIDE + k + 1``: unique over the release, whatever the split."""
+"""Object ids are ``item_index * ID_STRIDE + k + FIRST_OBJECT_ID``: unique over the release, whatever the split."""
 DIOR_FIRST_TEST_ID = 11726
 
 # ------------------------------------------------------------------------------------------ layout
@@ -186,13 +189,13 @@ def read_release_item(root, item: ReleaseItem, subset: str, report: Report) -> R
     except UnsafePickleError as exc:
         report.skip(UNSAFE_FILE, where, str(exc).removeprefix(f"{ins_path}: "))
         return None
-    except SourceError as exc:
+    except CorruptPickleError as exc:
         report.skip(GARBLED_ANNOTATION, where, str(exc).removeprefix(f"{ins_path}: "))
         return None
     except OSError as exc:
         report.skip(UNREADABLE_FILE, where, f"cannot read the instance file ({exc.strerror or exc})")
         return None
-    objects = _objects(entries, table, w, h, item.index * ID_STRIDE + 1, where, report)
+    objects = _objects(entries, table, w, h, item.index * ID_STRIDE + FIRST_OBJECT_ID, where, report)
     if objects is None:
         return None
     example = {
@@ -204,19 +207,20 @@ def read_release_item(root, item: ReleaseItem, subset: str, report: Report) -> R
     return Row(item.split, example, where)
 
 
-def iter_release(root, subset: str, *, split: str | None = None, val_fraction: float = 0.05, seed: int = 0,
-                 report: Report | None = None) -> Iterator[Row]:
-    """Rows of a release folder in name order (only those of ``split`` when given).
+def release_splits(root, subset: str, *, val_fraction: float = 0.05, seed: int = 0,
+                   report: Report | None = None) -> dict[str, list[ReleaseItem]]:
+    """The planned items per split, only splits that have images (an empty one has no data file)."""
+    plan = plan_release(root, subset, val_fraction=val_fraction, seed=seed, report=report)
+    by_split = {s: [item for item in plan if item.split == s] for s in split_rules.SPLITS}
+    return {s: items for s, items in by_split.items() if items}
 
-    Unusable images, refused (unsafe) and unreadable pickles are counted in ``report`` (errors
-    when it is strict).
-    """
-    report = report if report is not None else Report()
-    for item in plan_release(root, subset, val_fraction=val_fraction, seed=seed, report=report):
-        if split is None or item.split == split:
-            row = read_release_item(root, item, subset, report)
-            if row is not None:
-                yield row
+
+def release_examples(root, items, subset: str, report: Report) -> Iterator[tuple[str, dict]]:
+    """``(image_id, example)`` of the usable items, in order: what the builder and the converter both write."""
+    for item in items:
+        row = read_release_item(root, item, subset, report)
+        if row is not None:
+            yield row.example["image_id"], row.example
 
 
 # ----------------------------------------------------------------------------------------- builder
@@ -254,63 +258,40 @@ class SamrsReleaseBuilder(datasets.GeneratorBasedBuilder):
         if not self.config.data_dir:
             raise ValueError(f"{type(self).__name__}: pass data_dir=<SAMRS release folder>")
         root = str(Path(self.config.data_dir))
-        plan = plan_release(root, self.SUBSET, val_fraction=self.config.val_fraction, seed=self.config.seed,
-                            report=self.report)
-        by_split = {s: [item for item in plan if item.split == s] for s in split_rules.SPLITS}
-        # Only splits that have images: an empty split has no data file to read back.
+        by_split = release_splits(root, self.SUBSET, val_fraction=self.config.val_fraction, seed=self.config.seed,
+                                  report=self.report)
         return [datasets.SplitGenerator(name=s, gen_kwargs={"root": root, "items": items})
-                for s, items in by_split.items() if items]
+                for s, items in by_split.items()]
 
     def _generate_examples(self, root, items):
-        for item in items:
-            row = read_release_item(root, item, self.SUBSET, self.report)
-            if row is not None:
-                yield row.example["image_id"], row.example
-
-
-def load_builder_class(subset: str):
-    """The builder of ``loading_scripts/<subset>.py``: datasets >= 4 runs no scripts, so we import it.
-    The scripts live in the package (``samrs_hf/loading_scripts``) so that a wheel install has them."""
-    import importlib
-    import importlib.util
-
-    scripts = "samrs_hf.loading_scripts"
-    if not subset.isidentifier() or importlib.util.find_spec(f"{scripts}.{subset}") is None:
-        raise FileNotFoundError(f"{Path(__file__).parents[1] / 'loading_scripts'}: no loading script for subset "
-                                f"{subset!r}")
-    return importlib.import_module(f"{scripts}.{subset}").BUILDER
+        yield from release_examples(root, items, self.SUBSET, self.report)
 
 
 def convert_release(root, subset: str, to, *, name: str | None = None, shard_size="500MB",
                     val_fraction: float = 0.05, seed: int = 0, strict: bool = False, progress: bool = True,
                     stats: bool = True):
     """``samrs convert-release``: release folder -> the same parquet + README layout as ``package``."""
-    import tempfile
-
     from tqdm.auto import tqdm
 
     from .packaging import write_hub_dir
 
-    builder_cls = load_builder_class(subset)
     root = Path(root)
-    with tempfile.TemporaryDirectory(prefix="samrs-release-cache-") as cache:
-        builder = builder_cls(data_dir=str(root), cache_dir=cache, val_fraction=val_fraction, seed=seed, strict=strict)
-        generators = builder._split_generators(None)
-        total = sum(len(g.gen_kwargs["items"]) for g in generators)
+    report = Report(strict=strict)
+    by_split = release_splits(root, subset, val_fraction=val_fraction, seed=seed, report=report)
 
-        def rows():
-            bar = tqdm(total=total, desc=f"converting {root.name}", unit="img", disable=not progress)
-            for gen in generators:
-                for _, example in builder._generate_examples(**gen.gen_kwargs):
-                    bar.update(1)
-                    yield Row(str(gen.name), example, example["image_id"])
-            bar.close()
+    def rows():
+        bar = tqdm(total=sum(map(len, by_split.values())), desc=f"converting {root.name}", unit="img",
+                   disable=not progress)
+        for split, items in by_split.items():
+            for image_id, example in release_examples(root, items, subset, report):
+                bar.update(1)
+                yield Row(split, example, image_id)
+        bar.close()
 
-        if is_build_dir(root):  # a `samrs build --pkl` folder: its report says which model made the masks
-            info = dict(read_report(root), path=str(root))
-        else:
-            info = {"path": str(root), "format": "samrs-release", "prompt": "as released",
-                    "model": {"spec": "SAM ViT-H (sam_vit_h_4b8939.pth, official release)", "random": False}}
-        return write_hub_dir(rows(), to, name=name or subset, table=get_class_table(subset), builds=[info],
-                             report=builder.report, shard_size=shard_size, val_fraction=val_fraction, seed=seed,
-                             stats=stats)
+    if is_build_dir(root):  # a `samrs build --pkl` folder: its report says which model made the masks
+        info = dict(read_report(root), path=str(root))
+    else:
+        info = {"path": str(root), "format": "samrs-release", "prompt": "as released",
+                "model": {"spec": "SAM ViT-H (sam_vit_h_4b8939.pth, official release)", "random": False}}
+    return write_hub_dir(rows(), to, name=name or subset, table=get_class_table(subset), builds=[info],
+                         report=report, shard_size=shard_size, val_fraction=val_fraction, seed=seed, stats=stats)

@@ -10,16 +10,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
-from ..sources.classes import CLASS_TABLES, ClassTable, class_table_from_names
+from ..sources.classes import ClassTable
+from ..common.errors import SamrsError
 from ..common.hub_ids import HubError, HubUnreachableError, check_hub, offline
+from .reader import class_table_of, is_package_dir
 
 
-class PushError(RuntimeError):
+class PushError(SamrsError, RuntimeError):
     """The upload could not be done (offline, unauthorised, unreachable...)."""
+
+    exit_code = 1  # `samrs push` has always exited 1 here: scripts test for it
 
 
 def _check_hub_dir(hub_dir: Path) -> None:
-    if not (hub_dir / "README.md").is_file() or not any((hub_dir / "data").glob("*.parquet")):
+    if not (hub_dir / "README.md").is_file() or not is_package_dir(hub_dir):
         raise FileNotFoundError(f"{hub_dir}: not a packaged dataset (needs README.md and data/*.parquet; run `samrs package`)")
 
 
@@ -56,14 +60,21 @@ def push(hub_dir, repo_id: str, *, private: bool = False, revision: str | None =
 
 
 def _describe(exc: Exception) -> str:
+    """One line for a failed upload, by huggingface_hub's (and its transport's) public error types."""
+    try:
+        from httpx2 import TransportError  # huggingface_hub's transport (httpx before its 2.x)
+    except ImportError:
+        from httpx import TransportError
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled
+
     name = type(exc).__name__
     text = str(exc).splitlines()[0] if str(exc) else ""
-    lowered = f"{name} {text}".lower()
-    if "offline" in lowered:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(exc, OfflineModeIsEnabled):
         return f"offline mode is enabled (HF_HUB_OFFLINE=1): {text}"
-    if "401" in text or "403" in text or "token" in lowered or "unauthorized" in lowered:
+    if isinstance(exc, LocalTokenNotFoundError) or (isinstance(exc, HfHubHTTPError) and status in (401, 403)):
         return f"not authorised ({name}); log in with `hf auth login` or set HF_TOKEN"
-    if "connect" in lowered or "timeout" in lowered or "resolve" in lowered:
+    if isinstance(exc, (TransportError, ConnectionError, TimeoutError)):
         return f"cannot reach the Hub ({name}: {text})"
     return f"{name}: {text}"
 
@@ -83,16 +94,6 @@ def local_cache_dir(folder) -> str:
         st = p.stat()
         h.update(f"{p.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns}".encode())
     return str(Path(datasets.config.HF_DATASETS_CACHE) / "samrs_local" / h.hexdigest()[:16])
-
-
-def class_table_of(features, subset: str | None = None) -> ClassTable:
-    """The class table named by ``objects.category`` (a known subset when the names match one;
-    otherwise named ``subset``, the rows' own subset, else ``custom``)."""
-    names = tuple(features["objects"].feature["category"].names)
-    for table in CLASS_TABLES.values():
-        if table.names == names:
-            return table
-    return class_table_from_names(subset or "custom", names)
 
 
 def _subset_of(parts) -> str | None:

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..common.errors import SamrsError
+
 logger = logging.getLogger("samrs_hf")
 
 
@@ -56,7 +58,7 @@ class SourceImage:
     """Format-specific fields (HRSC2016 ``segmentation_path`` ...)."""
 
 
-class SourceError(ValueError):
+class SourceError(SamrsError, ValueError):
     """Bad input that stops a read; the message names the file and line or element."""
 
 

@@ -1,0 +1,25 @@
+"""Matplotlib figures without pyplot's global state, saved as deterministic PNGs (the same bytes on
+every run, so a re-packaged card does not change): shared by the statistics and the overlays."""
+
+from __future__ import annotations
+
+import io
+
+from ..build.layout import atomic_write
+
+
+def new_figure(width_in: float, height_in: float):
+    """A Figure on its own Agg canvas (no pyplot: safe in threads and headless)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_png(fig, path) -> None:
+    """Deterministic PNG (no software/date metadata), written atomically."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    atomic_write(path, buf.getvalue())

@@ -1,0 +1,190 @@
+"""The one reader of "a build folder or a packaged dataset": rows in the packaged features' convention.
+
+Statistics, overlays, the COCO export and :func:`samrs_hf.load` all open folders here, so they agree
+on what a dataset folder is and see one shape of row whatever was given: ``image`` and ``semantic``
+(PIL), ``objects`` (``{id, category (int), bbox xywh, rbox, segmentation RLE, area, score,
+truncated}``), ``image_id``, ``source_image``, ``width``, ``height``, ``subset``, plus ``split`` and
+``file_name`` (the image's path relative to the folder, as a COCO file names it).
+
+A build folder is read through the typed record (:class:`samrs_hf.build.records.PatchRecord`) as
+it was written: the recorded split, object ids counted from :data:`FIRST_OBJECT_ID`, a garbled
+instance an error naming it. With ``as_packaged=(val_fraction, seed)`` it is read as ``samrs package``
+would publish it instead (its checks, splits and ids), which the COCO export of a build needs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from ..build import layout
+from ..build.records import InstanceRecord, PatchRecord
+from ..sources.classes import CLASS_TABLES, ClassTable, class_table_from_names, get_class_table
+from ..sources.records import Report, SourceError
+from .features import FIRST_OBJECT_ID
+
+BUILD, PACKAGE = "build", "hub"
+SPLIT_ORDER = ("train", "validation", "val", "trainval", "test")
+
+
+class NotADatasetFolder(SourceError):
+    """The folder is neither a ``samrs build`` output nor a packaged (parquet) dataset."""
+
+
+def is_package_dir(path) -> bool:
+    """A packaged dataset: parquet shards under ``data/`` (the card's configs load them)."""
+    path = Path(path)
+    return path.is_dir() and (any(path.glob("data/*.parquet")) or any(path.glob("data/*/*.parquet")))
+
+
+def class_table_of(features, subset: str | None = None) -> ClassTable:
+    """The class table named by ``objects.category`` (a known subset when the names match one;
+    otherwise named ``subset``, the rows' own subset, else ``custom``)."""
+    names = tuple(features["objects"].feature["category"].names)
+    for table in CLASS_TABLES.values():
+        if table.names == names:
+            return table
+    return class_table_from_names(subset or "custom", names)
+
+
+def _no_split(path, split, have) -> SourceError:
+    return SourceError(f"{path}: no split {split!r} (has: {', '.join(sorted(str(s) for s in have)) or 'none'})")
+
+
+def _build_object(inst: InstanceRecord, obj_id: int, names: tuple[str, ...]) -> dict:
+    label = inst.label if inst.label is not None else names.index(inst.category)
+    if not 0 <= int(label) < len(names):
+        raise ValueError(f"label {label} outside the {len(names)}-class table")
+    x0, y0, x1, y1 = (float(v) for v in inst.bbox)
+    return {"id": obj_id, "category": int(label), "bbox": [x0, y0, x1 - x0, y1 - y0], "rbox": inst.rbox,
+            "segmentation": inst.segmentation, "area": int(inst.area),
+            "score": None if inst.score is None else float(inst.score), "truncated": bool(inst.truncated)}
+
+
+@dataclass
+class DatasetFolder:
+    """A build output or a packaged dataset; :meth:`rows` reads it (see the module docstring)."""
+
+    path: Path
+    kind: str
+    """:data:`BUILD` or :data:`PACKAGE`"""
+    subset: str
+    class_names: tuple[str, ...]
+    splits: tuple[str, ...] = ()
+    """A packaged folder's splits (a build's are known only once its records are read)."""
+    as_packaged: tuple[float, int] | None = None
+    report: Report = field(default_factory=Report)
+    """What ``as_packaged`` reading dropped."""
+    _hub: object = field(default=None, repr=False)
+
+    def rows(self, split: str | None = None, *, images: bool = True) -> Iterator[dict]:
+        """Rows of ``split`` (default: all) in order; ``images=False`` leaves ``image`` None."""
+        if split is not None and self.splits and split not in self.splits:
+            raise _no_split(self.path, split, self.splits)
+        if self.kind == PACKAGE:
+            return self._package_rows(split, images)
+        if self.as_packaged is not None:
+            return self._packaged_build_rows(split, images)
+        return self._build_rows(split, images)
+
+    examples = rows  # the name samrs_hf.analysis.stats gave it
+
+    def _build_rows(self, split, images) -> Iterator[dict]:
+        from PIL import Image
+
+        ids = itertools.count(FIRST_OBJECT_ID)
+        seen = set()
+        for item in layout.iter_build_items(self.path):
+            record = PatchRecord.read(item.ins_path)
+            seen.add(record.split)
+            if split is not None and record.split != split:
+                continue
+            for path, needed in ((item.gray_path, True), (item.image_path, images)):
+                if needed and not path.is_file():
+                    raise SourceError(f"{path}: missing {'semantic map' if path == item.gray_path else 'image'} "
+                                      f"for {item.ins_path.name}")
+            objects = []
+            for k, data in enumerate(record.instances):
+                try:
+                    objects.append(_build_object(InstanceRecord.from_json(data), next(ids), self.class_names))
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise SourceError(f"{item.ins_path}:instances[{k}]: bad instance ({exc})") from None
+            yield {"image": Image.open(item.image_path) if images else None, "semantic": Image.open(item.gray_path),
+                   "objects": objects, "image_id": record.image, "source_image": record.source_image,
+                   "width": int(record.width), "height": int(record.height), "subset": self.subset,
+                   "split": record.split, "file_name": f"{layout.IMAGES}/{item.image_path.name}"}
+        if split is not None and split not in seen:
+            raise _no_split(self.path, split, seen)
+
+    def _packaged_build_rows(self, split, images) -> Iterator[dict]:
+        import io
+
+        from PIL import Image
+
+        from .rows import rows_from_builds
+
+        val_fraction, seed = self.as_packaged
+        seen = set()
+        for row in rows_from_builds([self.path], self.report, val_fraction=val_fraction, seed=seed, progress=False):
+            seen.add(row.split)
+            if split is not None and row.split != split:
+                continue
+            ex = dict(row.example, split=row.split, file_name=f"{layout.IMAGES}/{row.example['image']['path']}")
+            ex["image"] = Image.open(io.BytesIO(ex["image"]["bytes"])) if images else None
+            ex["semantic"] = Image.open(io.BytesIO(ex["semantic"]["bytes"]))
+            yield ex
+        if split is not None and split not in seen:  # raised before a consumer writes its output
+            raise _no_split(self.path, split, seen)
+
+    def _package_rows(self, split, images) -> Iterator[dict]:
+        from datasets import Image as ImageFeature
+
+        decoder = ImageFeature()
+        for name in ([split] if split is not None else self.splits):
+            for example in self._hub[name].cast_column("image", ImageFeature(decode=False)):
+                raw = example["image"]
+                example["file_name"] = raw.get("path")
+                example["image"] = decoder.decode_example(raw) if images else None
+                example["split"] = name
+                yield example
+
+
+def _ordered(splits) -> tuple[str, ...]:
+    known = [s for s in SPLIT_ORDER if s in splits]
+    return tuple(known + sorted(s for s in splits if s not in known))
+
+
+def _build_class_names(report: dict, subset: str) -> tuple[str, ...]:
+    names = report.get("classes")
+    if isinstance(names, dict):  # {"names": [...]} or {id: name}
+        names = names.get("names") or [names[k] for k in sorted(names, key=int)]
+    return tuple(names or get_class_table(subset).names)
+
+
+def open_folder(path, *, as_packaged: tuple[float, int] | None = None, strict: bool = False) -> DatasetFolder:
+    """Open a ``samrs build`` output or a ``samrs package`` folder; anything else is an error."""
+    path = Path(path)
+    if not path.exists():
+        raise NotADatasetFolder(f"{path}: no such folder")
+    if layout.is_build_dir(path):
+        report = layout.read_report(path)
+        subset = str(report.get("subset", "custom"))
+        return DatasetFolder(path, BUILD, subset, _build_class_names(report, subset), as_packaged=as_packaged,
+                             report=Report(strict=strict))
+    if is_package_dir(path):
+        from datasets import Image, load_dataset
+
+        # Streaming reads the parquet shards directly: no copy of a 100k-image set into the cache.
+        dd = load_dataset(str(path), streaming=True)
+        first = dd[next(iter(dd))]
+        if first.features is None or "objects" not in first.features:
+            raise NotADatasetFolder(f"{path}: a parquet folder, but not a SAMRS dataset (no 'objects' feature)")
+        example = next(iter(first.cast_column("image", Image(decode=False))), None)
+        subset = example["subset"] if example else path.name
+        names = class_table_of(first.features, subset).names
+        return DatasetFolder(path, PACKAGE, subset, names, _ordered(dd.keys()), _hub=dd)
+    raise NotADatasetFolder(
+        f"{path}: neither a samrs build (build.json + ins/) nor a packaged dataset (data/*.parquet)"
+    )
