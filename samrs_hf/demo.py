@@ -48,6 +48,7 @@ class DemoResult:
 
 def _build_and_package(source: Path, build: Path, hub: Path, model: str, progress: bool) -> None:
     """``samrs build sior`` then ``samrs package``, by their Python functions, printing what they print."""
+    from .analysis.stats import write_stats
     from .build.run import BuildConfig, run_build
     from .cli.cmd_build import summary as build_summary
     from .cli.cmd_package import print_result
@@ -57,7 +58,7 @@ def _build_and_package(source: Path, build: Path, hub: Path, model: str, progres
                                    progress=progress))
     if report:
         print(build_summary(report, build))
-    print_result(package([build], hub, name="sior"))
+    print_result(package([build], hub, name="sior", stats=write_stats))
 
 
 def run_demo(out="samrs-demo", *, model: str | None = None, n_overlays: int = 8, progress: bool = True) -> DemoResult:

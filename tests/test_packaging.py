@@ -15,6 +15,7 @@ from samrs_hf.hub.features import decode_masks, samrs_features
 from samrs_hf.hub.packaging import PackagingError, package, parse_size
 from samrs_hf.sources.records import SourceError
 from samrs_hf.hub.splits import assign_split
+from samrs_hf.analysis.stats import write_stats
 
 W, H = 40, 24  # non-square: catches h/w swaps
 
@@ -203,11 +204,11 @@ def test_repackaging_with_other_splits_into_the_same_folder(sota_build, tmp_path
     (other splits) must neither break packaging nor make the statistics miss a split."""
     hub = tmp_path / "hub"
     package([sota_build], hub, val_fraction=0.0, progress=False, stats=False)  # README: train only
-    result = package([sota_build], hub, val_fraction=0.4, seed=3, progress=False)
+    result = package([sota_build], hub, val_fraction=0.4, seed=3, progress=False, stats=write_stats)
     assert set(result.splits) == {"train", "validation"}
     stats = json.loads((hub / "figures" / "stats" / "stats.json").read_text())
     assert stats["images_per_split"] == result.splits and stats["table2"]["images"] == len(SOTA_ITEMS)
-    package([sota_build], hub, val_fraction=0.0, progress=False)  # README listed a validation split
+    package([sota_build], hub, val_fraction=0.0, progress=False, stats=write_stats)  # README listed a validation split
     assert {s: len(d) for s, d in load_hub(hub).items()} == {"train": len(SOTA_ITEMS)}
     stats = json.loads((hub / "figures" / "stats" / "stats.json").read_text())
     assert stats["images_per_split"] == {"train": len(SOTA_ITEMS)}

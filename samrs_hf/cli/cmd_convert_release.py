@@ -24,11 +24,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from ..analysis.stats import write_stats
     from ..hub.release import convert_release
     from .cmd_package import print_result
 
     result = convert_release(args.release_dir, args.subset, args.to, name=args.name, shard_size=args.shard_size,
                              val_fraction=args.val_fraction, seed=args.seed, strict=args.strict,
-                             stats=not args.no_stats)
+                             stats=None if args.no_stats else write_stats)
     print_result(result)
     return 0

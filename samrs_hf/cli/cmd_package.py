@@ -36,9 +36,10 @@ def print_result(result) -> None:
 
 
 def run(args) -> int:
+    from ..analysis.stats import write_stats
     from ..hub.packaging import package
 
     result = package(args.build_dirs, args.to, name=args.name, shard_size=args.shard_size,
-                     val_fraction=args.val_fraction, seed=args.seed, strict=args.strict, stats=not args.no_stats)
+                     val_fraction=args.val_fraction, seed=args.seed, strict=args.strict, stats=None if args.no_stats else write_stats)
     print_result(result)
     return 0

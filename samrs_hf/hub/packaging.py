@@ -21,12 +21,11 @@ and packaging again replaces exactly those, keeping every other file.
 from __future__ import annotations
 
 import contextlib
-import logging
 import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from ..build import layout
 from ..common.prefetch import prefetch
@@ -70,7 +69,8 @@ from .writer import (  # noqa: F401
     write_manifest,
 )
 
-logger = logging.getLogger(__name__)
+StatsWriter = Callable[[Path, Path], object]
+"""``(dataset_folder, out_dir)``: writes statistics figures (PNG) of a finished package into ``out_dir``."""
 
 
 @dataclass(frozen=True)
@@ -174,13 +174,15 @@ def nothing_to_package(builds: list[dict], report: Report, dropped: Counter | No
 
 def write_hub_dir(rows: Iterable[Row], to, *, name: str, table: ClassTable, builds: list[dict],
                   report: Report, shard_size=DEFAULT_SHARD_SIZE, val_fraction: float = 0.05, seed: int = 0,
-                  stats: bool = True, dropped: Counter | None = None) -> PackageResult:
+                  stats: StatsWriter | None = None, dropped: Counter | None = None) -> PackageResult:
     """Write rows as parquet shards + figures + README into ``to`` (shared by package and convert-release).
 
     ``to`` is new, empty or an earlier package (:data:`MANIFEST`): then only the files that package
     wrote are replaced and all others are kept (see :func:`previous_package` for the refusals).
     The shards are written under ``to/.samrs-partial/`` first, so an error while reading the inputs
-    leaves ``to`` as it was.
+    leaves ``to`` as it was. ``stats`` (e.g. :func:`samrs_hf.analysis.stats.write_stats`, which the
+    ``samrs package`` command passes) writes statistics figures of the finished folder for the card:
+    analysis reads packages, so packaging takes it as an argument instead of importing it.
     """
     to = Path(to)
     ours, foreign = previous_package(to)
@@ -221,7 +223,7 @@ def write_hub_dir(rows: Iterable[Row], to, *, name: str, table: ClassTable, buil
         write_card(result, features)
         write_manifest(to, written)
         if stats:
-            result.figures = figures + _write_stats(to, work)
+            result.figures = figures + _stats_figures(stats, to, work)
             staged = staged_files(work, to, foreign)
             write_manifest(to, written + [rel for _, rel in staged])
             written += move_files(staged, to)
@@ -235,21 +237,16 @@ def write_hub_dir(rows: Iterable[Row], to, *, name: str, table: ClassTable, buil
                 to.rmdir()  # only when empty: a failed first package leaves no folder behind
 
 
-def _write_stats(to: Path, work: Path) -> list[str]:
-    """Statistics figures of ``to`` by ``samrs_hf.analysis.stats`` (another module) when it is available,
-    written under ``work`` (names relative to it)."""
-    try:
-        from ..analysis.stats import write_stats
-    except ImportError as exc:
-        logger.warning("statistics figures skipped: samrs_hf.analysis.stats unavailable (%s)", exc)
-        return []
+def _stats_figures(stats: StatsWriter, to: Path, work: Path) -> list[str]:
+    """``stats``' figures of ``to``, written under ``work`` (names relative to it)."""
     out = work / FIGURES_DIR / "stats"
-    write_stats(to, out)
+    stats(to, out)
     return sorted(p.relative_to(work).as_posix() for p in out.rglob("*.png"))
 
 
 def package(build_dirs, to, *, name: str | None = None, shard_size=DEFAULT_SHARD_SIZE, val_fraction: float = 0.05,
-            seed: int = 0, strict: bool = False, progress: bool = True, stats: bool = True) -> PackageResult:
+            seed: int = 0, strict: bool = False, progress: bool = True,
+            stats: StatsWriter | None = None) -> PackageResult:
     """``samrs package``: build folders of one subset -> a Hub dataset folder."""
     if not 0.0 <= val_fraction <= 1.0:
         raise ValueError(f"--val-fraction must lie in [0, 1], got {val_fraction}")

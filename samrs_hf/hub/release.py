@@ -269,7 +269,7 @@ class SamrsReleaseBuilder(datasets.GeneratorBasedBuilder):
 
 def convert_release(root, subset: str, to, *, name: str | None = None, shard_size="500MB",
                     val_fraction: float = 0.05, seed: int = 0, strict: bool = False, progress: bool = True,
-                    stats: bool = True):
+                    stats=None):
     """``samrs convert-release``: release folder -> the same parquet + README layout as ``package``."""
     from tqdm.auto import tqdm
 
