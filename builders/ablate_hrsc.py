@@ -13,7 +13,7 @@ import sys
 
 from samrs_hf.analysis.ablation import main
 from samrs_hf.cli.cmd_ablate import add_arguments
-from samrs_hf.cli.errors import run_command
+from samrs_hf.common.errors import run_command
 
 
 def cli(argv=None) -> int:

@@ -12,7 +12,7 @@ import logging
 import sys
 
 from .. import __version__
-from .errors import run_command
+from ..common.errors import run_command
 
 # (command, module) in the order ``samrs --help`` lists them.
 COMMANDS = (

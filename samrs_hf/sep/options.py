@@ -1,22 +1,18 @@
 """The SEP scripts' command line. Options are declared once, as dataclass fields with their help in
 ``field(metadata=...)``; transformers' ``HfArgumentParser`` turns them into ``--kebab-case`` options, each
 dataclass checks its values in ``__post_init__`` (the same checks for Python callers), and
-:func:`run_script` is the one place that turns bad input into a one-line error and exit code 2.
+:func:`run_script` ends through :func:`samrs_hf.common.errors.run_command` (one-line error, exit code 2).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from ..sources.records import SourceError
-from .training import NonFiniteLossError
+from ..common.errors import run_command
 
-# Bad input and environment problems: one line on stderr, exit code 2 (a bug keeps its traceback).
-SCRIPT_ERRORS = (ValueError, OSError, SourceError, NonFiniteLossError)
 MixedPrecision = Literal["no", "fp16", "bf16"]
 
 
@@ -82,8 +78,4 @@ def parse_args(args_class, argv=None, description: str | None = None):
 
 def run_script(prog: str, args_class, run: Callable, argv=None, description: str | None = None) -> int:
     """A builder script's ``main``: parse and check the options, ``run(args)``; bad input is one line and 2."""
-    try:
-        return int(run(parse_args(args_class, argv, description)) or 0)
-    except SCRIPT_ERRORS as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(prog, lambda: run(parse_args(args_class, argv, description)))

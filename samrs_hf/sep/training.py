@@ -12,10 +12,11 @@ from collections.abc import Callable
 
 import torch
 
+from ..common.errors import SamrsError
 from .data import ProportionalBatchSampler
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(SamrsError, RuntimeError):
     """Training hit a NaN/inf loss; the message names the step (pre-training: the subsets and the kept
     checkpoint). ``losses`` holds the per-part losses of the micro-batch that failed."""
 
