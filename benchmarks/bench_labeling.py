@@ -56,29 +56,29 @@ def encoder_flops(vision_config) -> float:
     return float(counter.get_total_flops() - windowed * padded * per_padded_token)
 
 
-ATTN_CHOICES = ("sdpa", "sdpa+padded", "sdpa+unfused-gelu", "eager", "flex", "triton", "triton+sdpa-windows",
-                "triton+unfused-gelu", "triton+windows", "triton+gelu", "sdpa+gelu")
+ATTN_CHOICES = ("sdpa", "sdpa+padded", "sdpa+unfused-gelu", "eager", "flex", "flex+separate-flex", "triton",
+                "triton+sdpa-windows", "triton+unfused-gelu", "triton+windows", "triton+gelu", "sdpa+gelu")
 """The benchmarks' --attn values: an attention implementation as ``samrs build --attn`` runs it, with
-switches: "+padded" = ``sam_attention.UNPADDED_WINDOWS`` off (qkv and proj on the zero-padded grid,
-as transformers runs the windowed layers); "+sdpa-windows" = ``sam_attention.TRITON_WINDOWS`` off
-(triton in the global layers only); "+unfused-gelu" = ``sam_attention.FUSED_MLP_GELU`` off (lin1, then
-a separate GELU kernel, as transformers runs the MLP). "triton+windows", "triton+gelu" and "sdpa+gelu"
-are the plain choices under the names earlier measurements used, when those switches were off by
-default."""
+switches (fields of ``SamAttentionOptions`` turned off): "+padded" = ``unpadded_windows`` (qkv and
+proj on the zero-padded grid, as transformers runs the windowed layers); "+sdpa-windows" =
+``triton_windows`` (triton in the global layers only); "+unfused-gelu" = ``fused_mlp_gelu`` (lin1,
+then a separate GELU kernel, as transformers runs the MLP); "+separate-flex" = ``flex_inline`` (flex
+compiled on its own, across a graph break). "triton+windows", "triton+gelu" and "sdpa+gelu" are the
+plain choices under the names earlier measurements used, when those switches were off by default."""
+
+_SWITCHES = {"padded": "unpadded_windows", "sdpa-windows": "triton_windows", "unfused-gelu": "fused_mlp_gelu",
+             "separate-flex": "flex_inline"}
 
 
-def benchmark_attn(choice: str) -> str:
-    """A benchmark's --attn choice -> the attention implementation, with the module switches it names
-    set (and every other one back to its default)."""
-    from samrs_hf.sam import attention as sam_attention
+def benchmark_options(choice: str):
+    """A benchmark's --attn choice -> the ``SamAttentionOptions`` it names (every other switch on, as
+    ``samrs build`` runs it)."""
+    from samrs_hf.sam.options import SamAttentionOptions
 
     if choice not in ATTN_CHOICES:
         raise ValueError(f"--attn must be one of {', '.join(ATTN_CHOICES)}, got {choice!r}")
     attn, *switches = choice.split("+")
-    sam_attention.TRITON_WINDOWS = "sdpa-windows" not in switches
-    sam_attention.UNPADDED_WINDOWS = "padded" not in switches
-    sam_attention.FUSED_MLP_GELU = "unfused-gelu" not in switches
-    return attn
+    return SamAttentionOptions(attn, **{_SWITCHES[s]: False for s in switches if s in _SWITCHES})
 
 
 class Report(list):
@@ -163,7 +163,7 @@ def run(args) -> dict:
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype]
     choice = default_attn_implementation(device) if args.attn == "auto" else args.attn
-    attn = benchmark_attn(choice)
+    options = benchmark_options(choice)
     dim, depth, heads, _ = SHAPES[args.model_size]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, device {device} ({where})")
@@ -197,7 +197,7 @@ def run(args) -> dict:
         predictor = None
         sam.to("cpu")
 
-    model = sam_model_from_checkpoint(sam.state_dict(), attn)
+    model = sam_model_from_checkpoint(sam.state_dict(), options)
     labeler = SamLabeler(model, device=device, dtype=dtype, image_batch_size=args.image_batch_size,
                          max_masks_per_chunk=args.chunk, compile=args.compile)
     from samrs_hf.sam.prompts import PromptBatch
