@@ -180,23 +180,7 @@ def run(args) -> dict:
     results: dict = {"model_size": args.model_size, "dtype": args.dtype, "device": str(device),
                      "images": args.images, "boxes": args.boxes}
 
-    ref_masks = None
-    if not args.skip_reference:
-        sa = import_segment_anything()
-        predictor = sa.SamPredictor(sam.to(device))
-        reference_label(predictor, images[0], boxes[0][: min(20, args.boxes)])  # warm-up
-        with PeakMemory(device) as mem:
-            _sync(device)
-            t = time.perf_counter()
-            ref_masks = [reference_label(predictor, im, bx)[0] for im, bx in zip(images, boxes)]
-            _sync(device)
-            ref_time = time.perf_counter() - t
-        results.update(ref_images_per_s=args.images / ref_time, ref_peak_mb=mem.peak / 2**20)
-        print(f"reference SamPredictor fp32, 20 boxes/call: {results['ref_images_per_s']:.3f} images/s "
-              f"({ref_time:.1f}s), peak memory {results['ref_peak_mb']:.0f} MiB")
-        predictor = None
-        sam.to("cpu")
-
+    ref_masks = None if args.skip_reference else _run_reference(args, sam, images, boxes, device, results)
     model = sam_model_from_checkpoint(sam.state_dict(), options)
     labeler = SamLabeler(model, device=device, dtype=dtype, image_batch_size=args.image_batch_size,
                          max_masks_per_chunk=args.chunk, compile=args.compile)
@@ -219,26 +203,7 @@ def run(args) -> dict:
     print(f"ours SamLabeler {args.dtype}: {results['images_per_s']:.3f} images/s ({our_time:.1f}s), "
           f"peak memory {results['peak_mb']:.0f} MiB")
 
-    # image encoder alone, for the MFU
-    batch = images[: args.image_batch_size]
-    labeler.embed(batch)
-    _sync(device)
-    t = time.perf_counter()
-    reps = max(1, args.encoder_reps)
-    for _ in range(reps):
-        labeler.embed(batch)
-    _sync(device)
-    enc_time = (time.perf_counter() - t) / (reps * len(batch))
-    flops = encoder_flops(model.config.vision_config)
-    tflops = flops / enc_time / 1e12
-    peak = chip_peak_tflops(device, args.peak_tflops)
-    results.update(encoder_s_per_image=enc_time, encoder_tflops=tflops, encoder_gflop_per_image=flops / 1e9)
-    line = (f"image encoder: {enc_time * 1000:.1f} ms/image, {results['encoder_gflop_per_image']:.0f} GFLOP/image, "
-            f"{tflops:.2f} TFLOP/s")
-    if peak:
-        results["mfu"] = tflops / peak
-        line += f", MFU {100 * results['mfu']:.1f}% of {peak:.0f} TFLOP/s"
-    print(line)
+    _time_encoder(args, labeler, images[: args.image_batch_size], device, results)
 
     def to_masks(r):
         if r.masks is not None:
@@ -267,6 +232,46 @@ def run(args) -> dict:
             line += f" (reference {ref_rate:.3f} images/s given)"
         print(line)
     return results
+
+
+def _run_reference(args, sam, images, boxes, device, results: dict) -> list:
+    """SAMRS's SamPredictor loop (fp32, 20 boxes a call): its rate and memory into ``results``; its masks."""
+    sa = import_segment_anything()
+    predictor = sa.SamPredictor(sam.to(device))
+    reference_label(predictor, images[0], boxes[0][: min(20, args.boxes)])  # warm-up
+    with PeakMemory(device) as mem:
+        _sync(device)
+        t = time.perf_counter()
+        ref_masks = [reference_label(predictor, im, bx)[0] for im, bx in zip(images, boxes)]
+        _sync(device)
+        ref_time = time.perf_counter() - t
+    results.update(ref_images_per_s=args.images / ref_time, ref_peak_mb=mem.peak / 2**20)
+    print(f"reference SamPredictor fp32, 20 boxes/call: {results['ref_images_per_s']:.3f} images/s "
+          f"({ref_time:.1f}s), peak memory {results['ref_peak_mb']:.0f} MiB")
+    sam.to("cpu")
+    return ref_masks
+
+
+def _time_encoder(args, labeler, batch, device, results: dict) -> None:
+    """The image encoder alone, for the MFU: ms/image, TFLOP/s (and MFU given the chip's peak)."""
+    labeler.embed(batch)
+    _sync(device)
+    t = time.perf_counter()
+    reps = max(1, args.encoder_reps)
+    for _ in range(reps):
+        labeler.embed(batch)
+    _sync(device)
+    enc_time = (time.perf_counter() - t) / (reps * len(batch))
+    flops = encoder_flops(labeler.model.config.vision_config)
+    tflops = flops / enc_time / 1e12
+    peak = chip_peak_tflops(device, args.peak_tflops)
+    results.update(encoder_s_per_image=enc_time, encoder_tflops=tflops, encoder_gflop_per_image=flops / 1e9)
+    line = (f"image encoder: {enc_time * 1000:.1f} ms/image, {results['encoder_gflop_per_image']:.0f} GFLOP/image, "
+            f"{tflops:.2f} TFLOP/s")
+    if peak:
+        results["mfu"] = tflops / peak
+        line += f", MFU {100 * results['mfu']:.1f}% of {peak:.0f} TFLOP/s"
+    print(line)
 
 
 def parser() -> argparse.ArgumentParser:
