@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_labeling import ATTN_CHOICES, DTYPES, Report, _sync, benchmark_attn, chip_peak_tflops, encoder_flops  # noqa: E402
+from bench_labeling import ATTN_CHOICES, DTYPES, Report, _sync, benchmark_options, chip_peak_tflops, encoder_flops  # noqa: E402
 from sam_reference import SHAPES, build_reference_sam  # noqa: E402
 
 BACKENDS = ("auto", "cudnn", "efficient", "math")
@@ -114,7 +114,8 @@ def run(argv=None) -> list[str]:
                    help="after timing each variant, profile one call: time by kernel kind and the top kernels")
     args = p.parse_args(argv)
 
-    from samrs_hf.sam.loading import sam_model_from_checkpoint, set_attn_implementation
+    from samrs_hf.sam.attention import install_attention
+    from samrs_hf.sam.loading import sam_model_from_checkpoint
 
     start = time.perf_counter()
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
@@ -129,7 +130,7 @@ def run(argv=None) -> list[str]:
     variants = [(a, m, be, b) for a in args.attn for m in args.modes for be in args.backends
                 for b in args.batch_sizes]
     for attn, mode, backend, batch in variants:
-        set_attn_implementation(model, benchmark_attn(attn))
+        install_attention(model, benchmark_options(attn))  # the encoder's layers, rebuilt for the choice
         name = f"attention {attn}, mode {mode}, SDPA backend {backend}, batch {batch}"
         elapsed = time.perf_counter() - start
         if elapsed > args.budget_s:

@@ -56,29 +56,29 @@ def encoder_flops(vision_config) -> float:
     return float(counter.get_total_flops() - windowed * padded * per_padded_token)
 
 
-ATTN_CHOICES = ("sdpa", "sdpa+padded", "sdpa+unfused-gelu", "eager", "flex", "triton", "triton+sdpa-windows",
-                "triton+unfused-gelu", "triton+windows", "triton+gelu", "sdpa+gelu")
+ATTN_CHOICES = ("sdpa", "sdpa+padded", "sdpa+unfused-gelu", "eager", "flex", "flex+separate-flex", "triton",
+                "triton+sdpa-windows", "triton+unfused-gelu", "triton+windows", "triton+gelu", "sdpa+gelu")
 """The benchmarks' --attn values: an attention implementation as ``samrs build --attn`` runs it, with
-switches: "+padded" = ``sam_attention.UNPADDED_WINDOWS`` off (qkv and proj on the zero-padded grid,
-as transformers runs the windowed layers); "+sdpa-windows" = ``sam_attention.TRITON_WINDOWS`` off
-(triton in the global layers only); "+unfused-gelu" = ``sam_attention.FUSED_MLP_GELU`` off (lin1, then
-a separate GELU kernel, as transformers runs the MLP). "triton+windows", "triton+gelu" and "sdpa+gelu"
-are the plain choices under the names earlier measurements used, when those switches were off by
-default."""
+switches (fields of ``SamAttentionOptions`` turned off): "+padded" = ``unpadded_windows`` (qkv and
+proj on the zero-padded grid, as transformers runs the windowed layers); "+sdpa-windows" =
+``triton_windows`` (triton in the global layers only); "+unfused-gelu" = ``fused_mlp_gelu`` (lin1,
+then a separate GELU kernel, as transformers runs the MLP); "+separate-flex" = ``flex_inline`` (flex
+compiled on its own, across a graph break). "triton+windows", "triton+gelu" and "sdpa+gelu" are the
+plain choices under the names earlier measurements used, when those switches were off by default."""
+
+_SWITCHES = {"padded": "unpadded_windows", "sdpa-windows": "triton_windows", "unfused-gelu": "fused_mlp_gelu",
+             "separate-flex": "flex_inline"}
 
 
-def benchmark_attn(choice: str) -> str:
-    """A benchmark's --attn choice -> the attention implementation, with the module switches it names
-    set (and every other one back to its default)."""
-    from samrs_hf.sam import attention as sam_attention
+def benchmark_options(choice: str):
+    """A benchmark's --attn choice -> the ``SamAttentionOptions`` it names (every other switch on, as
+    ``samrs build`` runs it)."""
+    from samrs_hf.sam.options import SamAttentionOptions
 
     if choice not in ATTN_CHOICES:
         raise ValueError(f"--attn must be one of {', '.join(ATTN_CHOICES)}, got {choice!r}")
     attn, *switches = choice.split("+")
-    sam_attention.TRITON_WINDOWS = "sdpa-windows" not in switches
-    sam_attention.UNPADDED_WINDOWS = "padded" not in switches
-    sam_attention.FUSED_MLP_GELU = "unfused-gelu" not in switches
-    return attn
+    return SamAttentionOptions(attn, **{_SWITCHES[s]: False for s in switches if s in _SWITCHES})
 
 
 class Report(list):
@@ -163,7 +163,7 @@ def run(args) -> dict:
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype]
     choice = default_attn_implementation(device) if args.attn == "auto" else args.attn
-    attn = benchmark_attn(choice)
+    options = benchmark_options(choice)
     dim, depth, heads, _ = SHAPES[args.model_size]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, device {device} ({where})")
@@ -180,24 +180,8 @@ def run(args) -> dict:
     results: dict = {"model_size": args.model_size, "dtype": args.dtype, "device": str(device),
                      "images": args.images, "boxes": args.boxes}
 
-    ref_masks = None
-    if not args.skip_reference:
-        sa = import_segment_anything()
-        predictor = sa.SamPredictor(sam.to(device))
-        reference_label(predictor, images[0], boxes[0][: min(20, args.boxes)])  # warm-up
-        with PeakMemory(device) as mem:
-            _sync(device)
-            t = time.perf_counter()
-            ref_masks = [reference_label(predictor, im, bx)[0] for im, bx in zip(images, boxes)]
-            _sync(device)
-            ref_time = time.perf_counter() - t
-        results.update(ref_images_per_s=args.images / ref_time, ref_peak_mb=mem.peak / 2**20)
-        print(f"reference SamPredictor fp32, 20 boxes/call: {results['ref_images_per_s']:.3f} images/s "
-              f"({ref_time:.1f}s), peak memory {results['ref_peak_mb']:.0f} MiB")
-        predictor = None
-        sam.to("cpu")
-
-    model = sam_model_from_checkpoint(sam.state_dict(), attn)
+    ref_masks = None if args.skip_reference else _run_reference(args, sam, images, boxes, device, results)
+    model = sam_model_from_checkpoint(sam.state_dict(), options)
     labeler = SamLabeler(model, device=device, dtype=dtype, image_batch_size=args.image_batch_size,
                          max_masks_per_chunk=args.chunk, compile=args.compile)
     from samrs_hf.sam.prompts import PromptBatch
@@ -219,26 +203,7 @@ def run(args) -> dict:
     print(f"ours SamLabeler {args.dtype}: {results['images_per_s']:.3f} images/s ({our_time:.1f}s), "
           f"peak memory {results['peak_mb']:.0f} MiB")
 
-    # image encoder alone, for the MFU
-    batch = images[: args.image_batch_size]
-    labeler.embed(batch)
-    _sync(device)
-    t = time.perf_counter()
-    reps = max(1, args.encoder_reps)
-    for _ in range(reps):
-        labeler.embed(batch)
-    _sync(device)
-    enc_time = (time.perf_counter() - t) / (reps * len(batch))
-    flops = encoder_flops(model.config.vision_config)
-    tflops = flops / enc_time / 1e12
-    peak = chip_peak_tflops(device, args.peak_tflops)
-    results.update(encoder_s_per_image=enc_time, encoder_tflops=tflops, encoder_gflop_per_image=flops / 1e9)
-    line = (f"image encoder: {enc_time * 1000:.1f} ms/image, {results['encoder_gflop_per_image']:.0f} GFLOP/image, "
-            f"{tflops:.2f} TFLOP/s")
-    if peak:
-        results["mfu"] = tflops / peak
-        line += f", MFU {100 * results['mfu']:.1f}% of {peak:.0f} TFLOP/s"
-    print(line)
+    _time_encoder(args, labeler, images[: args.image_batch_size], device, results)
 
     def to_masks(r):
         if r.masks is not None:
@@ -267,6 +232,46 @@ def run(args) -> dict:
             line += f" (reference {ref_rate:.3f} images/s given)"
         print(line)
     return results
+
+
+def _run_reference(args, sam, images, boxes, device, results: dict) -> list:
+    """SAMRS's SamPredictor loop (fp32, 20 boxes a call): its rate and memory into ``results``; its masks."""
+    sa = import_segment_anything()
+    predictor = sa.SamPredictor(sam.to(device))
+    reference_label(predictor, images[0], boxes[0][: min(20, args.boxes)])  # warm-up
+    with PeakMemory(device) as mem:
+        _sync(device)
+        t = time.perf_counter()
+        ref_masks = [reference_label(predictor, im, bx)[0] for im, bx in zip(images, boxes)]
+        _sync(device)
+        ref_time = time.perf_counter() - t
+    results.update(ref_images_per_s=args.images / ref_time, ref_peak_mb=mem.peak / 2**20)
+    print(f"reference SamPredictor fp32, 20 boxes/call: {results['ref_images_per_s']:.3f} images/s "
+          f"({ref_time:.1f}s), peak memory {results['ref_peak_mb']:.0f} MiB")
+    sam.to("cpu")
+    return ref_masks
+
+
+def _time_encoder(args, labeler, batch, device, results: dict) -> None:
+    """The image encoder alone, for the MFU: ms/image, TFLOP/s (and MFU given the chip's peak)."""
+    labeler.embed(batch)
+    _sync(device)
+    t = time.perf_counter()
+    reps = max(1, args.encoder_reps)
+    for _ in range(reps):
+        labeler.embed(batch)
+    _sync(device)
+    enc_time = (time.perf_counter() - t) / (reps * len(batch))
+    flops = encoder_flops(labeler.model.config.vision_config)
+    tflops = flops / enc_time / 1e12
+    peak = chip_peak_tflops(device, args.peak_tflops)
+    results.update(encoder_s_per_image=enc_time, encoder_tflops=tflops, encoder_gflop_per_image=flops / 1e9)
+    line = (f"image encoder: {enc_time * 1000:.1f} ms/image, {results['encoder_gflop_per_image']:.0f} GFLOP/image, "
+            f"{tflops:.2f} TFLOP/s")
+    if peak:
+        results["mfu"] = tflops / peak
+        line += f", MFU {100 * results['mfu']:.1f}% of {peak:.0f} TFLOP/s"
+    print(line)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ import time
 import torch
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=30, help="steps per timed block")
     p.add_argument("--rounds", type=int, default=3)
@@ -28,7 +28,11 @@ def main(argv=None) -> int:
     p.add_argument("--backbone", default="tiny-resnet")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads on CPU")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the full-pipeline run")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     torch.set_num_threads(args.threads)
 
     from samrs_hf.sep import SEPForSemanticSegmentation

@@ -75,7 +75,7 @@ def section_parity(device, attn: str = "sdpa"):
 
     sa = import_segment_anything()
     sam = build_reference_sam("tiny", seed=0)
-    model = sam_model_from_checkpoint(sam.state_dict(), bench_labeling.benchmark_attn(attn))
+    model = sam_model_from_checkpoint(sam.state_dict(), bench_labeling.benchmark_options(attn))
     labeler = SamLabeler(model, device=device, dtype=torch.float32)
     predictor = sa.SamPredictor(sam.to(device))
     all_ious, worst_score = [], 0.0
@@ -98,7 +98,6 @@ def section_parity(device, attn: str = "sdpa"):
             f"max |score diff| {worst_score:.2e} -> {'PASS' if ok else 'FAIL'}")
     print(line)
     SUMMARY.append(line)
-    bench_labeling.benchmark_attn("sdpa")  # every module switch back to its default
 
 
 REFERENCE: dict = {}  # the reference loop's images/s, measured once, for later sections' ratios
@@ -123,18 +122,16 @@ def section_bench(argv: list[str], label: str):
     SUMMARY.append(line)
 
 
-def section_flex(bench):
-    """Flex traced into the compiled encoder; if this torch cannot lower that, flex compiled alone."""
-    from samrs_hf.sam import attention as sam_attention
-
+def section_flex(bench, separate):
+    """Flex traced into the compiled encoder; if this torch cannot lower that, flex compiled alone
+    (``--attn flex+separate-flex``)."""
     try:
         bench()
     except Exception as exc:
         traceback.print_exc()
         SUMMARY.append(f"flex inside the compiled graph failed ({type(exc).__name__}); retrying with flex compiled alone")
-        sam_attention.FLEX_INLINE = False
         torch._dynamo.reset()
-        bench()
+        separate()
 
 
 def main():
@@ -178,8 +175,9 @@ def main():
         ("parity fp32 (triton)", 20, lambda: section_parity(device, "triton")),
         ("parity fp32 (sdpa)", 20, lambda: section_parity(device, "sdpa")),
         ("ours: flex attention, compiled, RLE out", 150,
-         lambda: section_flex(bench(["--attn", "flex", "--compile", "--output", "rle", "--skip-reference"],
-                                    "flex, compiled, RLE out"))),
+         lambda: section_flex(*(bench([*attn, "--compile", "--output", "rle", "--skip-reference"],
+                                      "flex, compiled, RLE out")
+                                for attn in (["--attn", "flex"], ["--attn", "flex+separate-flex"])))),
         ("parity fp32 (flex)", 40, lambda: section_parity(device, "flex")),
         ("ours: triton, compiled, boolean masks out", 100,
          bench(["--attn", "triton", "--compile", "--output", "masks", "--skip-reference"],

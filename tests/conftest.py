@@ -47,10 +47,13 @@ def torch_one_thread():
 @pytest.fixture(scope="module")
 def encode_tiny_sam():
     """encode(attn) -> tiny-random SAM's (with random qkv biases) image embedding of one fixed 1024²
-    input, with the vision attention switched to ``attn`` (one model per test module)."""
+    input, its vision layers rebuilt for ``attn`` (a name or SamAttentionOptions; one model per test
+    module)."""
     import torch
 
-    from samrs_hf.sam.loading import load_sam, set_attn_implementation
+    from samrs_hf.sam.attention import install_attention
+    from samrs_hf.sam.loading import load_sam
+    from samrs_hf.sam.options import SamAttentionOptions
 
     model = load_sam("tiny-random", attn_implementation="sdpa")[0]
     with torch.no_grad():  # tiny-random's biases are zero: give the padded windows' keys/values something
@@ -59,7 +62,7 @@ def encode_tiny_sam():
     pixels = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(0))
 
     def encode(attn: str):
-        set_attn_implementation(model, attn)
+        install_attention(model, attn if isinstance(attn, SamAttentionOptions) else SamAttentionOptions(attn))
         with torch.no_grad():
             return model.vision_encoder(pixels).last_hidden_state
 

@@ -1,15 +1,16 @@
 """The benchmarks' model-FLOP count, which every MFU figure divides by, and their --attn switches."""
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from transformers import SamVisionConfig
 
-from samrs_hf.sam import attention as sam_attention
+from samrs_hf.sam.options import SamAttentionOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_labeling import ATTN_CHOICES, benchmark_attn, encoder_flops  # noqa: E402
+from bench_labeling import ATTN_CHOICES, benchmark_options, encoder_flops  # noqa: E402
 from sam_reference import SHAPES  # noqa: E402
 
 
@@ -37,21 +38,15 @@ def test_encoder_flops_count_the_image_tokens_not_the_window_padding():
     assert round(encoder_flops(SamVisionConfig()) / 1e9) == 938  # transformers' default is vit_b
 
 
-def test_attn_choices_set_the_switches_they_name_and_reset_the_rest():
+def test_attn_choices_name_the_options_they_switch_off():
     """A benchmark figure labelled "triton" must be what ``samrs build --attn triton`` runs."""
-    def switches():
-        return sam_attention.TRITON_WINDOWS, sam_attention.UNPADDED_WINDOWS, sam_attention.FUSED_MLP_GELU
-
-    defaults = switches()
-    try:
-        assert benchmark_attn("triton+unfused-gelu") == "triton" and not sam_attention.FUSED_MLP_GELU
-        assert benchmark_attn("triton+sdpa-windows") == "triton" and not sam_attention.TRITON_WINDOWS
-        assert sam_attention.FUSED_MLP_GELU  # the previous choice's switch is undone
-        assert benchmark_attn("sdpa+padded") == "sdpa" and not sam_attention.UNPADDED_WINDOWS
-        for plain in ("triton", "triton+windows", "triton+gelu", "sdpa", "sdpa+gelu"):
-            assert benchmark_attn(plain) == plain.split("+")[0] and switches() == defaults
-        assert {c.split("+")[0] for c in ATTN_CHOICES} == {"sdpa", "eager", "flex", "triton"}
-        with pytest.raises(ValueError, match="--attn must be one of"):
-            benchmark_attn("triton+fast")
-    finally:
-        sam_attention.TRITON_WINDOWS, sam_attention.UNPADDED_WINDOWS, sam_attention.FUSED_MLP_GELU = defaults
+    defaults = SamAttentionOptions()
+    assert benchmark_options("triton+unfused-gelu") == replace(defaults, attn="triton", fused_mlp_gelu=False)
+    assert benchmark_options("triton+sdpa-windows") == replace(defaults, attn="triton", triton_windows=False)
+    assert benchmark_options("sdpa+padded") == replace(defaults, unpadded_windows=False)
+    assert benchmark_options("flex+separate-flex") == replace(defaults, attn="flex", flex_inline=False)
+    for plain in ("triton", "triton+windows", "triton+gelu", "sdpa", "sdpa+gelu"):
+        assert benchmark_options(plain) == replace(defaults, attn=plain.split("+")[0])
+    assert {c.split("+")[0] for c in ATTN_CHOICES} == {"sdpa", "eager", "flex", "triton"}
+    with pytest.raises(ValueError, match="--attn must be one of"):
+        benchmark_options("triton+fast")

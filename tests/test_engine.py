@@ -183,30 +183,6 @@ def test_bfloat16_agrees_with_float32(model):
     np.testing.assert_allclose(low.scores, ref.scores, atol=0.05)
 
 
-def test_label_stream_keeps_order_and_matches_label(model):
-    lab = SamLabeler(model, image_batch_size=2)
-    imgs = [_image(128 + 16 * i, 160, i) for i in range(3)]
-    prompts = [_box_prompts(_boxes(im.shape[0], im.shape[1], 2, i)) for i, im in enumerate(imgs)]
-    expected = lab.label(imgs, prompts)
-    streamed = list(lab.label_stream((f"k{i}", im, p) for i, (im, p) in enumerate(zip(imgs, prompts))))
-    assert [k for k, _ in streamed] == [f"k{i}" for i in range(3)]
-    for (_, got), exp in zip(streamed, expected):
-        _same(got, exp)
-
-
-def test_label_stream_reraises_loader_errors(model):
-    lab = SamLabeler(model)
-
-    def items():
-        yield "a", _image(64, 64, 0), _box_prompts(_boxes(64, 64, 1, 0))
-        raise OSError("tile.png: truncated file")
-
-    stream = lab.label_stream(items())
-    assert next(stream)[0] == "a"
-    with pytest.raises(OSError, match="tile.png"):
-        next(stream)
-
-
 def test_bad_image_is_rejected(model):
     with pytest.raises(ValueError, match="HxWx3 uint8"):
         SamLabeler(model).label([np.zeros((10, 10), np.uint8)], [_box_prompts(np.zeros((1, 4), np.float32))])

@@ -16,10 +16,10 @@ import torch
 from transformers.models.sam import modeling_sam as ms
 
 from samrs_hf.sam import relpos_flash
-from samrs_hf.sam import attention as sam_attention
 from samrs_hf.sam.relpos_flash import kernel_supports
 from samrs_hf.sam.attention import SamVisionRelPosAttention, SamVisionTritonAttention, SamVisionWindowLayer
 from samrs_hf.sam.loading import ATTN_MARK, load_sam
+from samrs_hf.sam.options import SamAttentionOptions
 
 
 def test_kernel_shapes():
@@ -51,9 +51,9 @@ def test_triton_encoder_equals_sdpa_and_sends_every_layer_through_the_op(encode_
     assert calls == [((1, 64, 64, 2, 16), (1, 2, 4096, 14), (1, 2, 4096, 14), 14),
                      ((1, 64, 64, 2, 16), (1, 2, 4096, 64), (1, 2, 4096, 64), 0)]
 
-    monkeypatch.setattr(sam_attention, "TRITON_WINDOWS", False)
     calls.clear()
-    torch.testing.assert_close(encode_tiny_sam("triton"), sdpa, rtol=1e-5, atol=1e-5)
+    sdpa_windows = SamAttentionOptions("triton", triton_windows=False)
+    torch.testing.assert_close(encode_tiny_sam(sdpa_windows), sdpa, rtol=1e-5, atol=1e-5)
     # now the windowed layer runs SDPA on its 14x14 windows, only the global one the op
     assert calls == [((1, 64, 64, 2, 16), (1, 2, 4096, 64), (1, 2, 4096, 64), 0)]
     encode_tiny_sam("eager")  # back to transformers' own layers
@@ -61,10 +61,9 @@ def test_triton_encoder_equals_sdpa_and_sends_every_layer_through_the_op(encode_
 
 
 @pytest.mark.parametrize("windows", [False, True])
-def test_triton_attention_is_one_graph_under_torch_compile(encode_tiny_sam, monkeypatch, windows):
+def test_triton_attention_is_one_graph_under_torch_compile(encode_tiny_sam, windows):
     """The custom op's fake implementation lets dynamo trace the encoder without a graph break."""
-    monkeypatch.setattr(sam_attention, "TRITON_WINDOWS", windows)
-    eager = encode_tiny_sam("triton")
+    eager = encode_tiny_sam(SamAttentionOptions("triton", triton_windows=windows))
     torch._dynamo.reset()
     compiled = torch.compile(encode_tiny_sam.model.vision_encoder, fullgraph=True)
     with torch.no_grad():
@@ -90,9 +89,9 @@ def test_saved_triton_model_loads_with_stock_transformers(tmp_path):
     assert type(again.vision_encoder.layers[1].attn) is SamVisionRelPosAttention
 
 
-def sam_block_and_layer(dim, heads, window, grid, use_rel_pos=True, seed=0, attn_cls=SamVisionTritonAttention):
+def sam_block_and_layer(dim, heads, window, grid, use_rel_pos=True, seed=0, attn="triton"):
     """segment-anything's ViT ``Block`` (SAM's reference code) with random weights, nonzero qkv bias and
-    rel-pos tables, and the same weights in transformers' layer switched to our classes."""
+    rel-pos tables, and the same weights in our layer built for ``attn``."""
     import functools
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -111,10 +110,9 @@ def sam_block_and_layer(dim, heads, window, grid, use_rel_pos=True, seed=0, attn
     config = SamVisionConfig(hidden_size=dim, num_attention_heads=heads, mlp_dim=2 * dim, image_size=grid * 16,
                              patch_size=16, use_rel_pos=use_rel_pos, layer_norm_eps=1e-6)
     config._attn_implementation = "sdpa"
-    layer = ms.SamVisionLayer(config, window)
+    layer = SamVisionWindowLayer(config, window, SamAttentionOptions(attn))
     state = {k.replace("norm1", "layer_norm1").replace("norm2", "layer_norm2"): v for k, v in block.state_dict().items()}
     layer.load_state_dict(state)
-    layer.__class__, layer.attn.__class__ = SamVisionWindowLayer, attn_cls
     return block.eval(), layer.eval()
 
 
@@ -124,10 +122,9 @@ BLOCK_CASES = [(1, 64, 64, 14, 2, 16), (2, 20, 23, 7, 3, 16), (1, 9, 12, 5, 2, 3
 
 
 @pytest.mark.parametrize("use_rel_pos", [True, False])
-def test_windowed_layer_on_the_unpadded_grid_equals_segment_anything(monkeypatch, use_rel_pos):
+def test_windowed_layer_on_the_unpadded_grid_equals_segment_anything(use_rel_pos):
     """The layer hands the whole grid to the op, which windows and pads it as SAM does (here through
     the op's CPU reference; the interpreter test runs the kernel the same way)."""
-    monkeypatch.setattr(sam_attention, "TRITON_WINDOWS", True)
     for batch, height, width, window, heads, head_dim in BLOCK_CASES:
         block, layer = sam_block_and_layer(heads * head_dim, heads, window, max(height, width), use_rel_pos)
         x = torch.randn(batch, height, width, heads * head_dim, generator=torch.Generator().manual_seed(1))
@@ -139,9 +136,10 @@ INTERPRETED = textwrap.dedent("""
 
     import torch
     from samrs_hf.sam import relpos_flash
-    from samrs_hf.sam import attention as sam_attention
+    from samrs_hf.sam.attention import install_attention
     from samrs_hf.sam.relpos_flash import reference_relpos_attention, relpos_attention, triton_relpos_attention
-    from samrs_hf.sam.loading import load_sam, set_attn_implementation
+    from samrs_hf.sam.loading import load_sam
+    from samrs_hf.sam.options import SamAttentionOptions
 
     assert relpos_flash.interpreting()
     g = torch.Generator().manual_seed(0)
@@ -188,21 +186,19 @@ INTERPRETED = textwrap.dedent("""
     import sys
     sys.path.insert(0, TESTS)
     from test_relpos_flash import BLOCK_CASES, sam_block_and_layer
-    sam_attention.TRITON_WINDOWS = True
     for batch, height, width, window, heads, head_dim in BLOCK_CASES:
         block, layer = sam_block_and_layer(heads * head_dim, heads, window, max(height, width))
         x = torch.randn(batch, height, width, heads * head_dim, generator=g)
         with torch.no_grad():
             torch.testing.assert_close(layer(x), block(x), rtol=1e-4, atol=2e-4)
-    sam_attention.TRITON_WINDOWS = False
 
     model = load_sam("tiny-random", attn_implementation="sdpa")[0]
     pixels = torch.randn(1, 3, 1024, 1024, generator=g)
     with torch.no_grad():
         sdpa = model.vision_encoder(pixels).last_hidden_state
-        set_attn_implementation(model, "triton")  # the global layer runs the interpreted kernel
-        got = model.vision_encoder(pixels).last_hidden_state
-        sam_attention.TRITON_WINDOWS = True  # and the windowed one, on the unpadded grid
+        install_attention(model, SamAttentionOptions("triton", triton_windows=False))  # the global layer
+        got = model.vision_encoder(pixels).last_hidden_state  # runs the interpreted kernel
+        install_attention(model, SamAttentionOptions("triton"))  # and the windowed one, on the unpadded grid
         windows_too = model.vision_encoder(pixels).last_hidden_state
     torch.testing.assert_close(got, sdpa, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(windows_too, sdpa, rtol=1e-4, atol=1e-4)

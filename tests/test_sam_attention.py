@@ -22,7 +22,8 @@ from samrs_hf.build.run import BuildConfig, resolve
 from samrs_hf.sam.engine import SamLabeler
 from samrs_hf.sam.prompts import PromptBatch
 from samrs_hf.sam.attention import SamVisionFlexAttention, SamVisionRelPosAttention, SamVisionWindowLayer
-from samrs_hf.sam.loading import ATTN_MARK, load_sam, sam_model_from_checkpoint
+from samrs_hf.sam.loading import ATTN_MARK, OPTIONS_MARK, load_sam, sam_model_from_checkpoint
+from samrs_hf.sam.options import SamAttentionOptions
 from samrs_hf.sources.samples import write_dior_sample
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -80,7 +81,7 @@ def qkv_inputs(monkeypatch):
     return shapes
 
 
-def test_windowed_layers_project_only_the_unpadded_grid(encode_tiny_sam, qkv_inputs, monkeypatch):
+def test_windowed_layers_project_only_the_unpadded_grid(encode_tiny_sam, qkv_inputs):
     # tiny-random: layer 0 windowed (64x64 tokens, SAM pads them to 70x70 = 25 windows of 14x14)
     eager = encode_tiny_sam("eager")  # transformers' own layers: the reference
     assert qkv_inputs == [(25, 14, 14), (1, 64, 64)]
@@ -92,9 +93,9 @@ def test_windowed_layers_project_only_the_unpadded_grid(encode_tiny_sam, qkv_inp
     assert qkv_inputs == [(1, 64, 64), (1, 64, 64)]  # no qkv rows for the 804 padded tokens
     torch.testing.assert_close(sdpa, eager, rtol=1e-5, atol=1e-5)
 
-    monkeypatch.setattr(sam_attention, "UNPADDED_WINDOWS", False)  # transformers' padding, same result
+    padded = SamAttentionOptions("sdpa", unpadded_windows=False)  # transformers' padding, same result
     qkv_inputs.clear()
-    torch.testing.assert_close(encode_tiny_sam("sdpa"), eager, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(encode_tiny_sam(padded), eager, rtol=1e-5, atol=1e-5)
     assert qkv_inputs == [(25, 14, 14), (1, 64, 64)]
 
 
@@ -110,16 +111,16 @@ def test_unpadded_windows_are_one_graph_under_torch_compile(encode_tiny_sam):
     torch.testing.assert_close(got, eager, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("attn_cls", [SamVisionRelPosAttention, SamVisionFlexAttention])
+@pytest.mark.parametrize("attn", ["sdpa", "flex"])
 @pytest.mark.parametrize("use_rel_pos", [True, False])
-def test_unpadded_windowed_layer_equals_segment_anything(attn_cls, use_rel_pos):
+def test_unpadded_windowed_layer_equals_segment_anything(attn, use_rel_pos):
     """Padded on one side or both, windows larger than the grid, nonzero qkv biases: the bias-padded
     projections reproduce SAM's zero-padded tokens exactly."""
     from test_relpos_flash import BLOCK_CASES, sam_block_and_layer
 
     for batch, height, width, window, heads, head_dim in BLOCK_CASES:
         block, layer = sam_block_and_layer(heads * head_dim, heads, window, max(height, width), use_rel_pos,
-                                           attn_cls=attn_cls)
+                                           attn=attn)
         x = torch.randn(batch, height, width, heads * head_dim, generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
             torch.testing.assert_close(layer(x), block(x), rtol=1e-4, atol=2e-4)
@@ -129,13 +130,16 @@ def test_unpadded_windowed_layer_equals_segment_anything(attn_cls, use_rel_pos):
 def test_flex_attention_module_matches_sdpa_on_any_grid(encode_tiny_sam, monkeypatch, batch, height, width):
     """Non-square grids and batches check the kv_idx // width, kv_idx % width and batch indexing."""
     monkeypatch.setattr(sam_attention, "GLOBAL_MIN_TOKENS", 1)
-    attn = encode_tiny_sam.model.vision_encoder.layers[0].attn
+    encode_tiny_sam("sdpa")
+    layer = encode_tiny_sam.model.vision_encoder.layers[0]
+    config, weights = encode_tiny_sam.model.vision_encoder.config, layer.attn.state_dict()
+    sdpa = ms.SamVisionSdpaAttention(config, layer.window_size)
+    flex = SamVisionFlexAttention(config, layer.window_size, SamAttentionOptions("flex"))
+    sdpa.load_state_dict(weights), flex.load_state_dict(weights)
     hidden = torch.randn(batch, height, width, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        attn.__class__ = ms.SamVisionSdpaAttention
-        ref = attn(hidden)[0]
-        attn.__class__ = SamVisionFlexAttention
-        got, weights = attn(hidden)
+        ref = sdpa(hidden)[0]
+        got, weights = flex(hidden)
     assert weights is None
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
 
@@ -145,6 +149,7 @@ def test_checkpoint_conversion_takes_flex():
     import_segment_anything()
     model = sam_model_from_checkpoint(build_reference_sam("tiny").state_dict(), "flex")
     assert getattr(model, ATTN_MARK) == "flex" and model.config._attn_implementation == "sdpa"
+    assert getattr(model, OPTIONS_MARK) == SamAttentionOptions("flex")
     assert all(type(layer.attn) is SamVisionFlexAttention for layer in model.vision_encoder.layers)
 
 
@@ -233,24 +238,25 @@ def test_vision_mlp_is_swapped_in_and_its_fused_gelu_matmul_is_lin1_plus_gelu(en
 
 def test_fused_mlp_gelu_stays_off_the_cpu_and_float32(encode_tiny_sam, monkeypatch):
     """cuBLASLt's epilogue GELU (tanh) is for half dtypes on CUDA only: elsewhere SAM's exact GELU."""
-    sdpa = encode_tiny_sam("sdpa")
-    monkeypatch.setattr(sam_attention, "FUSED_MLP_GELU", True)
+    sdpa = encode_tiny_sam(SamAttentionOptions("sdpa", fused_mlp_gelu=False))
     monkeypatch.setattr(torch, "_addmm_activation", lambda *a, **k: pytest.fail("fused on the CPU"))
-    assert torch.equal(encode_tiny_sam("sdpa"), sdpa)
+    assert torch.equal(encode_tiny_sam(SamAttentionOptions("sdpa", fused_mlp_gelu=True)), sdpa)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (cuBLASLt's GELU epilogue)")
-def test_fused_mlp_gelu_on_cuda_matches_the_exact_gelu_in_bfloat16(encode_tiny_sam, monkeypatch):
+def test_fused_mlp_gelu_on_cuda_matches_the_exact_gelu_in_bfloat16(encode_tiny_sam):
+    from samrs_hf.sam.attention import install_attention
+
     model = encode_tiny_sam.model
-    encode_tiny_sam("triton")
-    encoder = model.vision_encoder.to("cuda", torch.bfloat16)
     pixels, want = encode_tiny_sam.pixels.to("cuda", torch.bfloat16), None
     try:
         with torch.no_grad():
-            monkeypatch.setattr(sam_attention, "FUSED_MLP_GELU", False)
-            exact = encoder(pixels).last_hidden_state.float()
-            monkeypatch.setattr(sam_attention, "FUSED_MLP_GELU", True)
-            fused = encoder(pixels).last_hidden_state.float()
+            outputs = {}
+            for fused in (False, True):
+                install_attention(model, SamAttentionOptions("triton", fused_mlp_gelu=fused))
+                encoder = model.vision_encoder.to("cuda", torch.bfloat16)
+                outputs[fused] = encoder(pixels).last_hidden_state.float()
+            exact, fused = outputs[False], outputs[True]
             want = encoder.float()(pixels.float()).last_hidden_state
     finally:
         model.to("cpu", torch.float32)
@@ -260,16 +266,22 @@ def test_fused_mlp_gelu_on_cuda_matches_the_exact_gelu_in_bfloat16(encode_tiny_s
 
 def test_the_fused_gelu_is_recorded_where_it_applies(monkeypatch):
     """build.json says which GELU ran: the fused tanh form only on CUDA in half dtypes, never eager."""
+    from samrs_hf.sam import options as sam_options
     from samrs_hf.sam.loading import load_sam
 
-    assert sam_attention.fused_gelu_applies("cuda", torch.bfloat16)
-    assert sam_attention.fused_gelu_applies(torch.device("cuda:1"), torch.float16)
-    assert not sam_attention.fused_gelu_applies("cuda", torch.float32)
-    assert not sam_attention.fused_gelu_applies("cpu", torch.bfloat16)
-    monkeypatch.setattr(sam_attention, "FUSED_MLP_GELU", False)
-    assert not sam_attention.fused_gelu_applies("cuda", torch.bfloat16)
+    def fused(device, dtype, attn="sdpa", **switches):
+        return SamAttentionOptions.for_run(device, dtype, attn, **switches).fused_mlp_gelu
+
+    assert fused("cuda", torch.bfloat16)
+    assert fused(torch.device("cuda:1"), torch.float16)
+    assert not fused("cuda", torch.float32)
+    assert not fused("cpu", torch.bfloat16)
+    assert not fused("cuda", torch.bfloat16, fused_mlp_gelu=False)
     info = load_sam("tiny-random", dtype=torch.bfloat16)[1]
-    assert info.config["mlp_gelu"] == "exact (erf)"
-    monkeypatch.setattr(sam_attention, "fused_gelu_applies", lambda device, dtype: True)  # as on CUDA
-    assert load_sam("tiny-random", attn_implementation="sdpa")[1].config["mlp_gelu"].startswith("tanh")
+    assert info.config["mlp_gelu"] == "exact (erf)" and not info.config["attention_options"]["fused_mlp_gelu"]
+    monkeypatch.setattr(sam_options, "fused_gelu_applies", lambda device, dtype: True)  # as on CUDA
+    info = load_sam("tiny-random", attn_implementation="sdpa")[1]
+    assert info.config["mlp_gelu"].startswith("tanh") and info.config["attention_options"]["fused_mlp_gelu"]
     assert load_sam("tiny-random", attn_implementation="eager")[1].config["mlp_gelu"] == "exact (erf)"
+    off = SamAttentionOptions("sdpa", fused_mlp_gelu=False)
+    assert load_sam("tiny-random", attention_options=off)[1].config["mlp_gelu"] == "exact (erf)"

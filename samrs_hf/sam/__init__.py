@@ -1,1 +1,1 @@
-"""Stage 2: boxes to SAM prompts, SAM loading and attention, the labeling engine, RLE."""
+"""Stage 2: boxes to SAM prompts, SAM run options, loading and attention, the labeling engine, RLE."""

@@ -12,16 +12,24 @@ vit_h's global layers (64x64 = 4096 tokens, 16 heads) that is 1 GiB per image in
 and read once per layer. ``flex`` adds the two small tables inside a FlexAttention kernel instead
 (a ``score_mod``); ``triton`` adds them inside our flash-attention kernel, one key-grid row per key
 block (:mod:`samrs_hf.sam.relpos_flash`). Either way the N x N bias never exists. With ``triton`` the
-windowed layers (14x14 = 196 tokens) go through the kernel too (:data:`TRITON_WINDOWS`); with
+windowed layers (14x14 = 196 tokens) go through the kernel too (``triton_windows``); with
 ``flex`` they keep SDPA with the materialised bias, as ``sdpa`` does everywhere.
+
+Every switch is a field of the frozen :class:`~samrs_hf.sam.options.SamAttentionOptions` the layers
+are built with (:func:`install_attention`); nothing here reads a module flag at run time.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
 from transformers.activations import GELUActivation
 from transformers.models.sam.modeling_sam import SamMLPBlock, SamVisionAttention, SamVisionLayer
+from transformers.modeling_layers import GradientCheckpointingLayer
+
+from .options import ATTN_MARK, OPTIONS_MARK, SamAttentionOptions, transformers_attn
 
 try:
     from torch.nn.attention.flex_attention import flex_attention
@@ -31,37 +39,6 @@ except ImportError:  # torch < 2.5
 GLOBAL_MIN_TOKENS = 1024
 """Layers with at least this many tokens (SAM's global layers) use flex / the Triton kernel; fewer
 (14x14 windows) keep SDPA with the materialised bias."""
-
-UNPADDED_WINDOWS = True
-"""Windowed layers project qkv and proj on the unpadded grid (:class:`SamVisionWindowLayer`); False:
-transformers' ``SamVisionLayer`` (pad the normed tokens with zeros, project all 70x70)."""
-
-TRITON_WINDOWS = True
-"""``triton`` attention: also run the windowed layers (25 windows of 14x14 per image on the unpadded
-64x64 grid, rows padded to 16 keys) through the kernel. Measured on an H100 (vit_h, bf16, batch 8):
-a windowed layer's attention 0.072 ms/image against SDPA's 0.279, the compiled encoder 14.98 ms/image
-against 16.63 with the windows on SDPA, CUDA fp32 parity with segment-anything unchanged
-(benchmarks/README.md). False: windowed layers through SDPA with the materialised bias."""
-
-FUSED_MLP_GELU = True
-"""bfloat16/float16 on CUDA: each vision layer's ``lin1``, bias and GELU as one cuBLASLt matmul with a
-GELU epilogue (``torch._addmm_activation``), so the 4x-wide hidden activations are written once
-instead of written, read and written again by a separate GELU kernel (vit_h: 336 MB per layer for 8
-images). cuBLASLt's GELU is the tanh approximation where SAM's is exact (erf): they differ by at most
-5e-4, below bfloat16's rounding of those activations; float32 always keeps SAM's exact GELU. Measured
-on an H200 (vit_h, bf16, batch 8, compiled, triton attention): encoder 13.69 ms/image against 14.53
-without it (41.7 % vs 39.3 % MFU), labeling 25.09 images/s against 22.69 (benchmarks/README.md)."""
-
-
-def fused_gelu_applies(device, dtype) -> bool:
-    """Whether :class:`SamVisionMLP` takes the fused (tanh) GELU on ``device`` in ``dtype``. Builds record
-    it: of all the speed switches it alone changes the math (by less than bfloat16's rounding)."""
-    return FUSED_MLP_GELU and torch.device(device).type == "cuda" and dtype in (torch.bfloat16, torch.float16)
-
-
-FLEX_INLINE = True
-"""Under an outer torch.compile on CUDA, trace flex into the same graph (False: call a separately
-compiled flex across a graph break, the layout every torch with flex supports)."""
 
 _compiled_flex = None
 
@@ -85,8 +62,8 @@ def _flex_outside_graph(query, key, value, score_mod, scale):
     return _compiled_flex(query, key, value, score_mod=score_mod, scale=scale)
 
 
-def _flex(query, key, value, score_mod, scale):
-    if query.is_cuda and FLEX_INLINE and torch.compiler.is_compiling():
+def _flex(query, key, value, score_mod, scale, inline: bool):
+    if query.is_cuda and inline and torch.compiler.is_compiling():
         return flex_attention(query, key, value, score_mod=score_mod, scale=scale)
     return _flex_outside_graph(query, key, value, score_mod, scale)
 
@@ -96,6 +73,10 @@ class SamVisionRelPosAttention(SamVisionAttention):
     mask), split at the projections so that :class:`SamVisionWindowLayer` can hand :meth:`attend`
     windows of projections it padded itself. Subclasses change how the global layers add the bias
     (``_global_attention``)."""
+
+    def __init__(self, config, window_size: int, options: SamAttentionOptions):
+        super().__init__(config, window_size)
+        self.options = options
 
     def forward(self, hidden_states: torch.Tensor, output_attentions=False):
         return self.proj(self.attend(self.qkv(hidden_states))), None
@@ -144,11 +125,11 @@ class SamVisionFlexAttention(SamVisionRelPosAttention):
         def rel_pos_bias(score, b, h, q_idx, kv_idx):
             return score + rel_h[b, h, q_idx, kv_idx // width] + rel_w[b, h, q_idx, kv_idx % width]
 
-        return _flex(query, key, value, rel_pos_bias, self.scale)
+        return _flex(query, key, value, rel_pos_bias, self.scale, self.options.flex_inline)
 
 
 class SamVisionTritonAttention(SamVisionRelPosAttention):
-    """Global layers (and, with :data:`TRITON_WINDOWS`, windowed ones) through our Triton flash-attention
+    """Global layers (and, with ``options.triton_windows``, windowed ones) through our Triton flash-attention
     kernel with the bias fused (:mod:`samrs_hf.sam.relpos_flash`).
 
     ``window``: 0 when the layer hands over attention on its own token grid (global layers, or windows
@@ -207,19 +188,27 @@ class SamVisionTritonAttention(SamVisionRelPosAttention):
 
 
 class SamVisionWindowLayer(SamVisionLayer):
-    """A windowed layer that never projects padded tokens: with :data:`UNPADDED_WINDOWS`, qkv on the
-    unpadded grid, padded with the qkv bias (what SAM's zero-padded tokens project to), windows through
-    :meth:`SamVisionRelPosAttention.attend`, proj after cropping; with :data:`TRITON_WINDOWS` and the
-    Triton attention, the kernel walks the windows of the unpadded grid itself. Otherwise, and for
-    global layers, exactly ``SamVisionLayer``."""
+    """``SamVisionLayer`` built from the options: a windowed layer that never projects padded tokens:
+    with ``unpadded_windows``, qkv on the unpadded grid, padded with the qkv bias (what SAM's
+    zero-padded tokens project to), windows through :meth:`SamVisionRelPosAttention.attend`, proj after
+    cropping; with ``triton_windows`` and the Triton attention, the kernel walks the windows of the
+    unpadded grid itself. Otherwise, and for global layers, exactly ``SamVisionLayer``."""
+
+    def __init__(self, config, window_size: int, options: SamAttentionOptions):
+        GradientCheckpointingLayer.__init__(self)  # SamVisionLayer's parts, our classes
+        self.layer_norm1 = torch.nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attn = ATTENTION_CLASSES[options.attn](config, window_size, options)
+        self.layer_norm2 = torch.nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = SamVisionMLP(config, fused_gelu=options.fused_mlp_gelu)
+        self.window_size = window_size
+        self.triton_windows = options.triton_windows and options.attn == "triton"
+        self.unpadded = window_size > 0 and (options.unpadded_windows or self.triton_windows)
 
     def forward(self, hidden_states: torch.Tensor):
-        triton_windows = TRITON_WINDOWS and isinstance(self.attn, SamVisionTritonAttention)
-        if not (self.window_size > 0 and isinstance(self.attn, SamVisionRelPosAttention)
-                and (UNPADDED_WINDOWS or triton_windows)):
+        if not self.unpadded:
             return super().forward(hidden_states)
         normed = self.layer_norm1(hidden_states)
-        if triton_windows:
+        if self.triton_windows:
             attn_out, _ = self.attn(normed, window=self.window_size)
         else:
             attn_out = self._unpadded_window_attention(normed)
@@ -244,11 +233,18 @@ class SamVisionWindowLayer(SamVisionLayer):
 
 
 class SamVisionMLP(SamMLPBlock):
-    """transformers' SAM MLP; with :data:`FUSED_MLP_GELU`, in a half dtype on CUDA, ``lin1`` + bias +
-    GELU as one matmul with a GELU epilogue. Same parameters, so checkpoints are unchanged."""
+    """transformers' SAM MLP; with ``fused_gelu``, in a half dtype on CUDA, ``lin1`` + bias + GELU as
+    one matmul with a GELU epilogue, so the 4x-wide hidden activations are written once instead of
+    three times. cuBLASLt's GELU is the tanh form (within 5e-4 of SAM's erf, below bfloat16's
+    rounding), so float32 always keeps the exact GELU. Same parameters, so checkpoints are unchanged."""
+
+    def __init__(self, config, fused_gelu: bool):
+        super().__init__(config)
+        self.fused_gelu = fused_gelu
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        if not (fused_gelu_applies(hidden_states.device, hidden_states.dtype)
+        if not (self.fused_gelu and hidden_states.is_cuda
+                and hidden_states.dtype in (torch.bfloat16, torch.float16)
                 and self.lin1.weight.dtype == hidden_states.dtype and isinstance(self.act, GELUActivation)
                 and self.lin1.bias is not None):
             return super().forward(hidden_states)
@@ -259,3 +255,38 @@ class SamVisionMLP(SamMLPBlock):
         flat = hidden_states.reshape(-1, hidden_states.shape[-1])
         out = torch._addmm_activation(self.lin1.bias, flat, self.lin1.weight.t(), use_gelu=True)
         return out.reshape(*hidden_states.shape[:-1], out.shape[-1])
+
+
+ATTENTION_CLASSES = {"sdpa": SamVisionRelPosAttention, "flex": SamVisionFlexAttention,
+                     "triton": SamVisionTritonAttention}
+
+
+def vision_layer(config, window_size: int, options: SamAttentionOptions) -> torch.nn.Module:
+    """One vision layer built for ``options``: ours, or transformers' own for ``eager``."""
+    if options.attn == "eager":
+        config = copy.copy(config)
+        config._attn_implementation = "eager"
+        return SamVisionLayer(config, window_size)
+    return SamVisionWindowLayer(config, window_size, options)
+
+
+def install_attention(model, options: SamAttentionOptions) -> None:
+    """Give ``model``'s vision encoder layers built for ``options`` (its weights, moved, not copied).
+
+    transformers builds the layers from ``config._attn_implementation`` only, so each one is built
+    again (on the meta device, free) with the classes ``options`` names and takes the old layer's
+    tensors. Parameter names do not change, and the config keeps ``sdpa`` (or ``eager``), so
+    ``save_pretrained`` output loads with stock transformers. The options are recorded as
+    ``model.samrs_attention_options`` (and the attention name as ``model.samrs_vision_attention``).
+    """
+    encoder = model.vision_encoder
+    for index, old in enumerate(encoder.layers):
+        with torch.device("meta"):
+            new = vision_layer(encoder.config, old.window_size, options)
+        new.load_state_dict(old.state_dict(), assign=True)
+        encoder.layers[index] = new.train(old.training)
+    config_attn = transformers_attn(options.attn)
+    for config in (model.config, model.config.mask_decoder_config, model.mask_decoder.config):
+        config._attn_implementation = config_attn
+    setattr(model, OPTIONS_MARK, options)
+    setattr(model, ATTN_MARK, options.attn)

@@ -9,10 +9,8 @@ semantic map), a few KB instead of H*W bytes per mask.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import warnings
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +20,8 @@ import torch.nn.functional as F
 
 from . import rle
 from ..sources.classes import IGNORE_INDEX
-from ..common.prefetch import prefetch as prefetch_items
 from .loading import prepare_model
+from .resize import ResizeLongestSide, preprocess_shape  # noqa: F401 (preprocess_shape: re-export)
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +51,6 @@ class ImageEmbeddings:
 
     def __len__(self) -> int:
         return len(self.original_sizes)
-
-
-def preprocess_shape(h: int, w: int, long_side: int) -> tuple[int, int]:
-    """ResizeLongestSide.get_preprocess_shape, same rounding."""
-    scale = long_side * 1.0 / max(h, w)
-    return int(h * scale + 0.5), int(w * scale + 0.5)
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -95,6 +87,7 @@ class SamLabeler:
         self.model = model
         cfg = model.config
         self.image_size = int(cfg.vision_config.image_size)
+        self.transform = ResizeLongestSide(self.image_size)
         self.decoder_hidden = int(cfg.mask_decoder_config.hidden_size)
         self._mean = torch.tensor(PIXEL_MEAN, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(PIXEL_STD, device=self.device).view(1, 3, 1, 1)
@@ -117,22 +110,14 @@ class SamLabeler:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 image, got {image.dtype} {image.shape}")
         h, w = image.shape[:2]
-        nh, nw = preprocess_shape(h, w, self.image_size) if h and w else (h, w)
+        nh, nw = self.transform.shape(h, w) if h and w else (h, w)
         if min(nh, nw) < 1:
             raise ValueError(f"a {h}x{w} image resizes to {nh}x{nw} for SAM's {self.image_size} input")
         # Decoded PIL images are read-only arrays; torch only reads them here, so no copy is needed.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
-        x = x.permute(2, 0, 1).unsqueeze(0)
-        if (nh, nw) != (h, w):
-            if self.device.type == "cpu":
-                # uint8 antialiased bilinear: torch's CPU kernel follows PIL's (what SamPredictor uses).
-                x = F.interpolate(x.contiguous(memory_format=torch.channels_last), (nh, nw),
-                                  mode="bilinear", align_corners=False, antialias=True)
-            else:
-                x = F.interpolate(x.float(), (nh, nw), mode="bilinear", align_corners=False, antialias=True)
-                x = x.round_().clamp_(0, 255)
+        x = self.transform.apply_image_torch(x.permute(2, 0, 1).unsqueeze(0), (nh, nw))
         x = (x.float() - self._mean) / self._std
         x = F.pad(x, (0, self.image_size - nw, 0, self.image_size - nh))
         return x.contiguous(), (h, w), (nh, nw)
@@ -186,12 +171,8 @@ class SamLabeler:
         return max(1, int(budget // per_mask))
 
     def _prompt_tensors(self, prompts, orig: tuple[int, int], inp: tuple[int, int]):
-        sy, sx = inp[0] / orig[0], inp[1] / orig[1]
-
         def scale(a, shape):  # ResizeLongestSide.apply_coords: float64 scaling, then float32
-            a = np.asarray(a, dtype=np.float64).reshape(shape).copy()
-            a[..., 0] *= sx
-            a[..., 1] *= sy
+            a = self.transform.apply_coords(np.asarray(a).reshape(shape), orig, inp)
             return torch.as_tensor(a, dtype=torch.float32, device=self.device)
 
         boxes = None if prompts.boxes is None else scale(prompts.boxes, (-1, 2, 2)).reshape(-1, 1, 4)
@@ -323,22 +304,6 @@ class SamLabeler:
                 for i in range(len(batch))
             )
         return results
-
-    def label_stream(
-        self, items: Iterable[tuple[Any, np.ndarray, Any]], prefetch: int = 4
-    ) -> Iterator[tuple[Any, MaskResult]]:
-        """Label ``(key, image, prompts)`` items in order while a thread pulls the next ones.
-
-        Iterating ``items`` (decoding, tiling, prompt making) runs in the background thread, so it
-        overlaps the model's compute; an exception there is re-raised here.
-        """
-        stream = prefetch_items(items, depth=prefetch)
-        while True:
-            batch = list(itertools.islice(stream, self.image_batch_size))
-            if not batch:
-                return
-            results = self.label([im for _, im, _ in batch], [p for _, _, p in batch])
-            yield from ((key, res) for (key, _, _), res in zip(batch, results))
 
 
 class _HostCopy:

@@ -32,11 +32,11 @@ Boxes and points stay in the image's own pixels; the SAM engine maps them to the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
 from ..sources.geometry import object_corners
+from .resize import ResizeLongestSide, preprocess_shape  # noqa: F401 (preprocess_shape: re-export)
 
 BASIC_PROMPTS = ("CP", "H-Box", "RH-Box", "H-Box-M", "R-Box-M", "RH-Box-M")
 BOX_PROMPTS = ("H-Box", "RH-Box")
@@ -142,56 +142,6 @@ class PromptBatch:
         return PromptBatch(
             take(self.boxes), take(self.points), take(self.point_labels), take(self.masks), self.box_kind, self.name
         )
-
-
-def preprocess_shape(h: int, w: int, target_length: int = 1024) -> tuple[int, int]:
-    """segment_anything's ``ResizeLongestSide.get_preprocess_shape``: (new_h, new_w)."""
-    scale = target_length * 1.0 / max(h, w)
-    return int(h * scale + 0.5), int(w * scale + 0.5)
-
-
-def _linear_resize_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """1-D bilinear resizing, half-pixel centres, edge-clamped: output i = sum of 2 weighted inputs.
-
-    Same weights as ``cv2.resize(INTER_LINEAR)`` and ``F.interpolate(mode="bilinear",
-    align_corners=False)`` (no antialiasing). Returns (i0, i1, frac): out = (1-frac)*in[i0] + frac*in[i1].
-    """
-    src = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
-    src = np.maximum(src, 0.0)
-    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    return i0, i1, src - i0
-
-
-def _linear_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) matrix of :func:`_linear_resize_taps`."""
-    i0, i1, frac = _linear_resize_taps(n_in, n_out)
-    m = np.zeros((n_out, n_in), dtype=np.float64)
-    rows = np.arange(n_out)
-    np.add.at(m, (rows, i0), 1.0 - frac)
-    np.add.at(m, (rows, i1), frac)
-    return m
-
-
-@lru_cache(maxsize=16)
-def _low_res_operators(h: int, w: int, target_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """(L, h) and (L, w) matrices taking an image-size indicator to SAM's L x L mask frame."""
-    nh, nw = preprocess_shape(h, w, target_length)
-    down = _linear_resize_matrix(target_length, target_length // 4)
-
-    def compose(n_src: int, n_mid: int) -> np.ndarray:
-        # down[:, :n_mid] @ up(n_src -> n_mid); up has two taps per row, so scatter its columns.
-        # Padding (frame rows/columns >= n_mid) holds indicator 0, so only the first n_mid act.
-        i0, i1, frac = _linear_resize_taps(n_src, n_mid)
-        d = down[:, :n_mid].T  # (n_mid, L)
-        op_t = np.zeros((n_src, d.shape[1]), dtype=np.float64)
-        np.add.at(op_t, i0, d * (1.0 - frac)[:, None])
-        np.add.at(op_t, i1, d * frac[:, None])
-        op = op_t.T.copy()
-        op.flags.writeable = False
-        return op
-
-    return compose(h, nh), compose(w, nw)
 
 
 def _logits(indicator_lowres: np.ndarray) -> np.ndarray:
@@ -391,7 +341,7 @@ def make_prompts(name: str, objects, image_hw: tuple[int, int], target_length: i
         boxes, box_kind = rhboxes.astype(np.float32), "RH-Box"
     mask_part = next((p for p in parts if p in MASK_PROMPTS), None)
     if mask_part is not None:
-        ops = _low_res_operators(h, w, target_length)
+        ops = ResizeLongestSide(target_length).mask_operators(h, w)
         if mask_part == "R-Box-M":
             masks = _polygon_masks(corners, h, w, ops)
         else:

@@ -181,7 +181,7 @@ TUNING_CONFIGS = ((64, 1, 4, 2), (64, 1, 4, 3), (64, 1, 4, 4), (128, 1, 8, 2), (
                   (64, 2, 4, 2), (128, 2, 8, 2))  # (BLOCK_M, ROWS, num_warps, num_stages)
 WINDOW_CONFIGS = TUNING_CONFIGS + ((64, 4, 4, 2), (64, 4, 4, 3), (128, 4, 8, 2), (64, 8, 8, 2))
 """Windowed layers' candidates: a 14-key row is one MMA 16 wide, so one row a block spends the loop on
-softmax rescales of 16-column tiles (68 TFLOP/s on an H100, against 228 for the global layers); 4 or 8
+softmax rescales of 16-column tiles (a third of the global layers' TFLOP/s: benchmarks/README.md); 4 or 8
 rows (64 or 128 slots) a block widen them. These compile to wgmma without spills for vit_h's windows;
 for the global layers (64-key rows: 256-key blocks) they spill over 500 bytes."""
 FLOAT32_CONFIGS = ((32, 1, 8, 2), (16, 1, 4, 2), (32, 1, 8, 3))
