@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common.hub_ids import HubError, from_cache_or_hub
-from ..sources.records import SourceError
+from ..common.errors import SamrsError
 from .checkpoint import convert_sam_checkpoint, sam_model_from_checkpoint  # noqa: F401 (re-export)
 from .options import (  # noqa: F401 (re-exported: their old home)
     ATTN_IMPLEMENTATIONS, ATTN_MARK, CUSTOM_VISION_ATTN, OPTIONS_MARK, SamAttentionOptions, check_device, default_attn_implementation,
@@ -24,7 +24,7 @@ from .tiny_random import RANDOM_MARK, TINY_RANDOM, tiny_random_config, tiny_rand
 DEFAULT_MODEL = "facebook/sam-vit-huge"
 
 
-class ModelLoadError(SourceError):
+class ModelLoadError(SamrsError, ValueError):
     """The ``--model`` spec cannot be turned into a SamModel; the message names the spec/file."""
 
 
