@@ -9,6 +9,7 @@ import torch
 from pycocotools import mask as mask_utils
 from test_packaging import SIOR_ITEMS, H, W, load_hub, make_build
 
+from samrs_hf.analysis.stats import write_stats
 from samrs_hf.build import layout
 from samrs_hf.sources.classes import get_class_table
 from samrs_hf.cli import main as cli_main
@@ -49,7 +50,7 @@ def test_repackaging_replaces_only_our_files(sior_build, tmp_path):
                "extra.txt": b"mine"}
     for rel, data in foreign.items():
         (hub / rel).write_bytes(data)
-    second = package([sior_build], hub, name="renamed", val_fraction=0.0, progress=False)
+    second = package([sior_build], hub, name="renamed", val_fraction=0.0, progress=False, stats=write_stats)
     files = _files(hub)
     assert {k: files[k] for k in foreign} == foreign  # kept, byte for byte
     # The first package's extra shards are gone: only the new package's shards are loaded.

@@ -85,7 +85,7 @@ def sior_build(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sota_hub(sota_build, tmp_path_factory):
     hub = tmp_path_factory.mktemp("hub") / "sota"
-    result = package([sota_build], hub, val_fraction=0.4, seed=3, progress=False)
+    result = package([sota_build], hub, val_fraction=0.4, seed=3, progress=False, stats=write_stats)
     return hub, result
 
 
