@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/bench_png.py [IMAGE ...] [--levels 1 6] [--threads 1 2]
 
 For each image (default: the real DOTA sample under ../shared/fixtures/real) it prints ms per
-encode and bytes at each zlib level, then images/s of level ``samrs_hf.build.run.IMAGE_PNG_LEVEL``
+encode and bytes at each zlib level, then images/s of level ``samrs_hf.build.writer.IMAGE_PNG_LEVEL``
 with 1..N threads (PIL releases the GIL while compressing, so writer threads scale).
 """
 
@@ -30,7 +30,7 @@ def per_encode(pixels: np.ndarray, level: int, reps: int) -> tuple[float, int]:
 
 
 def main(argv=None) -> int:
-    from samrs_hf.build.run import IMAGE_PNG_LEVEL
+    from samrs_hf.build.writer import IMAGE_PNG_LEVEL
     from samrs_hf.build.layout import png_bytes
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

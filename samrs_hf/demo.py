@@ -49,7 +49,7 @@ class DemoResult:
 def _build_and_package(source: Path, build: Path, hub: Path, model: str, progress: bool) -> None:
     """``samrs build sior`` then ``samrs package``, by their Python functions, printing what they print."""
     from .analysis.stats import write_stats
-    from .build.run import BuildConfig, run_build
+    from .build import BuildConfig, run_build
     from .cli.cmd_build import summary as build_summary
     from .cli.cmd_package import print_result
     from .hub.packaging import package

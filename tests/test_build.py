@@ -481,7 +481,7 @@ def test_source_errors_come_before_the_model_and_the_out_dir(dior, tmp_path, cap
 
 
 def test_writer_threads_default_to_the_process_share_of_cores(monkeypatch):
-    from samrs_hf.build import run as build
+    from samrs_hf.build import writer as build
 
     for cores, processes, want in [(2, 1, 2), (16, 1, 8), (16, 4, 4), (64, 8, 8), (16, 16, 2), (None, 1, 2)]:
         monkeypatch.setattr(build.os, "cpu_count", lambda c=cores: c)
@@ -490,8 +490,8 @@ def test_writer_threads_default_to_the_process_share_of_cores(monkeypatch):
 
 def test_patch_images_are_fast_png_with_exact_pixels():
     """Patch images use zlib level 1 (aerial photos barely compress further); pixels are lossless."""
-    from samrs_hf.build import run as build
     from samrs_hf.build import layout
+    from samrs_hf.build import writer as build
 
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)

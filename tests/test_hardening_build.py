@@ -15,7 +15,8 @@ from types import SimpleNamespace
 import pytest
 
 from samrs_hf import cli
-from samrs_hf.build import run as build
+from samrs_hf.build import config as build
+from samrs_hf.build import outdir
 from samrs_hf.sources.samples import write_coco_sample, write_dior_sample, write_dota_sample
 from samrs_hf.sources.tiling import MAX_NAME_BYTES, patch_name
 
@@ -146,7 +147,7 @@ def test_every_process_of_a_launch_stops_when_its_main_process_is_refused(dior, 
     out = tmp_path / "out"
     common = ["--source", str(dior), "--out", str(out), "--model", "tiny-random", "--device", "cpu", "--no-progress"]
     plan = build.resolve(build.BuildConfig("sior", dior, out, model="tiny-random"))
-    lock = build.lock_out_dir(out, plan)  # a build of the same options is running
+    lock = outdir.lock_out_dir(out, plan)  # a build of the same options is running
     try:
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
@@ -154,7 +155,7 @@ def test_every_process_of_a_launch_stops_when_its_main_process_is_refused(dior, 
         env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, check=False)
     finally:
-        build.unlock_out_dir(out, lock)
+        outdir.unlock_out_dir(out, lock)
     assert proc.returncode != 0
     assert proc.stderr.count(f"another samrs build is running in {out} (pid {os.getpid()}") == 2, proc.stderr[-3000:]
     assert not (out / "ins").exists()

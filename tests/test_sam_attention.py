@@ -18,7 +18,7 @@ from transformers.models.sam import modeling_sam as ms
 
 from samrs_hf import cli
 from samrs_hf.sam import attention as sam_attention
-from samrs_hf.build.run import BuildConfig, resolve
+from samrs_hf.build.config import BuildConfig, resolve
 from samrs_hf.sam.engine import SamLabeler
 from samrs_hf.sam.prompts import PromptBatch
 from samrs_hf.sam.attention import SamVisionFlexAttention, SamVisionRelPosAttention, SamVisionWindowLayer

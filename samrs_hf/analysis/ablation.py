@@ -26,7 +26,7 @@ from typing import Iterator
 import numpy as np
 
 from ..sources.imageio import open_rgb
-from ..build.layout import atomic_write
+from ..common.files import atomic_write
 from .metrics import InstanceIoU
 from ..sam.prompts import TABLE1_PROMPTS, canonical_prompt_name, make_prompts, parse_prompt
 from ..sources.records import SourceError

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 
-from ..build.layout import atomic_write
+from ..common.files import atomic_write
 
 
 def new_figure(width_in: float, height_in: float):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..build.layout import atomic_write
+from ..common.files import atomic_write
 from ..hub.reader import DatasetFolder, NotADatasetFolder, is_package_dir, open_folder  # noqa: F401  (stats' names)
 from ..sources.classes import ABBREVIATIONS, IGNORE_INDEX, color_of
 from ..sources.records import SourceError

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -32,41 +30,12 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
+from ..common.files import atomic_write  # noqa: F401 -- the layout's writes, re-exported for its readers
 from ..sources.records import SourceError
 
 IMAGES, GRAY, COLOR, INS = "images", "gray", "color", "ins"
 REPORT = "build.json"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-
-INSTANCE_KEYS = ("category", "label", "bbox", "rbox", "segmentation", "area", "score", "truncated")
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# mkstemp creates 0600 files; outputs should get the usual 0666 & ~umask like open() gives.
-_FILE_MODE = 0o666 & ~_current_umask()
-
-
-def atomic_write(path, data: bytes) -> None:
-    """Write bytes to ``path`` via a temp file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def png_bytes(array: np.ndarray, mode: str | None = None, palette: list[int] | None = None,

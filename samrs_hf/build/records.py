@@ -100,6 +100,8 @@ class PatchRecord:
         missing = set(PATCH_KEYS) - set(data)
         if missing:
             raise SourceError(f"{where}: instance file lacks {sorted(missing)}")
+        if not isinstance(data["instances"], list):
+            raise SourceError(f"{where}: 'instances' is a {type(data['instances']).__name__}, not a list")
         return cls(image=data["image"], source_image=data["source_image"], offset=tuple(data["offset"]),
                    width=data["width"], height=data["height"], split=data.get("split"),
                    instances=list(data["instances"]))

@@ -7,12 +7,13 @@ Also the entry point of ``builders/build_*.py`` (run under ``accelerate launch``
 from __future__ import annotations
 
 import argparse
-import sys
 
-PRESET_NAMES = ("sota", "sior", "fast", "custom")
-FORMATS = ("dota", "dior", "dior-r", "fair1m", "hrsc2016", "coco")
-DTYPES = ("float32", "bfloat16", "float16")
-ATTN = ("sdpa", "eager", "flex", "triton")  # sam_loading.ATTN_IMPLEMENTATIONS (not imported: keeps --help fast)
+from ..build.presets import PRESETS
+from ..common.errors import run_command
+from ..sam.options import ATTN_IMPLEMENTATIONS as ATTN, DTYPES  # no torch at import: --help stays fast
+from ..sources.readers import FORMATS
+
+PRESET_NAMES = tuple(PRESETS)
 
 EPILOG = """presets (paper, Sec. 2.2):
   sota    DOTA-v2.0 (format dota), every labelled split (train+val), 1024 windows gap 200 iof 0.7, H-Box
@@ -88,7 +89,7 @@ def register(subparsers) -> None:
 
 
 def config_from_args(preset: str, args):
-    from ..build.run import BuildConfig
+    from ..build.config import BuildConfig
 
     return BuildConfig(
         preset=preset, source=args.source, out=args.out, format=args.format, prompt=args.prompt,
@@ -133,21 +134,11 @@ def main_for_preset(preset: str, argv=None) -> int:
     """``builders/build_<preset>.py``: same options as ``samrs build <preset>``, same error handling."""
     import logging
 
-    from ..sources.records import SourceError
-
     p = argparse.ArgumentParser(prog=f"build_{preset}.py", description=f"samrs build {preset} (accelerate-ready)",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_options(p)
     args = p.parse_args(argv)
+    args.preset = preset
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        from ..build.run import run_build
-
-        report = run_build(config_from_args(preset, args))
-    except (SourceError, OSError, ValueError) as exc:
-        print(f"build_{preset}: error: {exc}", file=sys.stderr)
-        return 2
-    if report:
-        print(summary(report, args.out))
-    return 0
+    return run_command(f"build_{preset}", run, args)
 

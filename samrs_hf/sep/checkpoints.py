@@ -13,7 +13,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from ..build.layout import atomic_write
+from ..common.files import atomic_write
 
 STATE_FILE = "sep_state.json"
 logger = logging.getLogger(__name__)
