@@ -414,7 +414,7 @@ def test_skipped_counts_images_and_objects_by_what_was_dropped(dior, tmp_path):
 
 
 def test_write_error_stops_with_clear_message_and_no_partial_file(dior, tmp_path, monkeypatch, capsys):
-    import samrs_hf.build.layout as layout
+    import samrs_hf.common.files as layout
 
     real_fdopen = os.fdopen
 

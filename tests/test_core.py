@@ -97,6 +97,8 @@ def test_image_io_names_file_and_converts_to_rgb(tmp_path):
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    from samrs_hf.common import files
+
     target = tmp_path / "gray" / "x.png"
     layout.atomic_write(target, b"abc")
     assert target.read_bytes() == b"abc"
@@ -107,7 +109,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(layout.os, "replace", boom)
+    monkeypatch.setattr(files.os, "replace", boom)
     with pytest.raises(OSError, match="No space"):
         layout.atomic_write(tmp_path / "gray" / "y.png", b"def")
     assert sorted(p.name for p in (tmp_path / "gray").iterdir()) == ["x.png"]
