@@ -8,7 +8,6 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-
 from ..common import hub_ids
 from ..sam.loading import TINY_RANDOM
 from ..sam.options import ATTN_IMPLEMENTATIONS, DTYPES
@@ -18,7 +17,6 @@ from .presets import PRESETS
 
 LAYOUT_VERSION = 1
 """Part of every fingerprint: a change of the output layout makes old builds refuse to resume."""
-
 
 
 @dataclass

@@ -23,7 +23,6 @@ from .layout import COLOR, GRAY, IMAGE_EXTENSIONS, IMAGES, INS, REPORT, atomic_w
 from .config import BuildPlan
 
 
-
 STATE_FILE = ".samrs_build.json"
 """Written at the start of a build: the fingerprinted options a rerun must match."""
 
@@ -46,8 +45,6 @@ LAYOUT_FILES = {IMAGES: IMAGE_EXTENSIONS, GRAY: (".png",), COLOR: (".png",), INS
 
 _TEMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 """:func:`~samrs_hf.build.layout.atomic_write`'s temp files (``tempfile.mkstemp``'s 8 random characters)."""
-
-
 
 
 class BuildRefused(SamrsError, ValueError):

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-
-
 @dataclass(frozen=True)
 class Preset:
     """A paper preset: the source format and prompt; windows come from ``TILING_PRESETS[format]``."""

@@ -16,7 +16,6 @@ from .layout import INS, REPORT
 from .config import tiling_dict
 
 
-
 OBJECT_IN_NO_WINDOW = "object-in-no-window"
 """Build-time skip: tiling kept the object in no window (below the iof rule in every window)."""
 
