@@ -291,3 +291,16 @@ def test_image_too_elongated_for_sam_is_a_clear_error(model):
         SamLabeler(model).label([np.zeros((1, 3000, 3), np.uint8)], [_box_prompts(np.zeros((0, 4), np.float32))])
     with pytest.raises(ValueError, match=r"0x5 image"):
         SamLabeler(model).embed([np.zeros((0, 5, 3), np.uint8)])
+
+
+def test_the_labeler_does_not_cast_a_model_load_sam_prepared(monkeypatch):
+    """load_sam prepares the model for its device and dtype; SamLabeler's own prepare is then a no-op
+    (casting vit_h twice costs seconds), but a model in another dtype is still cast."""
+    model, _ = load_sam("tiny-random", device="cpu", dtype=torch.bfloat16)
+    casts = []
+    original = torch.nn.Module.to
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *a, **k: casts.append(k or a) or original(self, *a, **k))
+    SamLabeler(model, device="cpu", dtype=torch.bfloat16)
+    assert casts == []
+    SamLabeler(model, device="cpu", dtype=torch.float32)
+    assert casts and next(model.vision_encoder.parameters()).dtype == torch.float32

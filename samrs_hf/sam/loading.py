@@ -196,6 +196,9 @@ def prepare_model(model, device: Any, dtype: Any) -> None:
     import torch
 
     check_device(device)
+    done = (str(torch.device(device)), dtype)
+    if getattr(model, "samrs_prepared", None) == done:
+        return  # load_sam prepared it and SamLabeler asks again: casting vit_h twice costs seconds
     model.eval()
     model.to(device=device, dtype=torch.float32)
     if dtype != torch.float32:
@@ -203,3 +206,4 @@ def prepare_model(model, device: Any, dtype: Any) -> None:
         model.mask_decoder.to(dtype)
     for p in model.parameters():
         p.requires_grad_(False)
+    model.samrs_prepared = done
