@@ -32,8 +32,6 @@ def __getattr__(name):
 # Old imports keep working, as the very module object of the new path, with a DeprecationWarning.
 _MOVED_MODULES = {
     "samrs_hf.prefetch": "samrs_hf.common.prefetch",
-    "samrs_hf.safe_load": "samrs_hf.common.safe_load",
-    "samrs_hf.hub_ids": "samrs_hf.common.hub_ids",
     "samrs_hf.records": "samrs_hf.sources.records",
     "samrs_hf.classes": "samrs_hf.sources.classes",
     "samrs_hf.geometry": "samrs_hf.sources.geometry",

@@ -19,7 +19,8 @@ from .. import __version__
 from ..common.errors import SamrsError
 from ..sources.records import SourceError
 from ..sources.tiling import TilingConfig, plan_patches
-from .layout import COLOR, GRAY, IMAGE_EXTENSIONS, IMAGES, INS, REPORT, atomic_write, json_bytes
+from ..common.files import atomic_write
+from .layout import COLOR, GRAY, IMAGE_EXTENSIONS, IMAGES, INS, REPORT, json_bytes
 from .config import BuildPlan
 
 
@@ -44,7 +45,7 @@ LAYOUT_FILES = {IMAGES: IMAGE_EXTENSIONS, GRAY: (".png",), COLOR: (".png",), INS
 
 
 _TEMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
-""":func:`~samrs_hf.build.layout.atomic_write`'s temp files (``tempfile.mkstemp``'s 8 random characters)."""
+""":func:`~samrs_hf.common.files.atomic_write`'s temp files (``tempfile.mkstemp``'s 8 random characters)."""
 
 
 class BuildRefused(SamrsError, ValueError):

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..sources.classes import ABBREVIATIONS, ClassTable
-from ..build.layout import atomic_write, png_bytes
+from ..build.layout import png_bytes
+from ..common.files import atomic_write
 
 SWATCH_DIR = "palette"
 LICENSE_NOTE = (

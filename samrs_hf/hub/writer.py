@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path, PurePosixPath
 
 from ..build import layout
+from ..common.files import atomic_write
 from . import splits
 from .checks import PackagingError
 
@@ -227,4 +228,4 @@ def remove_files(to: Path, ours: set[str]) -> None:
 
 
 def write_manifest(to: Path, files) -> None:
-    layout.atomic_write(to / MANIFEST, layout.json_bytes({"written_by": "samrs package", "files": sorted(set(files))}))
+    atomic_write(to / MANIFEST, layout.json_bytes({"written_by": "samrs package", "files": sorted(set(files))}))

@@ -88,7 +88,7 @@ TILING_PRESETS: dict[str, TilingConfig] = {
 
 MAX_NAME_BYTES = 236
 """Longest patch name: 255 bytes per file name (ext4, xfs, NTFS...) less the longest extension (``.jpeg``,
-``.tiff``, ``.json``) and :func:`~samrs_hf.build.layout.atomic_write`'s temp form ``.<file>.XXXXXXXX.tmp``."""
+``.tiff``, ``.json``) and :func:`~samrs_hf.common.files.atomic_write`'s temp form ``.<file>.XXXXXXXX.tmp``."""
 
 
 def patch_name(image_id: str, size: int | None = None, x: int = 0, y: int = 0) -> str:
