@@ -12,15 +12,16 @@ import argparse
 import sys
 
 from samrs_hf.analysis.ablation import main
-from samrs_hf.cli.cmd_ablate import add_arguments
+from samrs_hf.cli.cmd_ablate import AblationArgs
 from samrs_hf.common.errors import run_command
+from samrs_hf.common.options import add_options, from_args
 
 
 def cli(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
+    add_options(parser, AblationArgs)
     args = parser.parse_args(argv)
-    return run_command("ablate_hrsc", main, args)
+    return run_command("ablate_hrsc", lambda: main(from_args(AblationArgs, args)))
 
 
 if __name__ == "__main__":

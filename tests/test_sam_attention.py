@@ -212,14 +212,6 @@ def test_build_attn_option_is_used_and_recorded(tmp_path, attn):
     assert json.loads((out / "build.json").read_text())["run"]["patches_resumed"] == 1
 
 
-def test_build_cli_offers_exactly_the_loadable_attentions():
-    """cmd_build keeps its own copy (so `samrs --help` imports nothing heavy); they must agree."""
-    from samrs_hf.cli import cmd_build
-    from samrs_hf.sam.loading import ATTN_IMPLEMENTATIONS
-
-    assert set(cmd_build.ATTN) == set(ATTN_IMPLEMENTATIONS)
-
-
 def test_vision_mlp_is_swapped_in_and_its_fused_gelu_matmul_is_lin1_plus_gelu(encode_tiny_sam):
     encode_tiny_sam("sdpa")
     layers = encode_tiny_sam.model.vision_encoder.layers

@@ -9,10 +9,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..common import hub_ids
-from ..sam.loading import TINY_RANDOM
+from ..common.options import option
+from ..sam.tiny_random import TINY_RANDOM
 from ..sam.options import ATTN_IMPLEMENTATIONS, DTYPES
 from ..sam.prompts import canonical_prompt_name
 from ..sources.tiling import TILING_PRESETS, TilingConfig, tiling_config
+from ..sources.readers import FORMATS
 from .presets import PRESETS
 
 LAYOUT_VERSION = 1
@@ -21,40 +23,65 @@ LAYOUT_VERSION = 1
 
 @dataclass
 class BuildConfig:
-    """Everything ``samrs build`` takes; ``None`` means "the preset's choice"."""
+    """Everything ``samrs build`` takes, declared once: each field is also its command-line option (see
+    :mod:`samrs_hf.common.options`). ``None`` means "the preset's choice"."""
 
-    preset: str
-    source: Path
-    out: Path
-    format: str | None = None
-    prompt: str | None = None
-    splits: tuple[str, ...] | None = None
-    tile_size: int | None = None
-    """Window side; 0 keeps images uncut."""
-    gap: int | None = None
-    iof_thr: float | None = None
-    model: str = "facebook/sam-vit-huge"
-    dtype: str = "float32"
-    attn: str | None = None
-    """SAM vision attention (sdpa, eager, flex, triton); None: the device's default. Recorded in build.json's
-    model entry, not fingerprinted: like --compile it changes kernels, not what is computed."""
-    device: str | None = None
-    limit: int | None = None
-    """Label only the first N source images (reader order)."""
-    images_dir: Path | None = None
-    """COCO only: the folder holding the image files (as ``samrs inspect --images-dir``)."""
-    overwrite: bool = False
-    strict: bool = False
-    pkl: bool = False
-    image_batch_size: int = 1
-    num_workers: int = 2
-    writer_threads: int | None = None
-    """Threads encoding PNG/RLE/JSON; None: :func:`default_writer_threads`."""
-    max_masks_per_chunk: int | None = None
-    compile: bool = False
-    """torch.compile the image encoder and mask decoder (1.8x images/s on an H200 for vit_h, 150 boxes;
-    compiling takes one to two minutes)."""
-    progress: bool = True
+    preset: str = option(positional=True, choices=tuple(PRESETS),
+                         help="sota, sior, fast (the paper's sets) or custom")
+    source: Path = option(metavar="DIR", help="source dataset folder (coco: folder or JSON)")
+    out: Path = option(metavar="DIR", help="output folder (the SAMRS layout)")
+    format: str | None = option(None, choices=FORMATS,
+                                help="source format (custom: required; a preset reads its own format only)")
+    prompt: str | None = option(None, metavar="NAME", help=(
+        "SAM prompt: H-Box, RH-Box, CP, H-Box-M, R-Box-M, RH-Box-M or a Table 1 combination such as CP+H-Box "
+        "(default: the preset's)"))
+    splits: tuple[str, ...] | None = option(None, metavar="SPLIT",
+                                            help="source splits to read (default: all labelled)")
+    images_dir: Path | None = option(None, metavar="DIR", help="coco: folder holding the image files")
+    tile_size: int | None = option(None, metavar="PX",
+                                   help="window side (0 = uncut); default: the preset's")
+    gap: int | None = option(None, metavar="PX", help="overlap between windows")
+    iof_thr: float | None = option(None, metavar="F", help="share of an object a window must hold to keep it")
+    model: str = option("facebook/sam-vit-huge", help=(
+        "Hub id, save_pretrained folder, segment-anything .pth, or tiny-random (default: %(default)s)"))
+    dtype: str = option("float32", choices=DTYPES, help="SAM compute dtype (default: %(default)s)")
+    attn: str | None = option(None, choices=ATTN_IMPLEMENTATIONS, help=(
+        "SAM image-encoder attention (default: triton on CUDA when triton is installed, else sdpa); flex "
+        "(FlexAttention) and triton (our flash-attention kernel) add the rel-pos bias inside one CUDA kernel in "
+        "the global layers instead of an NxN mask, triton in the windowed layers too. Recorded in build.json's "
+        "model entry, not fingerprinted: like --compile it changes kernels, not what is computed"))
+    device: str | None = option(None, help="torch device (default: this process's accelerate device)")
+    limit: int | None = option(None, metavar="N", help="label only the first N source images (reader order)")
+    overwrite: bool = option(False, help=(
+        "rebuild an out dir started with other options: deletes only the files a samrs build wrote there, and "
+        "is refused when --out holds any other file"))
+    strict: bool = option(False, help="stop (exit 2) at the first skipped object or image")
+    pkl: bool = option(False, help="also write SAMRS's own ins/<name>.pkl")
+    image_batch_size: int = option(1, metavar="N", help=(
+        "images per image-encoder batch (default: %(default)s; GPU kernels depend on the batch, so only 1 makes "
+        "GPU outputs independent of resume and process count)"))
+    max_masks_per_chunk: int | None = option(None, metavar="N",
+                                             help="boxes per mask-decoder call (default: sized to free memory)")
+    compile: bool = option(False, help=(
+        "torch.compile the SAM image encoder and mask decoder: ~1.8x the images/s on a GPU after one to two "
+        "minutes of compiling"))
+    num_workers: int = option(2, metavar="N", help=(
+        "threads decoding, cutting and making prompts ahead of SAM (default: %(default)s)"))
+    writer_threads: int | None = option(None, metavar="N", help=(
+        "threads encoding PNG/RLE/JSON behind SAM (default: the process's share of the cores, 2-8)"))
+    progress: bool = option(True, help="no progress bar")
+
+    def __post_init__(self):
+        """The checks that need no preset and no torch; :func:`resolve` does the rest."""
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown --dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        if self.attn is not None and self.attn not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(f"unknown --attn {self.attn!r}; choose one of {', '.join(ATTN_IMPLEMENTATIONS)}")
+        for name, minimum in (("limit", 0), ("image_batch_size", 1), ("writer_threads", 1), ("num_workers", 0),
+                              ("max_masks_per_chunk", 1)):
+            value = getattr(self, name)
+            if value is not None and value < minimum:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= {minimum}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -160,20 +187,6 @@ def resolve(config: BuildConfig) -> BuildPlan:
     if fmt not in TILING_PRESETS:
         raise ValueError(f"unknown --format {fmt!r}; known: {', '.join(TILING_PRESETS)}")
     tiling = tiling_config(fmt, config.tile_size, config.gap, config.iof_thr)
-    if config.dtype not in DTYPES:
-        raise ValueError(f"unknown --dtype {config.dtype!r}; choose one of {', '.join(DTYPES)}")
-    if config.attn is not None and config.attn not in ATTN_IMPLEMENTATIONS:
-        raise ValueError(f"unknown --attn {config.attn!r}; choose one of {', '.join(ATTN_IMPLEMENTATIONS)}")
-    if config.limit is not None and config.limit < 0:
-        raise ValueError(f"--limit must be >= 0, got {config.limit}")
-    if config.image_batch_size < 1:
-        raise ValueError(f"--image-batch-size must be >= 1, got {config.image_batch_size}")
-    if config.writer_threads is not None and config.writer_threads < 1:
-        raise ValueError(f"--writer-threads must be >= 1, got {config.writer_threads}")
-    if config.num_workers < 0:
-        raise ValueError(f"--num-workers must be >= 0, got {config.num_workers}")
-    if config.max_masks_per_chunk is not None and config.max_masks_per_chunk < 1:
-        raise ValueError(f"--max-masks-per-chunk must be >= 1, got {config.max_masks_per_chunk}")
     if config.device is not None:
         import torch
 

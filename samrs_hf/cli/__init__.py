@@ -1,4 +1,5 @@
-"""The ``samrs`` command. Each subcommand lives in its own ``cmd_*`` module with ``register``.
+"""The ``samrs`` command. Each subcommand lives in its own ``cmd_*`` module: an options dataclass (its
+fields are the options, see :mod:`samrs_hf.common.options`), ``register`` and ``run(options)``.
 
 Modules import their heavy dependencies (torch, datasets) inside ``run`` so ``samrs --help``
 stays instant.
@@ -13,6 +14,7 @@ import sys
 
 from .. import __version__
 from ..common.errors import run_command
+from ..common.options import from_args
 
 # (command, module) in the order ``samrs --help`` lists them.
 COMMANDS = (
@@ -51,8 +53,10 @@ def main(argv=None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    # Bad input and environment problems: one clear line; --verbose keeps the traceback.
-    return run_command(f"samrs {args.command}", args.func, args, verbose=args.verbose)
+    # Bad input and environment problems (options included: their dataclass checks them) are one clear
+    # line; --verbose keeps the traceback.
+    return run_command(f"samrs {args.command}", lambda: args.func(from_args(args.options, args) if hasattr(args, "options") else args),
+                       verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 
-def add_arguments(parser) -> None:
-    """Options shared by ``samrs ablate`` and ``builders/ablate_hrsc.py``."""
-    parser.add_argument("--source", required=True, help="HRSC2016 folder, or a COCO JSON file/folder (--format coco)")
-    parser.add_argument("--format", default="hrsc2016", choices=("hrsc2016", "coco"),
-                        help="source format (default hrsc2016)")
-    parser.add_argument("--split", default="test", help="source split (default test; 'all' = every image)")
-    parser.add_argument("--images-dir", default=None, help="COCO only: folder with the image files")
-    parser.add_argument("--model", default="facebook/sam-vit-huge",
+from ..common.options import add_options, option
+from ..sam.options import DTYPES
+
+
+@dataclass(kw_only=True)
+class AblationArgs:
+    """The options of ``samrs ablate`` and ``builders/ablate_hrsc.py``."""
+
+    source: str = option(help="HRSC2016 folder, or a COCO JSON file/folder (--format coco)")
+    format: str = option("hrsc2016", choices=("hrsc2016", "coco"), help="source format (default hrsc2016)")
+    split: str = option("test", help="source split (default test; 'all' = every image)")
+    images_dir: str | None = option(None, help="COCO only: folder with the image files")
+    model: str = option("facebook/sam-vit-huge",
                         help="Hub id, save_pretrained folder, segment-anything .pth, or tiny-random")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
-    parser.add_argument("--prompts", default="all",
-                        help='"all" (the 15 Table 1 settings) or a comma list, e.g. "H-Box,RH-Box+CP"')
-    parser.add_argument("--strict", action="store_true", help="any skipped annotation is an error")
-    parser.add_argument("--out", required=True, help="output folder for table1.{md,csv,json} and instances.csv")
+    dtype: str = option("float32", choices=DTYPES, help="SAM compute dtype (default float32)")
+    prompts: str = option("all", help='"all" (the 15 Table 1 settings) or a comma list, e.g. "H-Box,RH-Box+CP"')
+    strict: bool = option(False, help="any skipped annotation is an error")
+    out: str = option(help="output folder for table1.{md,csv,json} and instances.csv")
 
 
 def register(subparsers) -> None:
@@ -29,11 +34,11 @@ def register(subparsers) -> None:
         "or COCO crowd regions are counted and left out. Multi-GPU: "
         "`accelerate launch builders/ablate_hrsc.py` with the same options.",
     )
-    add_arguments(p)
-    p.set_defaults(func=run)
+    add_options(p, AblationArgs)
+    p.set_defaults(func=run, options=AblationArgs)
 
 
-def run(args) -> int:
+def run(args: AblationArgs) -> int:
     from ..analysis.ablation import main
 
     main(args)

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..build.presets import PRESETS
+from ..build.config import BuildConfig  # no torch at import: --help stays fast
 from ..common.errors import run_command
-from ..sam.options import ATTN_IMPLEMENTATIONS as ATTN, DTYPES  # no torch at import: --help stays fast
-from ..sources.readers import FORMATS
-
-PRESET_NAMES = tuple(PRESETS)
+from ..common.options import add_options, from_args
 
 EPILOG = """presets (paper, Sec. 2.2):
   sota    DOTA-v2.0 (format dota), every labelled split (train+val), 1024 windows gap 200 iof 0.7, H-Box
@@ -29,51 +26,6 @@ Several CPU processes: the same with --device cpu (accelerate's --cpu mode start
 """
 
 
-def add_options(p: argparse.ArgumentParser) -> None:
-    """The options shared by ``samrs build`` and ``builders/build_*.py``."""
-    p.add_argument("--source", required=True, metavar="DIR", help="source dataset folder (coco: folder or JSON)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (the SAMRS layout)")
-    p.add_argument("--format", choices=FORMATS,
-                   help="source format (custom: required; a preset reads its own format only)")
-    p.add_argument("--prompt", metavar="NAME",
-                   help="SAM prompt: H-Box, RH-Box, CP, H-Box-M, R-Box-M, RH-Box-M or a Table 1 combination "
-                        "such as CP+H-Box (default: the preset's)")
-    p.add_argument("--splits", nargs="+", metavar="SPLIT", help="source splits to read (default: all labelled)")
-    p.add_argument("--images-dir", metavar="DIR", help="coco: folder holding the image files")
-    p.add_argument("--tile-size", type=int, metavar="PX", help="window side (0 = uncut); default: the preset's")
-    p.add_argument("--gap", type=int, metavar="PX", help="overlap between windows")
-    p.add_argument("--iof-thr", type=float, metavar="F", help="share of an object a window must hold to keep it")
-    p.add_argument("--model", default="facebook/sam-vit-huge",
-                   help="Hub id, save_pretrained folder, segment-anything .pth, or tiny-random "
-                        "(default: %(default)s)")
-    p.add_argument("--dtype", choices=DTYPES, default="float32", help="SAM compute dtype (default: %(default)s)")
-    p.add_argument("--attn", choices=ATTN,
-                   help="SAM image-encoder attention (default: triton on CUDA when triton is installed, else "
-                        "sdpa); flex (FlexAttention) and triton (our flash-attention kernel) add the rel-pos bias "
-                        "inside one CUDA kernel in the global layers instead of an NxN mask, triton in the "
-                        "windowed layers too")
-    p.add_argument("--device", help="torch device (default: this process's accelerate device)")
-    p.add_argument("--limit", type=int, metavar="N", help="label only the first N source images (reader order)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="rebuild an out dir started with other options: deletes only the files a samrs build "
-                        "wrote there, and is refused when --out holds any other file")
-    p.add_argument("--strict", action="store_true", help="stop (exit 2) at the first skipped object or image")
-    p.add_argument("--pkl", action="store_true", help="also write SAMRS's own ins/<name>.pkl")
-    p.add_argument("--image-batch-size", type=int, default=1, metavar="N",
-                   help="images per image-encoder batch (default: %(default)s; GPU kernels depend on the "
-                        "batch, so only 1 makes GPU outputs independent of resume and process count)")
-    p.add_argument("--max-masks-per-chunk", type=int, metavar="N",
-                   help="boxes per mask-decoder call (default: sized to free memory)")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the SAM image encoder and mask decoder: ~1.8x the images/s on a GPU "
-                        "after one to two minutes of compiling")
-    p.add_argument("--num-workers", type=int, default=2, metavar="N",
-                   help="threads decoding, cutting and making prompts ahead of SAM (default: %(default)s)")
-    p.add_argument("--writer-threads", type=int, metavar="N",
-                   help="threads encoding PNG/RLE/JSON behind SAM (default: the process's share of the cores, 2-8)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "build",
@@ -83,23 +35,8 @@ def register(subparsers) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("preset", choices=PRESET_NAMES, help="sota, sior, fast (the paper's sets) or custom")
-    add_options(p)
-    p.set_defaults(func=run)
-
-
-def config_from_args(preset: str, args):
-    from ..build.config import BuildConfig
-
-    return BuildConfig(
-        preset=preset, source=args.source, out=args.out, format=args.format, prompt=args.prompt,
-        splits=tuple(args.splits) if args.splits else None, tile_size=args.tile_size, gap=args.gap,
-        iof_thr=args.iof_thr, model=args.model, dtype=args.dtype, attn=args.attn, device=args.device,
-        limit=args.limit, images_dir=args.images_dir, overwrite=args.overwrite, strict=args.strict, pkl=args.pkl,
-        image_batch_size=args.image_batch_size, num_workers=args.num_workers,
-        max_masks_per_chunk=args.max_masks_per_chunk, compile=args.compile, writer_threads=args.writer_threads,
-        progress=not args.no_progress,
-    )
+    add_options(p, BuildConfig)
+    p.set_defaults(func=run, options=BuildConfig)
 
 
 def summary(report: dict, out) -> str:
@@ -121,12 +58,12 @@ def summary(report: dict, out) -> str:
     return "\n".join(lines)
 
 
-def run(args) -> int:
+def run(config: BuildConfig) -> int:
     from ..build.run import run_build
 
-    report = run_build(config_from_args(args.preset, args))
+    report = run_build(config)
     if report:
-        print(summary(report, args.out))
+        print(summary(report, config.out))
     return 0
 
 
@@ -136,9 +73,8 @@ def main_for_preset(preset: str, argv=None) -> int:
 
     p = argparse.ArgumentParser(prog=f"build_{preset}.py", description=f"samrs build {preset} (accelerate-ready)",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_options(p)
+    add_options(p, BuildConfig, exclude=("preset",))
     args = p.parse_args(argv)
-    args.preset = preset
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return run_command(f"build_{preset}", run, args)
+    return run_command(f"build_{preset}", lambda: run(from_args(BuildConfig, args, preset=preset)))
 

@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ..common.options import add_options, option
+
+
+@dataclass(kw_only=True)
+class DemoArgs:
+    out: str = option("samrs-demo", help="output folder (default ./samrs-demo)")
+    model: str | None = option(None, help="SAM to use (default: facebook/sam-vit-huge if cached, else tiny-random)")
+    n: int = option(8, help="overlay PNGs to write (default 8)")
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -12,14 +23,11 @@ def register(subparsers) -> None:
         "it as a Hub dataset folder, loads it back with datasets.load_dataset, writes statistics and "
         "overlay PNGs, and prints where everything is. Needs no network.",
     )
-    p.add_argument("--out", default="samrs-demo", help="output folder (default ./samrs-demo)")
-    p.add_argument("--model", default=None,
-                   help="SAM to use (default: facebook/sam-vit-huge if cached, else tiny-random)")
-    p.add_argument("--n", type=int, default=8, help="overlay PNGs to write (default 8)")
-    p.set_defaults(func=run)
+    add_options(p, DemoArgs)
+    p.set_defaults(func=run, options=DemoArgs)
 
 
-def run(args) -> int:
+def run(args: DemoArgs) -> int:
     from ..demo import run_demo, summary
 
     print(summary(run_demo(args.out, model=args.model, n_overlays=args.n)))

@@ -3,6 +3,24 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+
+from ..common.options import add_options, option
+
+
+@dataclass(kw_only=True)
+class EvalSepArgs:
+    model: str = option(positional=True,
+                        help="SEP model folder or Hub id (save_pretrained output of train_sep.py)")
+    dataset: list[str] = option(action="append", metavar="SUBSET=PATH_OR_REPO", help=(
+        "packaged SAMRS subset; repeat per subset; SUBSET must be one of the model's heads"))
+    split: str = option("validation", help="split to evaluate (default validation)")
+    crop_size: int = option(512, help="side of the central crop (default 512)")
+    batch_size: int = option(8, help="images per forward (default 8)")
+    num_workers: int = option(0, help="DataLoader workers (default 0)")
+    max_samples: int | None = option(None, help="evaluate only the first N images per subset")
+    device: str | None = option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    json: str | None = option(None, metavar="OUT", help="also write the scores as JSON")
 
 
 def register(subparsers) -> None:
@@ -10,17 +28,8 @@ def register(subparsers) -> None:
         "eval-sep", help="evaluate an SEP model on SAMRS validation sets (512x512 centre crops, mIoU)",
         description="Per-subset and per-class mIoU of an SEP model on packaged SAMRS subsets. Each image is "
                     "evaluated on its central crop; images smaller than the crop are padded with ignored labels.")
-    p.add_argument("model", help="SEP model folder or Hub id (save_pretrained output of train_sep.py)")
-    p.add_argument("--dataset", action="append", required=True, metavar="SUBSET=PATH_OR_REPO",
-                   help="packaged SAMRS subset; repeat per subset; SUBSET must be one of the model's heads")
-    p.add_argument("--split", default="validation")
-    p.add_argument("--crop-size", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--max-samples", type=int, help="evaluate only the first N images per subset")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--json", metavar="OUT", help="also write the scores as JSON")
-    p.set_defaults(func=run)
+    add_options(p, EvalSepArgs)
+    p.set_defaults(func=run, options=EvalSepArgs)
 
 
 def _device(spec: str | None):
@@ -38,7 +47,7 @@ def _device(spec: str | None):
     return device
 
 
-def run(args) -> int:
+def run(args: EvalSepArgs) -> int:
     from transformers import AutoConfig
 
     from ..common.hub_ids import from_cache_or_hub

@@ -3,8 +3,36 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
+from ..common.options import add_options, option
 from ..sources.readers import FORMATS
+
+
+@dataclass(kw_only=True)
+class InspectArgs:
+    source: str = option(positional=True, metavar="SOURCE_DIR",
+                         help="source folder (COCO: a folder or the instances JSON)")
+    format: str = option(choices=FORMATS, help="source format")
+    json: bool = option(False, help="print the report as JSON")
+    strict: bool = option(False, help="stop with an error (exit 2) at the first skip")
+    splits: list[str] | None = option(None, metavar="SPLIT", help=(
+        "source splits to read (dota: train val ...; dior: trainval test; fair1m: train validation; hrsc2016: "
+        "ImageSets names; coco: JSON names); default: all present"))
+    labels_only: bool = option(False, exclusive="pixels", help=(
+        "yield annotations whose image is missing or unreadable (noted, not skipped); sizes then come from the "
+        "annotation where it has one"))
+    verify: bool = option(False, exclusive="pixels", help=(
+        "decode every image in full (one thread per core): truncated or corrupt pixel data is a corrupt-image "
+        "skip (default: headers only)"))
+    subset: str | None = option(None, help="class table name (coco: name of the table built from the categories)")
+    images_dir: str | None = option(None, help="coco: folder holding the image files")
+    tile_size: int | None = option(None, metavar="PX",
+                                   help="override the format's window size (0 = uncut); default: SAMRS's preset")
+    gap: int | None = option(None, metavar="PX", help="override the overlap between windows")
+    iof_thr: float | None = option(None, metavar="F", help="override the share of an object a window must hold")
+    max_problems: int = option(0, metavar="N",
+                               help="text output: list at most N problems per kind (default 0 = all)")
 
 
 def register(subparsers) -> None:
@@ -16,32 +44,11 @@ def register(subparsers) -> None:
                     "(grouped by kind, with file:line or file:element). Exit code 2 with --strict when a "
                     "skip occurs.",
     )
-    p.add_argument("source", metavar="SOURCE_DIR", help="source folder (COCO: a folder or the instances JSON)")
-    p.add_argument("--format", required=True, choices=FORMATS, help="source format")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--strict", action="store_true", help="stop with an error (exit 2) at the first skip")
-    p.add_argument("--splits", nargs="+", metavar="SPLIT",
-                   help="source splits to read (dota: train val ...; dior: trainval test; fair1m: train "
-                        "validation; hrsc2016: ImageSets names; coco: JSON names); default: all present")
-    pixels = p.add_mutually_exclusive_group()
-    pixels.add_argument("--labels-only", action="store_true",
-                        help="yield annotations whose image is missing or unreadable (noted, not skipped); "
-                             "sizes then come from the annotation where it has one")
-    pixels.add_argument("--verify", action="store_true",
-                        help="decode every image in full (one thread per core): truncated or corrupt pixel "
-                             "data is a corrupt-image skip (default: headers only)")
-    p.add_argument("--subset", help="class table name (coco: name of the table built from the categories)")
-    p.add_argument("--images-dir", help="coco: folder holding the image files")
-    p.add_argument("--tile-size", type=int, metavar="PX",
-                   help="override the format's window size (0 = uncut); default: SAMRS's preset")
-    p.add_argument("--gap", type=int, metavar="PX", help="override the overlap between windows")
-    p.add_argument("--iof-thr", type=float, metavar="F", help="override the share of an object a window must hold")
-    p.add_argument("--max-problems", type=int, default=0, metavar="N",
-                   help="text output: list at most N problems per kind (default 0 = all)")
-    p.set_defaults(func=run)
+    add_options(p, InspectArgs)
+    p.set_defaults(func=run, options=InspectArgs)
 
 
-def run(args) -> int:
+def run(args: InspectArgs) -> int:
     from ..sources.inspection import format_inspection, inspect_source
     from ..sources.readers import open_source
     from ..sources.tiling import tiling_config

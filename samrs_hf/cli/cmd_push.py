@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ..common.options import add_options, option
+
+
+@dataclass(kw_only=True)
+class PushArgs:
+    hub_dir: str = option(positional=True, metavar="HUB_DIR",
+                          help="output of `samrs package` or `samrs convert-release`")
+    repo_id: str = option(metavar="ORG/NAME", help="the dataset repo")
+    private: bool = option(False, help="create the repo private")
+    revision: str | None = option(None, help="branch to upload to (created if missing)")
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("push", help="upload a packaged dataset folder to the Hub",
                               description="Create the dataset repo (if needed) and upload HUB_DIR resumably. "
                               "The token comes from HF_TOKEN or `hf auth login`; it is never printed.")
-    p.add_argument("hub_dir", metavar="HUB_DIR", help="output of `samrs package` or `samrs convert-release`")
-    p.add_argument("--repo-id", required=True, metavar="ORG/NAME")
-    p.add_argument("--private", action="store_true", help="create the repo private")
-    p.add_argument("--revision", default=None, help="branch to upload to (created if missing)")
-    p.set_defaults(func=run)
+    add_options(p, PushArgs)
+    p.set_defaults(func=run, options=PushArgs)
 
 
-def run(args) -> int:
+def run(args: PushArgs) -> int:
     from ..hub.repo import push
 
     url = push(args.hub_dir, args.repo_id, private=args.private, revision=args.revision)  # PushError: exit 1

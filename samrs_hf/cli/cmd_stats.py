@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ..common.options import add_options, option
+
+
+@dataclass(kw_only=True)
+class StatsArgs:
+    path: str = option(positional=True, metavar="BUILD_OR_HUB_DIR",
+                       help="a samrs build folder or a packaged dataset folder")
+    out: str = option(help="folder for figures and tables")
+    split: str | None = option(None, help="only this split (default: all)")
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -11,13 +23,11 @@ def register(subparsers) -> None:
         "Figs. 5-6 and Table 2: class_pixels_instances.png, mask_sizes.png, per_class.csv, "
         "mask_sizes.csv, table2.csv/.md and stats.json.",
     )
-    p.add_argument("path", metavar="BUILD_OR_HUB_DIR", help="a samrs build folder or a packaged dataset folder")
-    p.add_argument("--out", required=True, help="folder for figures and tables")
-    p.add_argument("--split", default=None, help="only this split (default: all)")
-    p.set_defaults(func=run)
+    add_options(p, StatsArgs)
+    p.set_defaults(func=run, options=StatsArgs)
 
 
-def run(args) -> int:
+def run(args: StatsArgs) -> int:
     from ..analysis.stats import write_stats
 
     stats = write_stats(args.path, args.out, split=args.split, progress=True)
