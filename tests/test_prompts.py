@@ -110,7 +110,7 @@ def test_cp_hbox_rhbox_values():
     objs = [hbox_only(), diamond(), rbox_only()]
     pb = make_prompts("CP+H-Box", objs, (600, 800))
     assert pb.box_kind == "H-Box" and pb.name == "CP+H-Box" and len(pb) == 3
-    assert pb.boxes.dtype == np.float32 and pb.points.dtype == np.float32 and pb.point_labels.dtype == np.int64
+    assert pb.boxes.dtype == np.float64 and pb.points.dtype == np.float32 and pb.point_labels.dtype == np.int64
     np.testing.assert_array_equal(pb.boxes, [[100, 50, 300, 150], [300, 100, 500, 300], [570, 340, 630, 460]])
     # centres: H-Box centre / polygon corner mean / R-Box centre
     np.testing.assert_allclose(pb.points, [[[200, 100]], [[400, 200]], [[600, 400]]])

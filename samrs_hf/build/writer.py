@@ -22,19 +22,12 @@ from .outdir import write_file
 from .records import InstanceRecord, PatchRecord
 
 
-def prompt_box(obj, box_kind: str | None) -> list[float]:
-    """The box SAM was given (RH-Box: the corners' min/max; else the H-Box), float64 source values."""
-    if box_kind == "RH-Box":
-        c = object_corners(obj)
-        return [float(c[:, 0].min()), float(c[:, 1].min()), float(c[:, 0].max()), float(c[:, 1].max())]
-    return [float(v) for v in obj.hbox]
-
-
-def instance_record(obj, rle: dict, area: int, score: float, box_kind: str | None) -> InstanceRecord:
-    """``rle``: COCO RLE with ``str`` counts, as the engine's ``output="rle"`` gives it."""
+def instance_record(obj, rle: dict, area: int, score: float, box: np.ndarray) -> InstanceRecord:
+    """``rle``: COCO RLE with ``str`` counts, as the engine's ``output="rle"`` gives it; ``box``: the
+    (4,) float64 xyxy box SAM was prompted with (the H-Box or RH-Box of the prompt batch)."""
     has_corners = obj.polygon is not None or obj.rbox is not None
     return InstanceRecord(
-        category=obj.category, label=int(obj.label), bbox=prompt_box(obj, box_kind),
+        category=obj.category, label=int(obj.label), bbox=[float(v) for v in box],
         rbox=[float(v) for v in object_corners(obj).reshape(-1)] if has_corners else None,
         segmentation=rle, area=int(area), score=float(score), truncated=bool(obj.truncated),
         difficult=bool(obj.difficult),
@@ -128,8 +121,9 @@ class PatchWriter:
         if len(rles) != len(objects):
             raise RuntimeError(f"{patch.name}: SAM returned {len(rles)} masks for {len(objects)} prompts")
         box_kind = item.prompts.box_kind
-        instances = [instance_record(o, r, a, s, box_kind)
-                     for o, r, a, s in zip(objects, rles, result.areas, result.scores)]
+        boxes = item.prompts.boxes if item.prompts.boxes is not None else [o.hbox for o in objects]
+        instances = [instance_record(o, r, a, s, b)
+                     for o, r, a, s, b in zip(objects, rles, result.areas, result.scores, boxes)]
         ext, image_bytes = _image_file(patch, item.pixels, self.uncut)
         write_file(out / IMAGES / f"{patch.name}{ext}", image_bytes)
         write_file(out / GRAY / f"{patch.name}.png", png_bytes(gray, "L"))

@@ -175,7 +175,8 @@ class SamLabeler:
             a = self.transform.apply_coords(np.asarray(a).reshape(shape), orig, inp)
             return torch.as_tensor(a, dtype=torch.float32, device=self.device)
 
-        boxes = None if prompts.boxes is None else scale(prompts.boxes, (-1, 2, 2)).reshape(-1, 1, 4)
+        boxes = None if prompts.boxes is None else scale(
+            np.asarray(prompts.boxes, dtype=np.float32), (-1, 2, 2)).reshape(-1, 1, 4)
         points = labels = None
         if prompts.points is not None:
             pts = np.asarray(prompts.points)

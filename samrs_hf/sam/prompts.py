@@ -113,7 +113,8 @@ class PromptBatch:
     """SAM prompts for N objects, in object order; absent prompt kinds are None."""
 
     boxes: np.ndarray | None
-    """(N, 4) float32 xyxy in image pixels."""
+    """(N, 4) float64 xyxy in image pixels: the source's values, which the build records as each object's
+    ``bbox``; the engine hands SAM float32, as segment-anything's predictor is given them."""
     points: np.ndarray | None
     """(N, 1, 2) float32 xy in image pixels (CP)."""
     point_labels: np.ndarray | None
@@ -336,9 +337,9 @@ def make_prompts(name: str, objects, image_hw: tuple[int, int], target_length: i
         points = np.array([_centre(o) for o in objects], dtype=np.float32).reshape(n, 1, 2)
         labels = np.ones((n, 1), dtype=np.int64)
     if "H-Box" in parts:
-        boxes, box_kind = hboxes.astype(np.float32), "H-Box"
+        boxes, box_kind = hboxes, "H-Box"
     elif "RH-Box" in parts:
-        boxes, box_kind = rhboxes.astype(np.float32), "RH-Box"
+        boxes, box_kind = rhboxes, "RH-Box"
     mask_part = next((p for p in parts if p in MASK_PROMPTS), None)
     if mask_part is not None:
         ops = ResizeLongestSide(target_length).mask_operators(h, w)
