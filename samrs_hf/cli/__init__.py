@@ -1,5 +1,6 @@
-"""The ``samrs`` command. Each subcommand lives in its own ``cmd_*`` module: an options dataclass (its
-fields are the options, see :mod:`samrs_hf.common.options`), ``register`` and ``run(options)``.
+"""The ``samrs`` command. Each subcommand lives in its own ``cmd_*`` module: ``HELP``, ``DESCRIPTION``,
+an ``OPTIONS`` dataclass (its fields are the options, see :mod:`samrs_hf.common.options`) and
+``run(options)``.
 
 Modules import their heavy dependencies (torch, datasets) inside ``run`` so ``samrs --help``
 stays instant.
@@ -14,7 +15,7 @@ import sys
 
 from .. import __version__
 from ..common.errors import run_command
-from ..common.options import from_args
+from ..common.options import add_options, from_args
 
 # (command, module) in the order ``samrs --help`` lists them.
 COMMANDS = (
@@ -41,9 +42,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log every skip and note")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for _, module in COMMANDS:
-        importlib.import_module(f"{__name__}.{module}").register(sub)
+    for name, module in COMMANDS:
+        add_command(sub, name, importlib.import_module(f"{__name__}.{module}"))
     return parser
+
+
+def add_command(subparsers, name: str, module) -> None:
+    """``samrs NAME``: the module's ``HELP``, ``DESCRIPTION``, optional ``EPILOG``, and its ``OPTIONS``
+    dataclass, whose instance ``run`` receives."""
+    if hasattr(module, "register"):  # a command that builds its own parser
+        module.register(subparsers)
+        return
+    epilog = getattr(module, "EPILOG", None)  # laid out by hand: kept as written
+    p = subparsers.add_parser(name, help=module.HELP, description=module.DESCRIPTION, epilog=epilog,
+                              formatter_class=argparse.RawDescriptionHelpFormatter if epilog else
+                              argparse.HelpFormatter)
+    add_options(p, module.OPTIONS)
+    p.set_defaults(func=module.run, options=module.OPTIONS)
 
 
 def main(argv=None) -> int:

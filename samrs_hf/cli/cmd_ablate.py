@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..common.options import add_options, option
+from ..common.options import option
 from ..sam.options import DTYPES
 
 
@@ -24,18 +24,14 @@ class AblationArgs:
     out: str = option(help="output folder for table1.{md,csv,json} and instances.csv")
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "ablate",
-        help="Table 1 prompt study: SAM masks per prompt setting vs ground-truth masks (HRSC2016 or COCO)",
-        description="Label every instance that has a ground-truth mask with each prompt setting (the 15 of "
-        "Table 1 by default), encoding each image once, and write table1.md/.csv/.json (beside the "
-        "paper's numbers) and instances.csv. Instances without a ground-truth mask, with an empty one, "
-        "or COCO crowd regions are counted and left out. Multi-GPU: "
-        "`accelerate launch builders/ablate_hrsc.py` with the same options.",
-    )
-    add_options(p, AblationArgs)
-    p.set_defaults(func=run, options=AblationArgs)
+HELP = "Table 1 prompt study: SAM masks per prompt setting vs ground-truth masks (HRSC2016 or COCO)"
+DESCRIPTION = (
+    "Label every instance that has a ground-truth mask with each prompt setting (the 15 of Table 1 by "
+    "default), encoding each image once, and write table1.md/.csv/.json (beside the paper's numbers) and "
+    "instances.csv. Instances without a ground-truth mask, with an empty one, or COCO crowd regions are "
+    "counted and left out. Multi-GPU: `accelerate launch builders/ablate_hrsc.py` with the same options."
+)
+OPTIONS = AblationArgs
 
 
 def run(args: AblationArgs) -> int:

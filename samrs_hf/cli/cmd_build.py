@@ -26,17 +26,12 @@ Several CPU processes: the same with --device cpu (accelerate's --cpu mode start
 """
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "build",
-        help="label a detection dataset with SAM into the SAMRS layout (SOTA/SIOR/FAST/custom)",
-        description="Cut a detection source as SAMRS did, prompt SAM with its boxes and write "
-                    "images/, gray/, color/, ins/ and build.json. Resumable; distributable with accelerate.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_options(p, BuildConfig)
-    p.set_defaults(func=run, options=BuildConfig)
+HELP = "label a detection dataset with SAM into the SAMRS layout (SOTA/SIOR/FAST/custom)"
+DESCRIPTION = (
+    "Cut a detection source as SAMRS did, prompt SAM with its boxes and write images/, gray/, color/, "
+    "ins/ and build.json. Resumable; distributable with accelerate."
+)
+OPTIONS = BuildConfig
 
 
 def summary(report: dict, out) -> str:

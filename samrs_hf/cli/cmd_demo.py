@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..common.options import add_options, option
+from ..common.options import option
 
 
 @dataclass(kw_only=True)
@@ -14,17 +14,14 @@ class DemoArgs:
     n: int = option(8, help="overlay PNGs to write (default 8)")
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "demo",
-        help="offline end-to-end run on bundled DIOR-format scenes (build -> package -> load -> stats -> overlays)",
-        description="Writes a small deterministic DIOR-format scene set, runs `samrs build sior` on it "
-        "(SAM ViT-H when facebook/sam-vit-huge is in the Hugging Face cache, else tiny-random), packages "
-        "it as a Hub dataset folder, loads it back with datasets.load_dataset, writes statistics and "
-        "overlay PNGs, and prints where everything is. Needs no network.",
-    )
-    add_options(p, DemoArgs)
-    p.set_defaults(func=run, options=DemoArgs)
+HELP = "offline end-to-end run on bundled DIOR-format scenes (build -> package -> load -> stats -> overlays)"
+DESCRIPTION = (
+    "Writes a small deterministic DIOR-format scene set, runs `samrs build sior` on it (SAM ViT-H when "
+    "facebook/sam-vit-huge is in the Hugging Face cache, else tiny-random), packages it as a Hub dataset "
+    "folder, loads it back with datasets.load_dataset, writes statistics and overlay PNGs, and prints "
+    "where everything is. Needs no network."
+)
+OPTIONS = DemoArgs
 
 
 def run(args: DemoArgs) -> int:

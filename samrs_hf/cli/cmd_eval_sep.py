@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from ..common.options import add_options, option
+from ..common.options import option
 
 
 @dataclass(kw_only=True)
@@ -23,13 +23,12 @@ class EvalSepArgs:
     json: str | None = option(None, metavar="OUT", help="also write the scores as JSON")
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "eval-sep", help="evaluate an SEP model on SAMRS validation sets (512x512 centre crops, mIoU)",
-        description="Per-subset and per-class mIoU of an SEP model on packaged SAMRS subsets. Each image is "
-                    "evaluated on its central crop; images smaller than the crop are padded with ignored labels.")
-    add_options(p, EvalSepArgs)
-    p.set_defaults(func=run, options=EvalSepArgs)
+HELP = "evaluate an SEP model on SAMRS validation sets (512x512 centre crops, mIoU)"
+DESCRIPTION = (
+    "Per-subset and per-class mIoU of an SEP model on packaged SAMRS subsets. Each image is evaluated on "
+    "its central crop; images smaller than the crop are padded with ignored labels."
+)
+OPTIONS = EvalSepArgs
 
 
 def _device(spec: str | None):

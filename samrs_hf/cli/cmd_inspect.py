@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from ..common.options import add_options, option
+from ..common.options import option
 from ..sources.readers import FORMATS
 
 
@@ -35,17 +35,13 @@ class InspectArgs:
                                help="text output: list at most N problems per kind (default 0 = all)")
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "inspect",
-        help="summarise a source dataset: classes, images, sizes, patches, problems",
-        description="Read a source dataset the way `samrs build` would and report per-class object counts, "
-                    "image counts and sizes, the patches the tiling would produce, and every problem found "
-                    "(grouped by kind, with file:line or file:element). Exit code 2 with --strict when a "
-                    "skip occurs.",
-    )
-    add_options(p, InspectArgs)
-    p.set_defaults(func=run, options=InspectArgs)
+HELP = "summarise a source dataset: classes, images, sizes, patches, problems"
+DESCRIPTION = (
+    "Read a source dataset the way `samrs build` would and report per-class object counts, image counts "
+    "and sizes, the patches the tiling would produce, and every problem found (grouped by kind, with "
+    "file:line or file:element). Exit code 2 with --strict when a skip occurs."
+)
+OPTIONS = InspectArgs
 
 
 def run(args: InspectArgs) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..common.options import add_options, option
+from ..common.options import option
 
 
 @dataclass(kw_only=True)
@@ -16,12 +16,12 @@ class PushArgs:
     revision: str | None = option(None, help="branch to upload to (created if missing)")
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser("push", help="upload a packaged dataset folder to the Hub",
-                              description="Create the dataset repo (if needed) and upload HUB_DIR resumably. "
-                              "The token comes from HF_TOKEN or `hf auth login`; it is never printed.")
-    add_options(p, PushArgs)
-    p.set_defaults(func=run, options=PushArgs)
+HELP = "upload a packaged dataset folder to the Hub"
+DESCRIPTION = (
+    "Create the dataset repo (if needed) and upload HUB_DIR resumably. The token comes from HF_TOKEN or "
+    "`hf auth login`; it is never printed."
+)
+OPTIONS = PushArgs
 
 
 def run(args: PushArgs) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..common.options import add_options, option
+from ..common.options import option
 
 
 @dataclass(kw_only=True)
@@ -15,16 +15,13 @@ class StatsArgs:
     split: str | None = option(None, help="only this split (default: all)")
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "stats",
-        help="per-class pixel/instance counts, mask sizes and the Table 2 row (PNG + CSV + JSON)",
-        description="Statistics of a `samrs build` output or a `samrs package` folder, as in the paper's "
-        "Figs. 5-6 and Table 2: class_pixels_instances.png, mask_sizes.png, per_class.csv, "
-        "mask_sizes.csv, table2.csv/.md and stats.json.",
-    )
-    add_options(p, StatsArgs)
-    p.set_defaults(func=run, options=StatsArgs)
+HELP = "per-class pixel/instance counts, mask sizes and the Table 2 row (PNG + CSV + JSON)"
+DESCRIPTION = (
+    "Statistics of a `samrs build` output or a `samrs package` folder, as in the paper's Figs. 5-6 and "
+    "Table 2: class_pixels_instances.png, mask_sizes.png, per_class.csv, mask_sizes.csv, table2.csv/.md "
+    "and stats.json."
+)
+OPTIONS = StatsArgs
 
 
 def run(args: StatsArgs) -> int:
