@@ -381,9 +381,13 @@ def test_coco_variant_counts_unlisted_images_and_missing_files(tmp_path):
     expected = make_tree(trainval / "images", [tmp_path / "unused"], names, "sota", rng)
     write_coco(trainval, "sota", "train", ["A__1", "Z__1"], {**expected, "Z__1": expected["A__1"]})
     write_coco(trainval, "sota", "valid", ["B__1"], expected)
+    (trainval / "rbbtxts").mkdir()
+    (trainval / "rbbtxts" / "B__1.txt").write_text("1 2 3 4 5 6 7 x8 plane 0\n")
     result = convert(tmp_path, "sota", tmp_path / "hub")
     assert result.splits == {"train": 1, "validation": 1}
     counts = result.report.counts()
     assert counts["not-in-split-list"] == 1 and counts["listed-but-missing"] == 1 and counts["missing-image"] == 1
+    (garbled,) = [p for p in result.report.problems if p.kind == "garbled-annotation"]
+    assert garbled.where.endswith("B__1.txt") and not garbled.skipped and "B__1.txt:1" in garbled.message
     card = (tmp_path / "hub" / "README.md").read_text()
     assert "1 listed name(s) have no file" in card and "1 file(s) listed in neither" in card

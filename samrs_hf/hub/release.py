@@ -30,7 +30,7 @@ from .checks import instance_ok, make_object
 from .features import FIRST_OBJECT_ID
 from .release_coco import CocoImage, paint_gray, read_coco_file, release_records
 from .release_layout import GRAY, INS, ReleaseLayout, ReleaseLayoutError, find_release
-from .release_lists import OfficialSplits, list_files_splits, official_splits
+from .release_lists import OfficialSplits, list_files_splits, official_splits, shown_path
 from .rows import Row
 from ..sources.records import (
     CORRUPT_IMAGE,
@@ -196,18 +196,11 @@ def _entries(layout: ReleaseLayout, images: dict, report: Report):
         for image in read_coco_file(path, split):
             coco.setdefault(image.name, image)
     listed = {split: [(im.name, im.where) for im in coco.values() if im.split == split] for split, _ in layout.coco_files}
-    sources = {split: _relative(path, layout.root) for split, path in layout.coco_files}
+    sources = {split: shown_path(path, layout.root) for split, path in layout.coco_files}
     official = official_splits(listed, sources, images, report)
     for name in sorted(set(images) - set(coco)):  # images no COCO file annotates
         official.assign(name, str(images[name]), report)
     return [(n, coco[n].where, None, coco[n]) for n in sorted(coco)], official
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(Path(path).relative_to(root))
-    except ValueError:
-        return Path(path).name
 
 
 def make_plan(root, subset: str, *, val_fraction: float = 0.05, seed: int = 0, report: Report | None = None,

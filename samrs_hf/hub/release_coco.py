@@ -84,7 +84,10 @@ def release_records(image: CocoImage, size: tuple[int, int], rbbtxt: Path | None
             report.skip(GARBLED_ANNOTATION, f"{image.where}:annotation[{k}]", f"bad COCO annotation ({exc!r})")
             return None
     if rbbtxt is not None and rbbtxt.is_file():
-        attach_rboxes(records, read_rbbtxt(rbbtxt), table, str(rbbtxt), report)
+        try:
+            attach_rboxes(records, read_rbbtxt(rbbtxt), table, str(rbbtxt), report)
+        except (SourceError, OSError) as exc:  # the rotated boxes are extra: the masks still make the row
+            report.note(GARBLED_ANNOTATION, str(rbbtxt), f"{exc}; this image's objects keep no rotated box")
     return records
 
 

@@ -91,10 +91,11 @@ def list_files_splits(lists: dict[str, Path], present, report: Report, root: Pat
     if not lists:
         return None
     listed = {split: read_split_list(path) for split, path in lists.items()}
-    return official_splits(listed, {s: _shown(p, root) for s, p in lists.items()}, present, report)
+    return official_splits(listed, {s: shown_path(p, root) for s, p in lists.items()}, present, report)
 
 
-def _shown(path: Path, root: Path) -> str:
+def shown_path(path: Path, root: Path) -> str:
+    """``path`` relative to the release root, as the card names it (never a local folder)."""
     try:
         return str(Path(path).relative_to(root))
     except ValueError:
