@@ -121,13 +121,8 @@ def body(result, features) -> str:
             f"| `{Path(b.get('path', '?')).name}` | {b.get('format', '?')} | {b.get('prompt', '?')} | "
             f"`{model.get('spec', '?')}` | {'**YES**' if model.get('random') else 'no'} |"
         )
+    lines += ["", split_sentence(result), ""]
     lines += [
-        "",
-        "Splits follow the paper (App. A.3): 95 % / 5 % train / validation per subset, assigned by a stable hash "
-        f"(seed {result.seed}, validation fraction {result.val_fraction}) of the **source** image id, so all patches "
-        "of one large image fall into the same split. DIOR's own test images form a separate `test` split and never "
-        "enter train/validation.",
-        "",
         "| split | images |",
         "|---|---|",
     ]
@@ -154,6 +149,16 @@ def body(result, features) -> str:
     lines += ["", "## Usage", "", "```python", USAGE.strip(), "```", "",
               "## License", "", LICENSE_NOTE, "", "## Citation", "", "```bibtex", CITATION, "```", ""]
     return "\n".join(lines)
+
+
+def split_sentence(result) -> str:
+    """Which rule made the splits: the release's own lists when it had them, else the stable hash."""
+    if result.split_rule:
+        return result.split_rule + " DIOR's own test images (SIOR) form a separate `test` split."
+    return ("Splits follow the paper (App. A.3): 95 % / 5 % train / validation per subset, assigned by a stable hash "
+            f"(seed {result.seed}, validation fraction {result.val_fraction}) of the **source** image id, so all "
+            "patches of one large image fall into the same split. DIOR's own test images form a separate `test` "
+            "split and never enter train/validation.")
 
 
 def skipped_lines(result) -> list[str]:

@@ -136,6 +136,8 @@ class PackageResult:
     seed: int
     dropped: Counter | None = None
     """Images and objects packaging dropped (None: convert-release, whose reader counts items)."""
+    split_rule: str | None = None
+    """How the splits were made when not by the hash rule (a release's own split lists), for the card."""
 
     @property
     def num_rows(self) -> int:
@@ -174,7 +176,8 @@ def nothing_to_package(builds: list[dict], report: Report, dropped: Counter | No
 
 def write_hub_dir(rows: Iterable[Row], to, *, name: str, table: ClassTable, builds: list[dict],
                   report: Report, shard_size=DEFAULT_SHARD_SIZE, val_fraction: float = 0.05, seed: int = 0,
-                  stats: StatsWriter | None = None, dropped: Counter | None = None) -> PackageResult:
+                  stats: StatsWriter | None = None, dropped: Counter | None = None,
+                  split_rule: str | None = None) -> PackageResult:
     """Write rows as parquet shards + figures + README into ``to`` (shared by package and convert-release).
 
     ``to`` is new, empty or an earlier package (:data:`MANIFEST`): then only the files that package
@@ -216,7 +219,7 @@ def write_hub_dir(rows: Iterable[Row], to, *, name: str, table: ClassTable, buil
             num_bytes={s: writer.num_bytes[s] for s in splits.SPLITS if s in files},
             files={s: [f"{DATA_DIR}/{p.name}" for p in files[s]] for s in splits.SPLITS if s in files},
             instances=dict(sorted(counter.instances.items())), report=report, builds=builds,
-            figures=figures, val_fraction=val_fraction, seed=seed, dropped=dropped,
+            figures=figures, val_fraction=val_fraction, seed=seed, dropped=dropped, split_rule=split_rule,
         )
         # The statistics read ``to`` through its README's configs: a README left by an earlier package
         # (other splits) would make them miss a split or fail, so the new card goes in first.

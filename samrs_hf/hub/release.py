@@ -1,4 +1,8 @@
-"""Reader of the official SAMRS release layout (image folder + ``gray/``, ``color/``, ``ins/*.pkl``).
+"""Reader of the official SAMRS release: its pickles (``ins/*.pkl``) or its COCO JSON variant, as rows.
+
+Where the pieces lie is :mod:`.release_layout`'s job, the release's own split lists are
+:mod:`.release_lists`', the COCO variant's annotations :mod:`.release_coco`'s: each becomes the release's
+instance record, so one function (:func:`read_release_item`) checks them and makes every row.
 
 Pickle runs code while loading, so the ``ins/*.pkl`` files are read with
 :func:`samrs_hf.common.safe_load.load_pickle` (re-exported here as :func:`safe_load_pickle`): plain data
@@ -6,9 +10,8 @@ and numpy arrays of the file's own bytes only. A refused file is an ``unsafe-fil
 file and what it asked for (an error under ``strict``), like any other unusable item.
 
 Rows come out in the packaged features (``samrs_hf.hub.features``), so a converted release and a
-packaged build are the same kind of dataset. :class:`SamrsReleaseBuilder` wraps the reader as a
-``datasets.GeneratorBasedBuilder``, subclassed per subset by ``samrs_hf/loading_scripts/{sota,sior,fast}.py``
-(this module never imports them).
+packaged build are the same kind of dataset. :mod:`.release_builder` wraps the reader as a
+``datasets.GeneratorBasedBuilder`` for ``samrs_hf/loading_scripts/{sota,sior,fast}.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import datasets
 import numpy as np
 
 from . import splits as split_rules
@@ -26,6 +28,9 @@ from ..sources.imageio import CorruptImageError, image_size
 from ..build.layout import IMAGE_EXTENSIONS, is_build_dir, read_report
 from .checks import instance_ok, make_object
 from .features import FIRST_OBJECT_ID
+from .release_coco import CocoImage, paint_gray, read_coco_file, release_records
+from .release_layout import GRAY, INS, ReleaseLayout, ReleaseLayoutError, find_release
+from .release_lists import OfficialSplits, list_files_splits, official_splits, shown_path
 from .rows import Row
 from ..sources.records import (
     CORRUPT_IMAGE,
@@ -40,30 +45,14 @@ from ..sources.records import (
 from ..common.safe_load import CorruptPickleError, UnsafePickleError
 from ..common.safe_load import load_pickle as safe_load_pickle
 
-GRAY, COLOR, INS = "gray", "color", "ins"
-IMAGE_FOLDER_PREFERENCE = ("images", "img", "imgs", "image", "JPEGImages", "trainval")
+__all__ = ["ReleaseItem", "ReleasePlan", "make_plan", "plan_release", "read_release_item", "release_splits",
+           "release_examples", "convert_release", "safe_load_pickle", "UnsafePickleError", "ReleaseLayoutError"]
+
 ID_STRIDE = 2**20
 """Object ids are ``item_index * ID_STRIDE + k + FIRST_OBJECT_ID``: unique over the release, whatever the split."""
 DIOR_FIRST_TEST_ID = 11726
 
-# ------------------------------------------------------------------------------------------ layout
-
-def image_folders(root: Path) -> list[Path]:
-    """Folders that may hold the images: the usual names first, then any other non-label folder."""
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and p.name not in (GRAY, COLOR, INS)
-                     and not p.name.startswith("."))
-    rank = {n.lower(): i for i, n in enumerate(IMAGE_FOLDER_PREFERENCE)}
-    return sorted(subdirs, key=lambda p: (rank.get(p.name.lower(), len(rank)), p.name))
-
-
-def find_release_image(folders: list[Path], name: str) -> Path | None:
-    for folder in folders:
-        for ext in IMAGE_EXTENSIONS:
-            p = folder / f"{name}{ext}"
-            if p.is_file():
-                return p
-    return None
-
+# ------------------------------------------------------------------------------------------ items
 
 def source_of(name: str, subset: str) -> tuple[str, str | None]:
     """(source image id, source split) from a release file name.
@@ -135,72 +124,178 @@ class ReleaseItem:
     name: str
     source_image: str
     split: str
+    image: Path | None = None
+    gray: Path | None = None
+    ins: Path | None = None
+    """``ins/<name>.pkl`` (pickle variant)"""
+    coco: CocoImage | None = None
+    """the image's entry in a ``*_ins_segmentation.json`` (COCO variant)"""
+    rbbtxt: Path | None = None
+
+    @property
+    def where(self) -> str:
+        return str(self.ins) if self.ins is not None else self.coco.where
+
+
+@dataclass
+class ReleasePlan:
+    """What a release holds, split by split, and which rule made the splits."""
+
+    layout: ReleaseLayout
+    items: list[ReleaseItem]
+    official: OfficialSplits | None = None
+
+    @property
+    def split_rule(self) -> str | None:
+        """The card's sentence when the release's own lists made the splits (None: the hash rule)."""
+        return None if self.official is None else self.official.describe()
+
+    def by_split(self) -> dict[str, list[ReleaseItem]]:
+        """Only splits that have images (an empty one has no data file)."""
+        by_split = {s: [item for item in self.items if item.split == s] for s in split_rules.SPLITS}
+        return {s: items for s, items in by_split.items() if items}
+
+
+def index_images(folders) -> dict[str, Path]:
+    """name -> image file, the first folder holding a name winning (one listing per folder)."""
+    rank = {ext: i for i, ext in enumerate(IMAGE_EXTENSIONS)}
+    found: dict[str, Path] = {}
+    for folder in folders:
+        files = sorted((p for p in Path(folder).iterdir() if p.suffix.lower() in rank),
+                       key=lambda p: (p.stem, rank[p.suffix.lower()]))
+        for p in files:
+            found.setdefault(p.stem, p)
+    return found
+
+
+def _sidecar(ins: Path, source: str, source_split, report: Report):
+    """``ins/<name>.json`` of a ``samrs build --pkl`` folder: its source image and split (False: unusable)."""
+    import json
+
+    sidecar = ins.with_suffix(".json")
+    if not sidecar.is_file():
+        return source, source_split
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        return str(meta.get("source_image", source)), meta.get("split", source_split)
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+        report.skip(GARBLED_ANNOTATION, str(sidecar), f"corrupt instance file ({exc})")
+    except OSError as exc:
+        report.skip(UNREADABLE_FILE, str(sidecar), f"cannot read the instance file ({exc.strerror or exc})")
+    return False
+
+
+def _entries(layout: ReleaseLayout, images: dict, report: Report):
+    """``(name, where, ins, coco)`` per release item, sorted, and the official splits (or None)."""
+    if layout.variant == "pkl":
+        names = release_names(layout.labels)
+        official = list_files_splits(layout.split_lists, names, report, layout.root)
+        return [(n, str(layout.ins / f"{n}.pkl"), layout.ins / f"{n}.pkl", None) for n in names], official
+    coco = {}
+    for split, path in layout.coco_files:
+        for image in read_coco_file(path, split):
+            coco.setdefault(image.name, image)
+    listed = {split: [(im.name, im.where) for im in coco.values() if im.split == split] for split, _ in layout.coco_files}
+    sources = {split: shown_path(path, layout.root) for split, path in layout.coco_files}
+    official = official_splits(listed, sources, images, report)
+    for name in sorted(set(images) - set(coco)):  # images no COCO file annotates
+        official.assign(name, str(images[name]), report)
+    return [(n, coco[n].where, None, coco[n]) for n in sorted(coco)], official
+
+
+def make_plan(root, subset: str, *, val_fraction: float = 0.05, seed: int = 0, report: Report | None = None,
+              images_dir=None, labels_dir=None, variant: str = "auto") -> ReleasePlan:
+    """Every release image with its split, from names alone (plus ``ins/<name>.json`` when a
+    ``samrs build --pkl`` folder provides it): cheap, no pickle is opened. The release's own lists
+    (``train.txt`` / ``valid.txt``, or the COCO files) decide the split when present, else the hash rule."""
+    report = report if report is not None else Report()
+    layout = find_release(root, images_dir=images_dir, labels_dir=labels_dir, variant=variant)
+    images = index_images(layout.images)
+    entries, official = _entries(layout, images, report)
+    items = []
+    for index, (name, where, ins, coco) in enumerate(entries):
+        source, source_split = source_of(name, subset)
+        image = images.get(name)
+        if image is not None and image.parent.name.lower().endswith("test"):  # DIOR's JPEGImages-test
+            source_split = "test"
+        if ins is not None:
+            meta = _sidecar(ins, source, source_split, report)
+            if meta is False:
+                continue
+            source, source_split = meta
+        if source_split is not None and str(source_split).lower() in split_rules.SOURCE_TEST_SPLITS:
+            split = split_rules.TEST
+        elif official is not None:
+            split = official.assign(name, where, report)
+            if split is None:
+                continue
+        else:
+            split = split_rules.assign_split(source, source_split, val_fraction=val_fraction, seed=seed)
+        gray = None if layout.gray is None else layout.gray / f"{name}.png"
+        rbb = None if layout.rbbtxts is None else layout.rbbtxts / f"{name}.txt"
+        items.append(ReleaseItem(index, name, source, split, image, gray, ins, coco, rbb))
+    return ReleasePlan(layout, items, official)
 
 
 def plan_release(root, subset: str, *, val_fraction: float = 0.05, seed: int = 0,
-                 report: Report | None = None) -> list[ReleaseItem]:
-    """Every release image with its split, from names alone (plus ``ins/<name>.json`` when a
-    ``samrs build --pkl`` folder provides it): cheap, no pickle is opened."""
-    import json
-
-    root = Path(root)
-    report = report if report is not None else Report()
-    items = []
-    for index, name in enumerate(release_names(root)):
-        source, source_split = source_of(name, subset)
-        sidecar = root / INS / f"{name}.json"
-        if sidecar.is_file():
-            try:
-                meta = json.loads(sidecar.read_text(encoding="utf-8"))
-                source, source_split = str(meta.get("source_image", source)), meta.get("split", source_split)
-            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
-                report.skip(GARBLED_ANNOTATION, str(sidecar), f"corrupt instance file ({exc})")
-                continue
-            except OSError as exc:
-                report.skip(UNREADABLE_FILE, str(sidecar), f"cannot read the instance file ({exc.strerror or exc})")
-                continue
-        split = split_rules.assign_split(source, source_split, val_fraction=val_fraction, seed=seed)
-        items.append(ReleaseItem(index, name, source, split))
-    return items
+                 report: Report | None = None, **where) -> list[ReleaseItem]:
+    """The planned items of :func:`make_plan` (``where``: ``images_dir``, ``labels_dir``, ``variant``)."""
+    return make_plan(root, subset, val_fraction=val_fraction, seed=seed, report=report, **where).items
 
 
-def read_release_item(root, item: ReleaseItem, subset: str, report: Report) -> Row | None:
-    """The row of one planned item, or None (counted in ``report``)."""
-    root = Path(root)
-    table = get_class_table(subset)
-    ins_path = root / INS / f"{item.name}.pkl"
-    where = str(ins_path)
-    gray = root / GRAY / f"{item.name}.png"
-    folders = image_folders(root)
-    image = find_release_image(folders, item.name)
-    if image is None:
-        report.skip(MISSING_IMAGE, where, f"no image named {item.name} in {', '.join(f.name for f in folders) or root}")
-        return None
+def _size(item: ReleaseItem, where: str, report: Report) -> tuple[int, int] | None:
+    """The image's (w, h) once it agrees with the gray map / the COCO entry (None: counted skip)."""
     try:
-        w, h = image_size(gray)
-        if image_size(image) != (w, h):
-            report.skip(SIZE_MISMATCH, where, f"{image} is {image_size(image)}, {gray} is {(w, h)}")
+        w, h = image_size(item.image)
+        if item.gray is not None and image_size(item.gray) != (w, h):
+            report.skip(SIZE_MISMATCH, where, f"{item.image} is {(w, h)}, {item.gray} is {image_size(item.gray)}")
             return None
     except (CorruptImageError, FileNotFoundError, OSError) as exc:
         report.skip(CORRUPT_IMAGE, where, f"unreadable image or gray map: {exc}")
         return None
+    coco = item.coco
+    if coco is not None and None not in (coco.width, coco.height) and (coco.width, coco.height) != (w, h):
+        report.skip(SIZE_MISMATCH, where, f"{item.image} is {(w, h)}, the COCO file says {(coco.width, coco.height)}")
+        return None
+    return w, h
+
+
+def _instances(item: ReleaseItem, size, table, where: str, report: Report):
+    """The item's release instance records: its pickle (through ``safe_load``) or its COCO annotations."""
+    if item.coco is not None:
+        return release_records(item.coco, size, item.rbbtxt, table, report)
     try:
-        entries = safe_load_pickle(ins_path)
+        return safe_load_pickle(item.ins)
     except UnsafePickleError as exc:
-        report.skip(UNSAFE_FILE, where, str(exc).removeprefix(f"{ins_path}: "))
-        return None
+        report.skip(UNSAFE_FILE, where, str(exc).removeprefix(f"{item.ins}: "))
     except CorruptPickleError as exc:
-        report.skip(GARBLED_ANNOTATION, where, str(exc).removeprefix(f"{ins_path}: "))
-        return None
+        report.skip(GARBLED_ANNOTATION, where, str(exc).removeprefix(f"{item.ins}: "))
     except OSError as exc:
         report.skip(UNREADABLE_FILE, where, f"cannot read the instance file ({exc.strerror or exc})")
+    return None
+
+
+def read_release_item(root, item: ReleaseItem, subset: str, report: Report) -> Row | None:
+    """The row of one planned item, or None (counted in ``report``)."""
+    table = get_class_table(subset)
+    where = item.where
+    if item.image is None:
+        report.skip(MISSING_IMAGE, where, f"no image named {item.name} in the release's image folder(s) under {root}")
         return None
+    size = _size(item, where, report)
+    if size is None:
+        return None
+    entries = _instances(item, size, table, where, report)
+    if entries is None:
+        return None
+    w, h = size
     objects = _objects(entries, table, w, h, item.index * ID_STRIDE + FIRST_OBJECT_ID, where, report)
     if objects is None:
         return None
+    gray = item.gray.read_bytes() if item.gray is not None else paint_gray(entries, size, table)
     example = {
-        "image": {"bytes": image.read_bytes(), "path": image.name},
-        "semantic": {"bytes": gray.read_bytes(), "path": gray.name},
+        "image": {"bytes": item.image.read_bytes(), "path": item.image.name},
+        "semantic": {"bytes": gray, "path": f"{item.name}.png"},
         "objects": objects, "image_id": item.name, "source_image": item.source_image, "width": w, "height": h,
         "subset": subset,
     }
@@ -208,11 +303,9 @@ def read_release_item(root, item: ReleaseItem, subset: str, report: Report) -> R
 
 
 def release_splits(root, subset: str, *, val_fraction: float = 0.05, seed: int = 0,
-                   report: Report | None = None) -> dict[str, list[ReleaseItem]]:
+                   report: Report | None = None, **where) -> dict[str, list[ReleaseItem]]:
     """The planned items per split, only splits that have images (an empty one has no data file)."""
-    plan = plan_release(root, subset, val_fraction=val_fraction, seed=seed, report=report)
-    by_split = {s: [item for item in plan if item.split == s] for s in split_rules.SPLITS}
-    return {s: items for s, items in by_split.items() if items}
+    return make_plan(root, subset, val_fraction=val_fraction, seed=seed, report=report, **where).by_split()
 
 
 def release_examples(root, items, subset: str, report: Report) -> Iterator[tuple[str, dict]]:
@@ -223,61 +316,22 @@ def release_examples(root, items, subset: str, report: Report) -> Iterator[tuple
             yield row.example["image_id"], row.example
 
 
-# ----------------------------------------------------------------------------------------- builder
-
-class SamrsReleaseConfig(datasets.BuilderConfig):
-    def __init__(self, *args, val_fraction: float = 0.05, seed: int = 0, strict: bool = False, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.val_fraction = val_fraction
-        self.seed = seed
-        self.strict = strict
-
-
-class SamrsReleaseBuilder(datasets.GeneratorBasedBuilder):
-    """Official SAMRS release folder (``data_dir``) -> train / validation / test in our features."""
-
-    SUBSET: str = ""
-    BUILDER_CONFIG_CLASS = SamrsReleaseConfig
-    VERSION = datasets.Version("1.0.0")
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.report = Report(strict=self.config.strict)
-
-    def _info(self):
-        from .card import CITATION
-        from .features import samrs_features
-
-        return datasets.DatasetInfo(
-            description=f"SAMRS {self.SUBSET.upper()} (official release layout, read with a restricted unpickler)",
-            features=samrs_features(self.SUBSET), citation=CITATION,
-            homepage="https://github.com/ViTAE-Transformer/SAMRS",
-        )
-
-    def _split_generators(self, dl_manager):
-        if not self.config.data_dir:
-            raise ValueError(f"{type(self).__name__}: pass data_dir=<SAMRS release folder>")
-        root = str(Path(self.config.data_dir))
-        by_split = release_splits(root, self.SUBSET, val_fraction=self.config.val_fraction, seed=self.config.seed,
-                                  report=self.report)
-        return [datasets.SplitGenerator(name=s, gen_kwargs={"root": root, "items": items})
-                for s, items in by_split.items()]
-
-    def _generate_examples(self, root, items):
-        yield from release_examples(root, items, self.SUBSET, self.report)
-
-
 def convert_release(root, subset: str, to, *, name: str | None = None, shard_size="500MB",
                     val_fraction: float = 0.05, seed: int = 0, strict: bool = False, progress: bool = True,
-                    stats=None):
-    """``samrs convert-release``: release folder -> the same parquet + README layout as ``package``."""
+                    stats=None, images_dir=None, labels_dir=None, variant: str = "auto"):
+    """``samrs convert-release``: release folder -> the same parquet + README layout as ``package``.
+
+    ``images_dir`` / ``labels_dir`` replace the search for the image and label folders
+    (:func:`samrs_hf.hub.release_layout.find_release`); ``variant`` picks ``pkl`` or ``coco``."""
     from tqdm.auto import tqdm
 
     from .packaging import write_hub_dir
 
     root = Path(root)
     report = Report(strict=strict)
-    by_split = release_splits(root, subset, val_fraction=val_fraction, seed=seed, report=report)
+    plan = make_plan(root, subset, val_fraction=val_fraction, seed=seed, report=report, images_dir=images_dir,
+                     labels_dir=labels_dir, variant=variant)
+    by_split = plan.by_split()
 
     def rows():
         bar = tqdm(total=sum(map(len, by_split.values())), desc=f"converting {root.name}", unit="img",
@@ -288,10 +342,12 @@ def convert_release(root, subset: str, to, *, name: str | None = None, shard_siz
                 yield Row(split, example, image_id)
         bar.close()
 
-    if is_build_dir(root):  # a `samrs build --pkl` folder: its report says which model made the masks
-        info = dict(read_report(root), path=str(root))
+    labels = plan.layout.labels
+    if labels is not None and is_build_dir(labels):  # a `samrs build --pkl` folder: its report says which model
+        info = dict(read_report(labels), path=str(root))
     else:
-        info = {"path": str(root), "format": "samrs-release", "prompt": "as released",
+        info = {"path": str(root), "format": f"samrs-release ({plan.layout.variant})", "prompt": "as released",
                 "model": {"spec": "SAM ViT-H (sam_vit_h_4b8939.pth, official release)", "random": False}}
     return write_hub_dir(rows(), to, name=name or subset, table=get_class_table(subset), builds=[info],
-                         report=report, shard_size=shard_size, val_fraction=val_fraction, seed=seed, stats=stats)
+                         report=report, shard_size=shard_size, val_fraction=val_fraction, seed=seed, stats=stats,
+                         split_rule=plan.split_rule)

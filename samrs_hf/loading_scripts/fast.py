@@ -1,8 +1,10 @@
-"""SAMRS FAST (from FAIR1M-2.0) in the official release layout -> the packaged SAMRS features.
+"""SAMRS FAST (from FAIR1M-2.0) in the official release -> the packaged SAMRS features.
 
 datasets >= 4 does not run loading scripts from ``load_dataset``; use this module directly::
 
-    builder = Fast(data_dir="/path/to/FAST")   # folder with the images, gray/, color/, ins/*.pkl
+    builder = Fast(data_dir="/path/to/FAST")   # the subset's root as unpacked (any release layout)
+    # or name the folders: Fast(data_dir=..., images_dir=[...], labels_dir=".../hbox_segs_init")
+    # the COCO-JSON variant: Fast(data_dir=..., variant="coco")
     builder.download_and_prepare()
     ds = builder.as_dataset()
 
@@ -11,7 +13,7 @@ with :func:`samrs_hf.common.safe_load.load_pickle` (plain data and numpy arrays 
 only): a pickle asking for anything else is refused, never run, and counted as an ``unsafe-file`` skip.
 """
 
-from samrs_hf.hub.release import SamrsReleaseBuilder
+from samrs_hf.hub.release_builder import SamrsReleaseBuilder
 
 
 class Fast(SamrsReleaseBuilder):

@@ -1,8 +1,10 @@
-"""SAMRS SIOR (from DIOR) in the official release layout -> the packaged SAMRS features.
+"""SAMRS SIOR (from DIOR) in the official release -> the packaged SAMRS features.
 
 datasets >= 4 does not run loading scripts from ``load_dataset``; use this module directly::
 
-    builder = Sior(data_dir="/path/to/SIOR")   # folder with the images, gray/, color/, ins/*.pkl
+    builder = Sior(data_dir="/path/to/SIOR")   # the subset's root as unpacked (any release layout)
+    # or name the folders: Sior(data_dir=..., images_dir=[...], labels_dir=".../hbox_segs_init")
+    # the COCO-JSON variant: Sior(data_dir=..., variant="coco")
     builder.download_and_prepare()
     ds = builder.as_dataset()
 
@@ -11,7 +13,7 @@ with :func:`samrs_hf.common.safe_load.load_pickle` (plain data and numpy arrays 
 only): a pickle asking for anything else is refused, never run, and counted as an ``unsafe-file`` skip.
 """
 
-from samrs_hf.hub.release import SamrsReleaseBuilder
+from samrs_hf.hub.release_builder import SamrsReleaseBuilder
 
 
 class Sior(SamrsReleaseBuilder):

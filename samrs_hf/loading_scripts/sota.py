@@ -1,8 +1,10 @@
-"""SAMRS SOTA (from DOTA-v2.0) in the official release layout -> the packaged SAMRS features.
+"""SAMRS SOTA (from DOTA-v2.0) in the official release -> the packaged SAMRS features.
 
 datasets >= 4 does not run loading scripts from ``load_dataset``; use this module directly::
 
-    builder = Sota(data_dir="/path/to/SOTA")   # folder with the images, gray/, color/, ins/*.pkl
+    builder = Sota(data_dir="/path/to/SOTA")   # the subset's root as unpacked (any release layout)
+    # or name the folders: Sota(data_dir=..., images_dir=[...], labels_dir=".../hbox_segs_init")
+    # the COCO-JSON variant: Sota(data_dir=..., variant="coco")
     builder.download_and_prepare()
     ds = builder.as_dataset()
 
@@ -11,7 +13,7 @@ with :func:`samrs_hf.common.safe_load.load_pickle` (plain data and numpy arrays 
 only): a pickle asking for anything else is refused, never run, and counted as an ``unsafe-file`` skip.
 """
 
-from samrs_hf.hub.release import SamrsReleaseBuilder
+from samrs_hf.hub.release_builder import SamrsReleaseBuilder
 
 
 class Sota(SamrsReleaseBuilder):
