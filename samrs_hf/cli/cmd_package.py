@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "package",
-        help="package build folders as parquet shards + README (loads with datasets.load_dataset)",
-        description="Write HUB_DIR/data/<split>-XXXXX-of-YYYYY.parquet (images embedded) and README.md "
-        "(YAML configs + dataset_info, dataset card, figures/).",
-    )
-    p.add_argument("build_dirs", nargs="+", metavar="BUILD_DIR", help="outputs of `samrs build` (one subset)")
-    p.add_argument("--to", required=True, metavar="HUB_DIR",
-                   help="output folder: new, empty, or an earlier package (only its own files are replaced)")
-    p.add_argument("--name", default=None, help="dataset name (default: the builds' subset, e.g. sota)")
-    p.add_argument("--shard-size", default="500MB", help="target parquet shard size (default 500MB)")
-    p.add_argument("--val-fraction", type=float, default=0.05, help="validation share of source images (0.05)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split hash (0)")
-    p.add_argument("--strict", action="store_true",
-                   help="fail on the first unusable image or object instead of skipping it")
-    p.add_argument("--no-stats", action="store_true", help="do not draw statistics figures")
-    p.set_defaults(func=run)
+from ..common.options import option
+
+
+@dataclass(kw_only=True)
+class HubFolderArgs:
+    """The options of every command that writes a packaged dataset folder (package, convert-release)."""
+
+    to: str = option(metavar="HUB_DIR", help=(
+        "output folder: new, empty, or an earlier package (only its own files are replaced)"))
+    name: str | None = option(None, help="dataset name (default: the subset, e.g. sota)")
+    shard_size: str = option("500MB", help="target parquet shard size (default 500MB)")
+    val_fraction: float = option(0.05, help="validation share of source images for the hash split (0.05)")
+    seed: int = option(0, help="seed of the split hash (0)")
+    strict: bool = option(False, help="fail on the first unusable image or object instead of skipping it")
+    stats: bool = option(True, help="do not draw statistics figures")
+
+
+@dataclass(kw_only=True)
+class PackageArgs(HubFolderArgs):
+    build_dirs: list[str] = option(positional=True, nargs="+", metavar="BUILD_DIR",
+                                   help="outputs of `samrs build` (one subset)")
+
+
+HELP = "package build folders as parquet shards + README (loads with datasets.load_dataset)"
+DESCRIPTION = (
+    "Write HUB_DIR/data/<split>-XXXXX-of-YYYYY.parquet (images embedded) and README.md (YAML configs + "
+    "dataset_info, dataset card, figures/)."
+)
+OPTIONS = PackageArgs
 
 
 def print_result(result) -> None:
@@ -35,11 +47,16 @@ def print_result(result) -> None:
             print(f"  {p}")
 
 
-def run(args) -> int:
+def package_kwargs(args: HubFolderArgs) -> dict:
+    """The keyword arguments ``package`` and ``convert_release`` share."""
     from ..analysis.stats import write_stats
+
+    return dict(name=args.name, shard_size=args.shard_size, val_fraction=args.val_fraction, seed=args.seed,
+                strict=args.strict, stats=write_stats if args.stats else None)
+
+
+def run(args: PackageArgs) -> int:
     from ..hub.packaging import package
 
-    result = package(args.build_dirs, args.to, name=args.name, shard_size=args.shard_size,
-                     val_fraction=args.val_fraction, seed=args.seed, strict=args.strict, stats=None if args.no_stats else write_stats)
-    print_result(result)
+    print_result(package(args.build_dirs, args.to, **package_kwargs(args)))
     return 0
