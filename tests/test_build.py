@@ -155,7 +155,9 @@ def test_sior_build_report(sior_build, dior):
     assert report["tiling"] is None and report["prompt"] == "H-Box" and report["pkl"] is True
     assert report["model"]["spec"] == "tiny-random" and report["model"]["random"] is True
     assert report["model"]["kind"] == "tiny-random" and report["model"]["config"]["vision_depth"] == 2
-    assert report["dtype"] == "float32" and report["device"] == "cpu"
+    # --dtype auto (the default): what this CPU computes fastest, and why, in build.json
+    assert report["dtype_requested"] == "auto" and report["device"] == "cpu"
+    assert report["dtype"] == ("bfloat16" if report["cpu_native_bf16"] else "float32")
     assert report["fingerprint"] == state["fingerprint"]
     assert report["samrs_hf_version"]
     counts = report["counts"]

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..common import hub_ids
 from ..common.options import option
 from ..sam.tiny_random import TINY_RANDOM
-from ..sam.options import ATTN_IMPLEMENTATIONS, DTYPES
+from ..sam.options import ATTN_IMPLEMENTATIONS, AUTO_DTYPE, DTYPE_CHOICES, resolve_dtype
 from ..sam.prompts import canonical_prompt_name
 from ..sources.tiling import TILING_PRESETS, TilingConfig, tiling_config
 from ..sources.readers import FORMATS
@@ -44,7 +44,9 @@ class BuildConfig:
     iof_thr: float | None = option(None, metavar="F", help="share of an object a window must hold to keep it")
     model: str = option("facebook/sam-vit-huge", help=(
         "Hub id, save_pretrained folder, segment-anything .pth, or tiny-random (default: %(default)s)"))
-    dtype: str = option("float32", choices=DTYPES, help="SAM compute dtype (default: %(default)s)")
+    dtype: str = option(AUTO_DTYPE, choices=DTYPE_CHOICES, help=(
+        "SAM compute dtype (default: auto = bfloat16 on a CPU with native bf16, i.e. avx512_bf16 or amx_bf16, "
+        "float32 elsewhere; recorded in build.json)"))
     attn: str | None = option(None, choices=ATTN_IMPLEMENTATIONS, help=(
         "SAM image-encoder attention (default: triton on CUDA when triton is installed, else sdpa); flex "
         "(FlexAttention) and triton (our flash-attention kernel) add the rel-pos bias inside one CUDA kernel in "
@@ -73,8 +75,8 @@ class BuildConfig:
 
     def __post_init__(self):
         """The checks that need no preset and no torch; :func:`resolve` does the rest."""
-        if self.dtype not in DTYPES:
-            raise ValueError(f"unknown --dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        if self.dtype not in DTYPE_CHOICES:
+            raise ValueError(f"unknown --dtype {self.dtype!r}; choose one of {', '.join(DTYPE_CHOICES)}")
         if self.attn is not None and self.attn not in ATTN_IMPLEMENTATIONS:
             raise ValueError(f"unknown --attn {self.attn!r}; choose one of {', '.join(ATTN_IMPLEMENTATIONS)}")
         for name, minimum in (("limit", 0), ("image_batch_size", 1), ("writer_threads", 1), ("num_workers", 0),
@@ -173,6 +175,20 @@ def _hub_commit(repo_id: str) -> str:
     return hub_ids.cached_commit(repo_id) or hub_ids.check_hub(repo_id).sha
 
 
+def build_device_type(device: str | None) -> str:
+    """The kind of device the build's processes label on (``cuda``, ``cpu``...): ``--device``'s, else
+    accelerate's choice (a GPU when there is one). Checks the spelling only: each process checks that the
+    machine has it when SAM loads."""
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return torch.device(device).type
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"--device {device!r} is not a torch device ({exc})") from None
+
+
 def resolve(config: BuildConfig) -> BuildPlan:
     """Fill the preset's defaults and check the options (errors name the option)."""
     if config.preset not in PRESETS:
@@ -187,13 +203,7 @@ def resolve(config: BuildConfig) -> BuildPlan:
     if fmt not in TILING_PRESETS:
         raise ValueError(f"unknown --format {fmt!r}; known: {', '.join(TILING_PRESETS)}")
     tiling = tiling_config(fmt, config.tile_size, config.gap, config.iof_thr)
-    if config.device is not None:
-        import torch
-
-        try:  # the spelling only: load_sam checks that the machine has it, per process
-            torch.device(config.device)
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"--device {config.device!r} is not a torch device ({exc})") from None
+    device_type = build_device_type(config.device)
     if config.images_dir is not None and fmt != "coco":
         raise ValueError(f"--images-dir applies to --format coco only, not {fmt}")
     splits = tuple(config.splits) if config.splits else None
@@ -205,7 +215,7 @@ def resolve(config: BuildConfig) -> BuildPlan:
         tiling=None if tiling.uncut else tiling,
         prompt=canonical_prompt_name(config.prompt or preset.prompt),
         model=_model_identity(config.model),
-        dtype=config.dtype,
+        dtype=resolve_dtype(config.dtype, device_type),
         pkl=bool(config.pkl),
         images_dir=str(Path(config.images_dir).expanduser().resolve()) if config.images_dir is not None else None,
         model_weights=model_weights_id(str(config.model)),

@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import __version__
 from ..common.errors import SamrsError
+from ..sam.options import native_cpu_bf16
 from ..sources.records import Problem, Report
 from .layout import INS, REPORT
 from .config import tiling_dict
@@ -107,6 +108,8 @@ def merge_report(run: RunContext, parts: list[dict], source_images: int, in_fold
         "prompt": plan.prompt,
         "model": {**info.to_dict(), "weights": plan.model_weights},
         "dtype": plan.dtype,
+        "dtype_requested": config.dtype,
+        **({"cpu_native_bf16": native_cpu_bf16()} if device.type == "cpu" else {}),
         "device": device.type,
         "pkl": plan.pkl,
         "limit": config.limit,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import shutil
 import time
@@ -39,11 +40,15 @@ from ..sources.classes import IGNORE_INDEX
 from ..sources.imageio import CorruptImageError
 from ..sources.records import CORRUPT_IMAGE, SIZE_MISMATCH, Problem, Report, SourceError, SourceImage
 from ..sources.tiling import load_patches, plan_patches, unassigned_objects
-from .config import BuildConfig, BuildPlan, resolve
+from ..sam.options import slow_dtype_warning
+from .config import BuildConfig, BuildPlan, build_device_type, resolve
 from .layout import INS, REPORT, json_bytes
 from .outdir import PARTS_DIR, check_out_dir, claim_out_dir, prepare_out_dir, write_file
 from .report import OBJECT_IN_NO_WINDOW, NothingBuilt, RunContext, Tally, merge_report, nothing_built_reason
 from .writer import PatchItem, PatchWriter, PreparedImage, color_lut, default_writer_threads
+
+
+logger = logging.getLogger(__name__)
 
 
 def _wants_cpu(requested: str | None) -> bool:
@@ -83,6 +88,9 @@ def run_build(config: BuildConfig) -> dict:
     plan = resolve(config)
     out = Path(config.out).expanduser().resolve()
     state = PartialState(cpu=_wants_cpu(config.device))
+    slow = slow_dtype_warning(plan.dtype, build_device_type(config.device))
+    if slow and state.is_main_process:
+        logger.warning(slow)
     check_out_dir(out, plan, config.overwrite)  # every process, read-only: refuses before the source is listed
     source = open_source(plan.format, plan.source, strict=config.strict, splits=plan.splits,
                          images_dir=plan.images_dir)

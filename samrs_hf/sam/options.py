@@ -17,7 +17,12 @@ CUSTOM_VISION_ATTN = ("flex", "triton")  # transformers does not know these: its
 ATTN_MARK = "samrs_vision_attention"  # model attribute; the config keeps "sdpa" so saved folders load anywhere
 OPTIONS_MARK = "samrs_attention_options"  # model attribute: the SamAttentionOptions its layers were built with
 DTYPES = ("float32", "bfloat16", "float16")
-"""``--dtype`` choices: the SAM compute dtype."""
+"""The SAM compute dtypes."""
+AUTO_DTYPE = "auto"
+DTYPE_CHOICES = (AUTO_DTYPE, *DTYPES)
+"""``samrs build --dtype`` choices: ``auto`` is :func:`resolve_dtype`'s pick for the device."""
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+CPUINFO = "/proc/cpuinfo"
 HALF_DTYPES = ("bfloat16", "float16")
 
 
@@ -44,6 +49,34 @@ def parse_dtype(dtype: Any):
     if name not in DTYPES:
         raise ValueError(f"SAM dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     return getattr(torch, name)
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (an x86 ``avx512_bf16`` or ``amx_bf16`` flag in
+    /proc/cpuinfo; False where that cannot be read). Without it torch emulates bf16, and SAM's encoder
+    runs about 2x slower than in float32 (figures in benchmarks/README.md)."""
+    try:
+        with open(CPUINFO) as f:
+            return any(line.startswith("flags") and set(line.split()) & set(NATIVE_BF16_FLAGS) for line in f)
+    except OSError:
+        return False
+
+
+def resolve_dtype(dtype: str, device_type: str) -> str:
+    """The dtype a build computes in: ``auto`` is bfloat16 on a CPU with native bf16 (2.5x faster than
+    float32 there) and float32 elsewhere, GPUs included (segment-anything's own precision; ask for
+    bfloat16 on a GPU for speed)."""
+    if dtype != AUTO_DTYPE:
+        return dtype
+    return "bfloat16" if device_type == "cpu" and native_cpu_bf16() else "float32"
+
+
+def slow_dtype_warning(dtype: str, device_type: str) -> str | None:
+    """The one-line warning for bfloat16 on a CPU that emulates it, else None."""
+    if dtype == "bfloat16" and device_type == "cpu" and not native_cpu_bf16():
+        return ("--dtype bfloat16 on a CPU without native bf16 (no avx512_bf16/amx_bf16): torch emulates it, so "
+                "labeling will be about 2x slower than --dtype float32 (or --dtype auto)")
+    return None
 
 
 def check_device(device: Any):
