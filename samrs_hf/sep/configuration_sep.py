@@ -60,12 +60,26 @@ VITDET_OUT_FEATURES = ["stage4", "stage6", "stage8", "stage12"]
 HIERARCHICAL_OUT_FEATURES = ["stage1", "stage2", "stage3", "stage4"]
 
 
-def table8_defaults(model_type: str, finetune: bool = False) -> dict:
-    """``{"lr", "weight_decay", "min_lr"}`` of Table 8 for a backbone ``model_type``."""
+# The authors' pre-training code scales ResNet's lr with the batch: 1e-3 x (batch per process x processes) / 96.
+LR_REFERENCE_BATCH = 96
+
+
+def backbone_family(model_type: str) -> str:
+    """The TABLE8 row of a backbone ``model_type`` (unknown types: ``resnet`` when the name says so, else
+    ``swin``, the AdamW recipe of the hierarchical transformers)."""
     family = model_type.lower()
     if family not in TABLE8:
         family = "resnet" if "resnet" in family else "swin"
+    return family
+
+
+def table8_defaults(model_type: str, finetune: bool = False, batch_size: int | None = None) -> dict:
+    """``{"lr", "weight_decay", "min_lr"}`` of Table 8 for a backbone ``model_type``. With ``batch_size``
+    (pre-training's global batch), ResNet's lr is scaled by ``batch_size / 96`` as the authors' code does."""
+    family = backbone_family(model_type)
     lr, wd, min_lr, wd_ft = TABLE8[family]
+    if family == "resnet" and batch_size is not None:
+        lr = lr * (batch_size / LR_REFERENCE_BATCH)
     return {"lr": lr, "weight_decay": wd_ft if finetune else wd, "min_lr": min_lr}
 
 
@@ -187,5 +201,5 @@ class SEPConfig(PreTrainedConfig):
         return list(self.head_labels.get(subset) or [str(i) for i in range(n)])
 
 
-__all__ = ["SEPConfig", "TABLE8", "BACKBONE_PRESETS", "TINY_BACKBONES", "resolve_backbone",
+__all__ = ["SEPConfig", "TABLE8", "LR_REFERENCE_BATCH", "backbone_family", "BACKBONE_PRESETS", "TINY_BACKBONES", "resolve_backbone",
            "table8_defaults", "tiny_backbone_config", "DEFAULT_HEADS"]
