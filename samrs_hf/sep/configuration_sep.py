@@ -17,6 +17,10 @@ ViT-Adapter            6e-5    1e-2                        0
 fine-tuning, so SEP uses 5e-2 and fine-tuning uses 1e-4. Table 7: AdamW, betas (0.9, 0.999)
 (printed garbled), batch 96 | 8, 80k iterations, cosine decay. ConvNeXt is not in Table 8; it
 gets the Swin row (both are AdamW-trained hierarchical nets with the same mmseg recipe).
+
+The authors' pre-training code agrees with these values and adds two things: ResNet's lr is
+1e-3 x batch / 96 (``table8_defaults(..., batch_size=B)``), and each family has its own parameter
+groups (:mod:`.param_groups`).
 """
 
 from __future__ import annotations
