@@ -327,7 +327,7 @@ class SEPTrainer:
             mean = float(np.nanmean([r["mIoU"] for r in scores.values()]))
             self._log({"step": step, "val_mIoU": mean, **{f"val_mIoU/{s}": r["mIoU"] for s, r in scores.items()}},
                       step)
-            if self.best is None or mean > self.best["mIoU"]:
+            if not math.isnan(mean) and (self.best is None or mean > self.best["mIoU"]):
                 self.best = {"step": step, "mIoU": mean, "crop_size": self.args.crop_size,
                              "subsets": {s: r["mIoU"] for s, r in scores.items()}}
                 best_dir = self.output_dir / ckpt.BEST_DIR
