@@ -1,6 +1,7 @@
 """SEP training throughput: our loop (SEPTrainer.train_step on Accelerate) vs a plain PyTorch loop.
 
-Same model config, same initial weights, same in-memory collective batches; blocks of steps are
+Same model config, same initial weights, same in-memory batches, the same recipe (forward per subset or
+collective, gradient clipping); blocks of steps are
 interleaved so machine load hits both alike. Also reports the full pipeline (parquet decode +
 augmentation in DataLoader workers) for reference. Prints steps/s and the ratio ours/plain
 (target >= 0.9).
@@ -60,12 +61,16 @@ def main(argv=None) -> int:
     plain.train()
     opt, sched = build_optimizer(plain, trainer.lr, trainer.weight_decay, trainer.min_lr, 10 ** 6)
 
+    per_subset, clip = trainer.forward_mode == "per-subset", targs.max_grad_norm
+
     def plain_block(n):
         for i in range(n):
             b = batches[i % len(batches)]
             out = plain(b["pixel_values"].to(device), labels=b["labels"].to(device), subset=subsets,
-                        subset_sizes=b["subset_sizes"])
+                        subset_sizes=b["subset_sizes"], per_subset=per_subset)
             out.loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(plain.parameters(), clip)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
@@ -100,7 +105,7 @@ def main(argv=None) -> int:
     full_sps = args.steps / (time.perf_counter() - t)
 
     print(f"device: {device}; backbone {args.backbone}; batch {args.batch_size} ({sizes} per subset); "
-          f"crop {args.crop}; torch threads {args.threads}")
+          f"crop {args.crop}; forward {trainer.forward_mode}; clip {clip}; torch threads {args.threads}")
     print(f"plain PyTorch loop : {plain_sps:7.2f} steps/s  (rounds: {', '.join(f'{r:.2f}' for r in plain_rates)})")
     print(f"SEP trainer loop   : {our_sps:7.2f} steps/s  (rounds: {', '.join(f'{r:.2f}' for r in our_rates)})")
     print(f"ratio ours/plain   : {our_sps / plain_sps:7.3f}  (target >= 0.9)")

@@ -18,9 +18,10 @@ USAGE = ["## Use", "", "```python", "import samrs_hf.sep  # registers the 'sep' 
 
 
 def model_card(args, config: SEPConfig, scores: dict, lengths: dict | None = None,
-               hparams: dict | None = None) -> str:
+               hparams: dict | None = None, recipe: dict | None = None) -> str:
     """README.md of a trained SEP model. ``args`` are its ``TrainArgs``; ``lengths`` the train images per
-    subset and ``hparams`` the lr / weight_decay / min_lr it ran with (the options' values when not given)."""
+    subset, ``hparams`` the lr / weight_decay / min_lr it ran with (the options' values when not given) and
+    ``recipe`` :meth:`SEPTrainer.recipe` (parameter groups, clipping, forward, per-subset batch)."""
     lengths = lengths or {}
     h = hparams or {k: getattr(args, k) for k in ("lr", "weight_decay", "min_lr")}
     hub_ids = [spec for spec in args.datasets.values() if not os.path.exists(spec)]
@@ -41,9 +42,29 @@ def model_card(args, config: SEPConfig, scores: dict, lengths: dict | None = Non
                                      for k, v in args.datasets.items()) + " |",
         f"| steps | {args.max_steps} x batch {args.batch_size} (proportional sampling), crop {args.crop_size} |",
         f"| optimizer | AdamW (0.9, 0.999), lr {h['lr']}, weight decay {h['weight_decay']}, cosine to {h['min_lr']} |",
+        *recipe_lines(recipe),
         "", "## SAMRS validation (centre crops, mIoU %)", "",
     ]
     return "\n".join(lines + score_lines(args, scores) + [""] + USAGE)
+
+
+def recipe_lines(recipe: dict | None) -> list[str]:
+    """Table rows for the parts of the authors' recipe the run used."""
+    if not recipe:
+        return []
+    groups = recipe["param_groups"]
+    rule = {"plain": "one group, every parameter decayed",
+            "no-decay-norms": "no weight decay on the backbone's norms, position embeddings and relative "
+                              "position bias tables",
+            "layer-decay": f"layer-wise lr decay {groups['layer_decay']}; no weight decay on 1-D tensors, biases "
+                           "and position embeddings"}[groups["rule"]]
+    clip = recipe["max_grad_norm"]
+    return [f"| parameter groups | {rule} ({len(groups['no_decay'])} tensors without decay, "
+            f"{len(groups['groups'])} group(s)) |",
+            f"| gradient clipping | {f'total norm {clip}' if clip else 'none'} |",
+            f"| forward | {recipe['forward']} |",
+            "| images per subset and micro-batch | " + ", ".join(f"{k}: {v}" for k, v in recipe["subset_batch"].items())
+            + f" ({recipe['batch_rounding']}, {recipe['num_processes']} process(es)) |"]
 
 
 def score_lines(args, scores: dict) -> list[str]:

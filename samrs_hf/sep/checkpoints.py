@@ -20,8 +20,11 @@ logger = logging.getLogger(__name__)
 
 # What a run writes into its --output-dir, and nothing else is deleted by --overwrite. A folder with
 # weights or checkpoints of an earlier run is only written over with --overwrite.
-SEP_RUN_FILES = ("model*.safetensors", "model.safetensors.index.json", "config.json", "preprocessor_config.json",
-                 "README.md", "eval_results.json", "train_log.jsonl")
+BEST_DIR = "best"
+BEST_RESULTS = "best_results.json"
+_MODEL_FILES = ("model*.safetensors", "model.safetensors.index.json", "config.json", "preprocessor_config.json")
+SEP_RUN_FILES = (*_MODEL_FILES, "README.md", "eval_results.json", "train_log.jsonl", "run_config.json",
+                 *(f"{BEST_DIR}/{p}" for p in (*_MODEL_FILES, BEST_RESULTS)))
 FINETUNE_RUN_FILES = ("model*.safetensors", "model.safetensors.index.json", "config.json",
                       "preprocessor_config.json", "finetune_results.json")
 
@@ -132,15 +135,32 @@ def earlier_run(output_dir, patterns, overwrite: bool) -> list[Path]:
 
 
 def remove_run(paths: list[Path], output_dir) -> None:
-    """Delete what :func:`earlier_run` found (and ``checkpoints/`` when that leaves it empty), nothing else."""
+    """Delete what :func:`earlier_run` found (and ``checkpoints/``, ``best/`` when that leaves them empty),
+    nothing else."""
     for path in paths:
         if path.is_dir():
             shutil.rmtree(path)
         else:
             path.unlink()
-    checkpoints = Path(output_dir) / "checkpoints"
-    if checkpoints.is_dir() and not any(checkpoints.iterdir()):
-        checkpoints.rmdir()
+    for folder in (Path(output_dir) / "checkpoints", Path(output_dir) / BEST_DIR):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
     if paths:
         logger.warning("--overwrite: removed the earlier run's %d file(s) and checkpoint(s) in %s", len(paths),
                        output_dir)
+
+
+def read_best(output_dir, start_step: int) -> dict | None:
+    """``best/best_results.json`` of the run a resume continues (None when absent, unreadable or written
+    after ``start_step``: the steps after the checkpoint are trained again and may choose another best)."""
+    path = Path(output_dir) / BEST_DIR / BEST_RESULTS
+    try:
+        best = json.loads(path.read_text())
+        if int(best["step"]) <= start_step:
+            return {**best, "mIoU": float(best["mIoU"])}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("%s: unreadable (%s: %s); the best model is chosen again from here on", path,
+                       type(exc).__name__, exc)
+    return None

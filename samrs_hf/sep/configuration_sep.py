@@ -17,6 +17,10 @@ ViT-Adapter            6e-5    1e-2                        0
 fine-tuning, so SEP uses 5e-2 and fine-tuning uses 1e-4. Table 7: AdamW, betas (0.9, 0.999)
 (printed garbled), batch 96 | 8, 80k iterations, cosine decay. ConvNeXt is not in Table 8; it
 gets the Swin row (both are AdamW-trained hierarchical nets with the same mmseg recipe).
+
+The authors' pre-training code agrees with these values and adds two things: ResNet's lr is
+1e-3 x batch / 96 (``table8_defaults(..., batch_size=B)``), and each family has its own parameter
+groups (:mod:`.param_groups`).
 """
 
 from __future__ import annotations
@@ -60,12 +64,26 @@ VITDET_OUT_FEATURES = ["stage4", "stage6", "stage8", "stage12"]
 HIERARCHICAL_OUT_FEATURES = ["stage1", "stage2", "stage3", "stage4"]
 
 
-def table8_defaults(model_type: str, finetune: bool = False) -> dict:
-    """``{"lr", "weight_decay", "min_lr"}`` of Table 8 for a backbone ``model_type``."""
+# The authors' pre-training code scales ResNet's lr with the batch: 1e-3 x (batch per process x processes) / 96.
+LR_REFERENCE_BATCH = 96
+
+
+def backbone_family(model_type: str) -> str:
+    """The TABLE8 row of a backbone ``model_type`` (unknown types: ``resnet`` when the name says so, else
+    ``swin``, the AdamW recipe of the hierarchical transformers)."""
     family = model_type.lower()
     if family not in TABLE8:
         family = "resnet" if "resnet" in family else "swin"
+    return family
+
+
+def table8_defaults(model_type: str, finetune: bool = False, batch_size: int | None = None) -> dict:
+    """``{"lr", "weight_decay", "min_lr"}`` of Table 8 for a backbone ``model_type``. With ``batch_size``
+    (pre-training's global batch), ResNet's lr is scaled by ``batch_size / 96`` as the authors' code does."""
+    family = backbone_family(model_type)
     lr, wd, min_lr, wd_ft = TABLE8[family]
+    if family == "resnet" and batch_size is not None:
+        lr = lr * (batch_size / LR_REFERENCE_BATCH)
     return {"lr": lr, "weight_decay": wd_ft if finetune else wd, "min_lr": min_lr}
 
 
@@ -187,5 +205,5 @@ class SEPConfig(PreTrainedConfig):
         return list(self.head_labels.get(subset) or [str(i) for i in range(n)])
 
 
-__all__ = ["SEPConfig", "TABLE8", "BACKBONE_PRESETS", "TINY_BACKBONES", "resolve_backbone",
+__all__ = ["SEPConfig", "TABLE8", "LR_REFERENCE_BATCH", "backbone_family", "BACKBONE_PRESETS", "TINY_BACKBONES", "resolve_backbone",
            "table8_defaults", "tiny_backbone_config", "DEFAULT_HEADS"]

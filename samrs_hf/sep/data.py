@@ -12,25 +12,37 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..sources.classes import IGNORE_INDEX, get_class_table
-
-SCALE_RANGE = (0.5, 2.0)  # mmseg RandomResize ratio range
-GAMMA_RANGE = (0.7, 1.5)
-
+from ..sources.classes import get_class_table
+from .augmentation import augment, center_crop, crop_or_pad, scaled_crop  # noqa: F401 - their old home
 
 # -- proportional sampling ------------------------------------------------------------------------
-def proportional_sizes(lengths, batch_size: int) -> list[int]:
-    """B_i = L_i / sum(L) * B, rounded by largest remainder so they sum to B, each >= 1.
+BATCH_ROUNDINGS = ("floor", "largest-remainder")
 
-    Ties in the remainder go to the earlier subset. When forcing a subset up to 1 overshoots B,
-    the subsets furthest above their exact share give the samples back.
+
+def proportional_sizes(lengths, batch_size: int, rounding: str = "largest-remainder",
+                       names=None) -> list[int]:
+    """B_i = L_i / sum(L) * B per subset.
+
+    ``floor``: ``int(B * L_i / sum(L))`` as the authors' code does (B = 12 with SOTA / SIOR / FAST's
+    17,480 / 11,725 / 64,147 gives 2 / 1 / 8: 11 images, not 12); a subset that gets 0 is an error naming it.
+    ``largest-remainder``: sizes that sum to B, each >= 1; ties in the remainder go to the earlier subset,
+    and when forcing a subset up to 1 overshoots B, the subsets furthest above their exact share give back.
     """
     lengths = [int(n) for n in lengths]
     if not lengths or any(n <= 0 for n in lengths):
         raise ValueError(f"every subset needs at least one example, got sizes {lengths}")
     if batch_size < len(lengths):
         raise ValueError(f"batch size {batch_size} is smaller than the number of subsets ({len(lengths)})")
+    if rounding not in BATCH_ROUNDINGS:
+        raise ValueError(f"--batch-rounding must be one of {BATCH_ROUNDINGS}, got {rounding!r}")
     total = sum(lengths)
+    if rounding == "floor":
+        sizes = [batch_size * n // total for n in lengths]
+        empty = [str(names[i] if names else f"#{i}") for i, b in enumerate(sizes) if b == 0]
+        if empty:
+            raise ValueError(f"--batch-rounding floor gives subset(s) {', '.join(empty)} no image of a micro-batch "
+                             f"of {batch_size} (sizes {lengths}): raise --batch-size or use largest-remainder")
+        return sizes
     quota = [n * batch_size / total for n in lengths]
     sizes = [max(1, int(q)) for q in quota]
     order = sorted(range(len(lengths)), key=lambda i: (-(quota[i] - int(quota[i])), i))
@@ -52,9 +64,10 @@ class ProportionalBatchSampler:
     """
 
     def __init__(self, lengths, micro_batch_size: int, *, seed: int = 0, start_step: int = 0,
-                 num_steps: int | None = None, num_replicas: int = 1, rank: int = 0):
+                 num_steps: int | None = None, num_replicas: int = 1, rank: int = 0,
+                 rounding: str = "largest-remainder", names=None):
         self.lengths = [int(n) for n in lengths]
-        self.sizes = proportional_sizes(self.lengths, micro_batch_size)
+        self.sizes = proportional_sizes(self.lengths, micro_batch_size, rounding, names)
         self.seed, self.start, self.num_steps = seed, start_step, num_steps
         self.num_replicas, self.rank = num_replicas, rank
         self._perm: dict[int, tuple[int, np.ndarray]] = {}
@@ -89,74 +102,6 @@ class ProportionalBatchSampler:
         if self.num_steps is None:
             raise TypeError("endless sampler has no length")
         return self.num_steps
-
-
-# -- augmentation -------------------------------------------------------------------------------
-def scaled_crop(image, semantic, scale: float, crop_size: int, rng: np.random.Generator):
-    """Random ``crop_size`` window of the image rescaled by ``scale``, resampling only that window.
-
-    Same result as resize-then-crop (bilinear image, nearest labels) without resizing whole
-    SAMRS images up to 2x for a 224 crop. Windows larger than the scaled image are padded.
-    """
-    from PIL import Image
-
-    w, h = image.size
-    sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
-    top = int(rng.integers(0, max(sh - crop_size, 0) + 1))
-    left = int(rng.integers(0, max(sw - crop_size, 0) + 1))
-    cw, ch = min(crop_size, sw - left), min(crop_size, sh - top)
-    box = (left * w / sw, top * h / sh, (left + cw) * w / sw, (top + ch) * h / sh)
-    img = np.asarray(image.convert("RGB").resize((cw, ch), Image.BILINEAR, box=box))
-    lab = np.asarray(semantic.resize((cw, ch), Image.NEAREST, box=box))
-    return crop_or_pad(img, lab, crop_size, 0, 0)
-
-
-def crop_or_pad(image: np.ndarray, labels: np.ndarray, size: int, top: int, left: int):
-    """``size``x``size`` window at (top, left); parts outside the image are 0 pixels / 255 labels."""
-    out_img = np.zeros((size, size, 3), dtype=image.dtype)
-    out_lab = np.full((size, size), IGNORE_INDEX, dtype=labels.dtype)
-    h, w = labels.shape
-    y0, x0 = max(top, 0), max(left, 0)
-    y1, x1 = min(top + size, h), min(left + size, w)
-    if y1 > y0 and x1 > x0:
-        out_img[y0 - top:y1 - top, x0 - left:x1 - left] = image[y0:y1, x0:x1]
-        out_lab[y0 - top:y1 - top, x0 - left:x1 - left] = labels[y0:y1, x0:x1]
-    return out_img, out_lab
-
-
-def augment(image, semantic, crop_size: int, rng: np.random.Generator):
-    """Paper Sec. 4.1.1: random scale, h/v flip, rot90, colour jitter, gamma, random crop.
-
-    ``image``/``semantic`` are PIL images; returns HxWx3 float32 in [0, 1] and HxW int64 labels.
-    """
-    img, lab = scaled_crop(image, semantic, float(rng.uniform(*SCALE_RANGE)), crop_size, rng)
-    if rng.random() < 0.5:
-        img, lab = img[:, ::-1], lab[:, ::-1]
-    if rng.random() < 0.5:
-        img, lab = img[::-1], lab[::-1]
-    k = int(rng.integers(0, 4))
-    img, lab = np.rot90(img, k), np.rot90(lab, k)
-    x = img.astype(np.float32) / 255.0
-    if rng.random() < 0.5:  # brightness
-        x = x + float(rng.uniform(-32, 32)) / 255.0
-    if rng.random() < 0.5:  # contrast
-        x = (x - x.mean()) * float(rng.uniform(0.5, 1.5)) + x.mean()
-    if rng.random() < 0.5:  # saturation
-        grey = x.mean(axis=2, keepdims=True)
-        x = grey + (x - grey) * float(rng.uniform(0.5, 1.5))
-    x = np.clip(x, 0.0, 1.0)
-    if rng.random() < 0.5:
-        x = x ** float(rng.uniform(*GAMMA_RANGE))
-    return np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(lab, dtype=np.int64)
-
-
-def center_crop(image, semantic, crop_size: int):
-    """Table 9 protocol: the central ``crop_size`` square; smaller sides are padded (255 labels)."""
-    img = np.asarray(image.convert("RGB"))
-    lab = np.asarray(semantic)
-    h, w = lab.shape
-    img, lab = crop_or_pad(img, lab, crop_size, (h - crop_size) // 2, (w - crop_size) // 2)
-    return img.astype(np.float32) / 255.0, lab.astype(np.int64)
 
 
 def to_tensor(x: np.ndarray, mean, std) -> torch.Tensor:

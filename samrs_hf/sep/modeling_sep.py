@@ -103,15 +103,17 @@ class SEPForSemanticSegmentation(SEPPreTrainedModel):
         labels: torch.Tensor | None = None,
         subset: str | list[str] | tuple[str, ...] | None = None,
         subset_sizes: list[int] | tuple[int, ...] | None = None,
+        per_subset: bool = False,
         return_dict: bool | None = None,
         **kwargs,
     ) -> SEPSegmenterOutput:
-        """Logits of one head (``subset="sota"``) or of a collective batch.
+        """Logits of one head (``subset="sota"``) or of a mixed batch.
 
-        A collective batch (paper Sec. 4.1.2) passes ``subset=[names]`` and ``subset_sizes``: the
-        first ``subset_sizes[0]`` images belong to ``subset[0]`` and so on; the backbone and decoder
-        run once on all of them, each head on its slice, and ``loss`` is the sum of the per-head
-        losses (also returned as ``head_losses``).
+        A mixed batch passes ``subset=[names]`` and ``subset_sizes``: the first ``subset_sizes[0]``
+        images belong to ``subset[0]`` and so on; each head runs on its slice, and ``loss`` is the sum
+        of the per-head losses (also returned as ``head_losses``). The backbone and decoder run once on
+        all of them (the paper's collective batch, Sec. 4.1.2) or, with ``per_subset``, once per slice as
+        the authors' code does (BatchNorm statistics per subset; the same result without BatchNorm).
         """
         if subset is None:
             if len(self.heads) != 1:
@@ -126,10 +128,13 @@ class SEPForSemanticSegmentation(SEPPreTrainedModel):
             for name, lab in zip(names, labels.split(sizes)):
                 self._check_labels(lab, name)
 
-        feats = self.features(pixel_values)
+        if per_subset:
+            feats = [self.features(x) for x in pixel_values.split(sizes)]
+        else:
+            feats = self.features(pixel_values).split(sizes)
         size = pixel_values.shape[2:]
         head_logits, losses = [], []
-        for name, head, f, i in zip(names, heads, feats.split(sizes), range(len(names))):
+        for name, head, f, i in zip(names, heads, feats, range(len(names))):
             logits = nn.functional.interpolate(head(f), size=size, mode="bilinear", align_corners=False)
             head_logits.append(logits)
             if labels is not None:

@@ -36,6 +36,40 @@ def check_at_least(args, minimum: int, *names: str) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be {need}, got {value}")
 
 
+# The authors' pre-training validates every 1,000 iterations up to 10k, then every 5,000.
+OFFICIAL_EVAL_SCHEDULE = "1000:10000,5000"
+
+
+@dataclass(frozen=True)
+class EvalSchedule:
+    """``--eval-every``: every ``every`` steps up to step ``until`` (0: no limit), then every ``then``."""
+
+    every: int
+    until: int = 0
+    then: int = 0
+
+    def due(self, step: int) -> bool:
+        if not self.every:
+            return False
+        if self.until and step > self.until:
+            return bool(self.then) and step % self.then == 0
+        return step % self.every == 0
+
+
+def parse_eval_schedule(text) -> EvalSchedule:
+    """``official`` | ``N`` (0: never) | ``N:UNTIL,M``; ValueError naming ``--eval-every`` otherwise."""
+    spec = OFFICIAL_EVAL_SCHEDULE if str(text).strip() == "official" else str(text).strip()
+    head, _, then = spec.partition(",")
+    every, colon, until = head.partition(":")
+    try:
+        numbers = [int(every), int(until) if colon else 0, int(then) if then else 0]
+    except ValueError:
+        numbers = None
+    if numbers is None or min(numbers) < 0 or bool(colon) != bool(then) or (colon and not numbers[1]):
+        raise ValueError(f"--eval-every must be 'official', N or N:UNTIL,M (non-negative steps), got {text!r}")
+    return EvalSchedule(*numbers)
+
+
 @dataclass(kw_only=True)
 class RunArgs:
     """Options SEP pre-training and fine-tuning share."""

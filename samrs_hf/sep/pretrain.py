@@ -1,9 +1,12 @@
 """SEP pre-training (paper Sec. 4.1.2) on Accelerate: its options (:class:`TrainArgs`) and the run
-(:class:`SEPTrainer`).
+(:class:`SEPTrainer`). The defaults are the authors' pre-training code (``main_pretrain.py``) where it and
+the paper's text differ: gradient clipping at 5, parameter groups per backbone family, ResNet's lr scaled
+with the batch, floored per-subset batch sizes, one forward per subset, validation on the training crop size
+every 1,000 then 5,000 steps with the best model kept in ``best/``.
 
-Each micro-batch holds B_i examples of every subset (proportional sampling) and goes through the backbone
-and decoder once, each head on its slice; loss = sum of per-head losses. Checkpoints and the fingerprint
-in them let ``--resume`` replay the same sampling and augmentation and refuse a different setup.
+Each micro-batch holds B_i examples of every subset (proportional sampling); each head runs on its slice
+and loss = sum of per-head losses. Checkpoints and the fingerprint in them let ``--resume`` replay the same
+sampling and augmentation and refuse a different setup.
 """
 
 from __future__ import annotations
@@ -14,19 +17,25 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
+import numpy as np
 import torch
 
 from . import checkpoints as ckpt
 from .card import model_card, push_folder
-from .configuration_sep import SEPConfig, resolve_backbone, table8_defaults
-from .data import ProportionalBatchSampler, SEPTrainDataset, collate, load_subsets, parse_dataset_args
+from .configuration_sep import SEPConfig, backbone_family, resolve_backbone, table8_defaults
+from .data import BATCH_ROUNDINGS, SEPTrainDataset, collate, load_subsets, parse_dataset_args, proportional_sizes
+from .evaluation import json_safe
 from .modeling_sep import SEPForSemanticSegmentation, load_backbone_weights
-from .options import AppendString, RunArgs, check_at_least
+from .options import AppendString, RunArgs, check_at_least, parse_eval_schedule
+from .param_groups import param_groups, rule_of
 from .training import (NonFiniteLossError, build_optimizer, log_due, micro_batch_size, optimizer_step,
                        proportional_loader, resolve_hparams, run_steps)
 
 logger = logging.getLogger(__name__)
+ForwardMode = Literal["per-subset", "collective"]
+BatchRounding = Literal["floor", "largest-remainder"]
 
 
 @dataclass(kw_only=True)
@@ -44,8 +53,20 @@ class TrainArgs(RunArgs):
     checkpoint_every: int = field(default=1000, metadata={"help": "steps between checkpoints (0: none)"})
     keep_checkpoints: int = field(default=0, metadata={"help": "keep only the newest N checkpoints (0: all)"})
     resume: bool = field(default=False, metadata={"help": "continue from the newest checkpoint in --output-dir"})
-    eval_every: int = field(default=0, metadata={"help": "validate every N steps (0: only at the end)"})
-    eval_crop_size: int = field(default=512, metadata={"help": "central validation crop"})
+    max_grad_norm: float = field(default=5.0, metadata={
+        "help": "clip the gradients' total norm to this every step, as the authors' code does (0: no clipping)"})
+    layer_decay: float | None = field(default=None, metadata={
+        "help": "layer-wise lr decay of ViT-like backbones (None: the family's, ViT 0.9; 1.0: none)"})
+    forward: ForwardMode = field(default="per-subset", metadata={
+        "help": "per-subset: backbone and decoder run once per subset's slice (authors' code, BatchNorm "
+                "statistics per subset); collective: once on the whole batch (paper's text)"})
+    batch_rounding: BatchRounding = field(default="floor", metadata={
+        "help": "per-subset batch B_i: floor of B*L_i/sum(L) (authors' code; may sum to less than B) or "
+                "largest-remainder (sums to B)"})
+    eval_every: str = field(default="official", metadata={
+        "help": "validation on a centre crop of --crop-size during training, keeping the best model in best/: "
+                "'official' (every 1000 steps up to 10000, then every 5000), N, N:UNTIL,M, or 0 (none)"})
+    eval_crop_size: int = field(default=512, metadata={"help": "central crop of the final validation (Table 9)"})
     eval_batch_size: int = field(default=8, metadata={"help": "validation batch size"})
     eval_max_samples: int | None = field(default=None, metadata={
         "help": "validate on the first N images per subset"})
@@ -60,7 +81,14 @@ class TrainArgs(RunArgs):
             self.datasets = parse_dataset_args(self.datasets)
         check_at_least(self, 1, "batch_size", "crop_size", "hidden_size", "eval_crop_size", "eval_batch_size",
                        "eval_max_samples")
-        check_at_least(self, 0, "checkpoint_every", "keep_checkpoints", "eval_every", "log_every")
+        check_at_least(self, 0, "checkpoint_every", "keep_checkpoints", "log_every", "max_grad_norm")
+        self.eval_every = str(self.eval_every)
+        parse_eval_schedule(self.eval_every)
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise ValueError(f"--layer-decay must be in (0, 1], got {self.layer_decay}")
+        for name, allowed in (("forward", get_args(ForwardMode)), ("batch_rounding", BATCH_ROUNDINGS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"--{name.replace('_', '-')} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.resume and self.overwrite:
             raise ValueError("--resume continues the run in --output-dir and --overwrite replaces it: pass one")
 
@@ -82,7 +110,8 @@ class SEPTrainer:
         self._load_data()
         self.micro_batch = micro_batch_size(args.batch_size, self.accelerator.num_processes,
                                             args.gradient_accumulation_steps)
-        ProportionalBatchSampler(self.lengths, self.micro_batch)  # raises when a subset cannot get 1 slot
+        # what each process feeds per subset and micro-batch; raises naming a subset that gets no image
+        self.sizes = proportional_sizes(self.lengths, self.micro_batch, args.batch_rounding, self.subsets)
         checkpoint = self._build_model()
         self.start_step, self.resume_dir = 0, None
         if args.resume:
@@ -90,11 +119,14 @@ class SEPTrainer:
         elif checkpoint is not None:
             load_backbone_weights(self.model.backbone, checkpoint)
         self._prepare()
+        self.forward_mode = self._forward_mode()
         if self.accelerator.is_main_process:
             ckpt.remove_run(earlier, self.output_dir)
         self.accelerator.wait_for_everyone()
         self.history: list[dict] = []
         self.last_checkpoint: Path | None = self.resume_dir
+        self.eval_schedule = parse_eval_schedule(args.eval_every)
+        self.best = ckpt.read_best(self.output_dir, self.start_step) if args.resume else None
 
     def _load_data(self):
         with self.accelerator.main_process_first():  # one process builds the datasets cache, the others reuse it
@@ -114,7 +146,8 @@ class SEPTrainer:
 
         a = self.args
         backbone_config, checkpoint = resolve_backbone(a.backbone)
-        self.hparams = resolve_hparams(a, table8_defaults(backbone_config.model_type))
+        self.family = backbone_family(backbone_config.model_type)
+        self.hparams = resolve_hparams(a, table8_defaults(backbone_config.model_type, batch_size=a.batch_size))
         self.lr, self.weight_decay, self.min_lr = (self.hparams[k] for k in ("lr", "weight_decay", "min_lr"))
         config = SEPConfig(backbone_config=backbone_config, backbone_checkpoint=checkpoint,
                            heads={s: len(self.class_names[s]) for s in self.subsets},
@@ -136,13 +169,29 @@ class SEPTrainer:
         if acc.num_processes > 1 and acc.device.type == "cuda":
             # Per-GPU micro-batches are small; BatchNorm statistics over the whole global batch.
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        groups, self.param_groups = param_groups(self.model, self.family, self.lr, self.weight_decay,
+                                                 self.args.layer_decay)
         self.optimizer, self.scheduler = build_optimizer(self.model, self.lr, self.weight_decay, self.min_lr,
-                                                         self.args.max_steps)
+                                                         self.args.max_steps, params=groups)
         # The scheduler is stepped by hand; registered so save_state/load_state carry it.
         self.model, self.optimizer = acc.prepare(self.model, self.optimizer)
         acc.register_for_checkpointing(self.scheduler)
         if self.resume_dir is not None:
             acc.load_state(str(self.resume_dir))
+
+    def _forward_mode(self) -> str:
+        """``--forward``, except that per-subset cannot train BatchNorm on a one-image slice of a process
+        without synchronised BatchNorm (PPM's 1x1 pooling has one value per channel): such a run goes
+        collective, with a warning, and the run config and card say so."""
+        a = self.args
+        single = [s for s, b in zip(self.subsets, self.sizes) if b < 2]
+        plain_bn = any(isinstance(m, torch.nn.BatchNorm2d) for m in self.model.modules())
+        if a.forward == "per-subset" and single and plain_bn:
+            logger.warning("--forward per-subset: subset(s) %s get 1 image per micro-batch and process, too few "
+                           "for BatchNorm statistics without synchronised BatchNorm across GPUs; running "
+                           "collective instead (raise --batch-size for per-subset)", ", ".join(single))
+            return "collective"
+        return a.forward
 
     # -- bookkeeping -------------------------------------------------------------------------
     def fingerprint(self) -> dict:
@@ -153,7 +202,22 @@ class SEPTrainer:
                 "crop_size": a.crop_size, "lr": self.lr, "weight_decay": self.weight_decay, "min_lr": self.min_lr,
                 "max_steps": a.max_steps, "hidden_size": a.hidden_size, "seed": a.seed,
                 "gradient_accumulation_steps": a.gradient_accumulation_steps,
-                "num_processes": self.accelerator.num_processes, "mixed_precision": a.mixed_precision}
+                "num_processes": self.accelerator.num_processes, "mixed_precision": a.mixed_precision,
+                "max_grad_norm": a.max_grad_norm, "forward": a.forward, "batch_rounding": a.batch_rounding,
+                "param_groups": rule_of(self.family), "layer_decay": a.layer_decay}
+
+    def recipe(self) -> dict:
+        """What the run trains with beyond its options (resolved lr, parameter groups, per-subset batch,
+        augmentation), for ``run_config.json`` and the model card."""
+        from .augmentation import AUGMENTATION
+
+        a = self.args
+        return {"hparams": self.hparams, "param_groups": self.param_groups, "max_grad_norm": a.max_grad_norm,
+                "forward": self.forward_mode, "batch_rounding": a.batch_rounding, "micro_batch": self.micro_batch,
+                "subset_batch": dict(zip(self.subsets, self.sizes)),
+                "train_images": dict(zip(self.subsets, self.lengths)),
+                "num_processes": self.accelerator.num_processes, "eval_every": a.eval_every,
+                "augmentation": AUGMENTATION}
 
     def save_checkpoint(self, step: int) -> Path:
         self.last_checkpoint = ckpt.save_checkpoint(self.accelerator, self.output_dir, step, self.fingerprint(),
@@ -166,7 +230,7 @@ class SEPTrainer:
         dataset = SEPTrainDataset([self.train_sets[s] for s in self.subsets], a.crop_size, config.image_mean,
                                   config.image_std, seed=a.seed)
         return proportional_loader(dataset, self.lengths, self.micro_batch, a, self.accelerator, collate,
-                                   start_step)
+                                   start_step, rounding=a.batch_rounding)
 
     @property
     def unwrapped(self) -> SEPForSemanticSegmentation:
@@ -190,12 +254,13 @@ class SEPTrainer:
         def loss_fn(batch):
             out = self.model(batch["pixel_values"].to(device, non_blocking=True),
                              labels=batch["labels"].to(device, non_blocking=True),
-                             subset=self.subsets, subset_sizes=batch["subset_sizes"])
+                             subset=self.subsets, subset_sizes=batch["subset_sizes"],
+                             per_subset=self.forward_mode == "per-subset")
             return out.loss, out.head_losses
 
         try:
             return optimizer_step(self.accelerator, self.model, self.optimizer, self.scheduler, micro_batches,
-                                  loss_fn, step, "pre-training")
+                                  loss_fn, step, "pre-training", self.args.max_grad_norm)
         except NonFiniteLossError as exc:
             self._stop_non_finite(step, exc.losses)
 
@@ -216,6 +281,8 @@ class SEPTrainer:
         self.log_path = self.output_dir / "train_log.jsonl"
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
+            run_config = {"args": asdict(a), **self.recipe()}
+            (self.output_dir / "run_config.json").write_text(json.dumps(run_config, indent=2))
         self.history = ckpt.start_log(self.log_path, self.start_step, acc.is_main_process)
         self.model.train()
         self._clock = (time.perf_counter(), 0)
@@ -226,17 +293,18 @@ class SEPTrainer:
     def _after_step(self, step: int, head_losses: torch.Tensor) -> dict | None:
         """Log (loss per head, lr, samples/s), validate and checkpoint as the options ask."""
         a, postfix = self.args, None
-        t0, samples = self._clock[0], self._clock[1] + a.batch_size  # since the last log line
+        per_step = sum(self.sizes) * self.accelerator.num_processes * a.gradient_accumulation_steps
+        t0, samples = self._clock[0], self._clock[1] + per_step  # since the last log line
         self._clock = (t0, samples)
         if log_due(step, a.log_every, a.max_steps):
             per_head = dict(zip(self.subsets, head_losses.tolist()))
-            record = {"step": step, "lr": self.scheduler.get_last_lr()[0], "loss": float(head_losses.sum()),
+            record = {"step": step, "lr": max(self.scheduler.get_last_lr()), "loss": float(head_losses.sum()),
                       "samples_per_s": samples / (time.perf_counter() - t0),
                       **{f"loss/{s}": float(v) for s, v in per_head.items()}}
             self._log(record, step)
             postfix = {s: f"{v:.3f}" for s, v in per_head.items()}
             self._clock = (time.perf_counter(), 0)
-        if a.eval_every and step % a.eval_every == 0 and step != a.max_steps:
+        if self.eval_schedule.due(step):
             self._log_eval(step)
         if a.checkpoint_every and step % a.checkpoint_every == 0:
             self.save_checkpoint(step)
@@ -251,10 +319,21 @@ class SEPTrainer:
             self.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step)
 
     def _log_eval(self, step: int):
-        scores = self.evaluate() if self.accelerator.is_main_process else {}
+        """Validation on a centre crop of the training crop size (the authors' code); a better mean mIoU
+        over the subsets replaces ``best/``."""
+        acc = self.accelerator
+        scores = self.evaluate(self.args.crop_size) if acc.is_main_process else {}
         if scores:
-            self._log({"step": step, **{f"val_mIoU/{s}": r["mIoU"] for s, r in scores.items()}}, step)
-        self.accelerator.wait_for_everyone()
+            mean = float(np.nanmean([r["mIoU"] for r in scores.values()]))
+            self._log({"step": step, "val_mIoU": mean, **{f"val_mIoU/{s}": r["mIoU"] for s, r in scores.items()}},
+                      step)
+            if not math.isnan(mean) and (self.best is None or mean > self.best["mIoU"]):
+                self.best = {"step": step, "mIoU": mean, "crop_size": self.args.crop_size,
+                             "subsets": {s: r["mIoU"] for s, r in scores.items()}}
+                best_dir = self.output_dir / ckpt.BEST_DIR
+                self.unwrapped.save_pretrained(best_dir)
+                (best_dir / ckpt.BEST_RESULTS).write_text(json.dumps(json_safe(self.best), indent=2))
+        acc.wait_for_everyone()
 
     def finish(self, log_path: Path | None = None) -> dict:
         """Save the model, its scores and card (and push it) on the main process; the run's result."""
@@ -268,13 +347,12 @@ class SEPTrainer:
         return result
 
     def _save_model(self) -> dict:
-        from .evaluation import json_safe
-
         a, model = self.args, self.unwrapped
         model.save_pretrained(self.output_dir)
         scores = self.evaluate()
         (self.output_dir / "eval_results.json").write_text(json.dumps(json_safe(scores), indent=2))
-        card = model_card(a, model.config, scores, dict(zip(self.subsets, self.lengths)), self.hparams)
+        card = model_card(a, model.config, scores, dict(zip(self.subsets, self.lengths)), self.hparams,
+                          self.recipe())
         (self.output_dir / "README.md").write_text(card)
         if a.push_to_hub:
             try:

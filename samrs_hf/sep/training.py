@@ -1,6 +1,6 @@
 """The training step SEP pre-training and fine-tuning share: AdamW with transformers' cosine schedule, the
-proportional data loader, one optimizer step over gradient-accumulation micro-batches that stops on a
-NaN/inf loss, and the step loop with its progress bar.
+proportional data loader, one optimizer step over gradient-accumulation micro-batches that clips the
+gradient norm and stops on a NaN/inf loss, and the step loop with its progress bar.
 
 One optimizer step consumes ``gradient_accumulation_steps`` micro-batches per process; the scheduler is
 stepped by hand once per optimizer step (Accelerate would step it once per process).
@@ -25,12 +25,15 @@ class NonFiniteLossError(SamrsError, RuntimeError):
         self.losses = losses
 
 
-def build_optimizer(model, lr: float, weight_decay: float, min_lr: float, max_steps: int):
+def build_optimizer(model, lr: float, weight_decay: float, min_lr: float, max_steps: int, params=None):
     """AdamW (0.9, 0.999) and a cosine from ``lr`` at step 0 to ``min_lr`` at ``max_steps``, no warmup
-    (Table 8). The rate is passed rather than ``min_lr`` so that ``lr`` 0 gives a zero floor, not 1/0."""
+    (Table 8). The rate is passed rather than ``min_lr`` so that ``lr`` 0 gives a zero floor, not 1/0.
+    ``params``: parameter groups (:func:`.param_groups.param_groups`; each group's own lr and weight decay
+    and the same cosine shape, floor ``min_lr / lr`` of its lr); default one group of every parameter."""
     from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters() if params is None else params, lr=lr, betas=(0.9, 0.999),
+                                  weight_decay=weight_decay)
     scheduler = get_cosine_with_min_lr_schedule_with_warmup(
         optimizer, num_warmup_steps=0, num_training_steps=max_steps, min_lr_rate=min_lr / lr if lr else 0.0)
     return optimizer, scheduler
@@ -51,21 +54,23 @@ def micro_batch_size(batch_size: int, num_processes: int, accumulation: int) -> 
 
 
 def proportional_loader(dataset, lengths: list[int], micro_batch: int, args, accelerator, collate_fn,
-                        start_step: int = 0):
+                        start_step: int = 0, rounding: str = "largest-remainder"):
     """Micro-batches of this process from optimizer step ``start_step`` to ``args.max_steps``."""
     g = args.gradient_accumulation_steps
     sampler = ProportionalBatchSampler(
         lengths, micro_batch, seed=args.seed, start_step=start_step * g, num_steps=(args.max_steps - start_step) * g,
-        num_replicas=accelerator.num_processes, rank=accelerator.process_index)
+        num_replicas=accelerator.num_processes, rank=accelerator.process_index, rounding=rounding)
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn,
                                        num_workers=args.num_workers, pin_memory=torch.cuda.is_available(),
                                        persistent_workers=False, prefetch_factor=4 if args.num_workers else None)
 
 
 def optimizer_step(accelerator, model, optimizer, scheduler, micro_batches, loss_fn: Callable, step: int,
-                   label: str) -> torch.Tensor:
+                   label: str, max_grad_norm: float = 0.0) -> torch.Tensor:
     """One optimizer step over its micro-batches; ``loss_fn(batch)`` gives (the loss to back-propagate, the
-    losses to check and report). Returns the latter averaged over the micro-batches.
+    losses to check and report). Returns the latter averaged over the micro-batches. ``max_grad_norm`` > 0
+    clips the gradients' total norm before the update, through Accelerate (unscaled under fp16, all
+    processes' gradients already reduced).
 
     BatchNorm running stats change in the forward, before the loss can be checked: a non-finite loss
     restores the step's starting buffers (the weights still hold the last good update) and raises
@@ -84,6 +89,8 @@ def optimizer_step(accelerator, model, optimizer, scheduler, micro_batches, loss
             total = total + parts / len(micro_batches)
             accelerator.backward(loss)
             if accelerator.sync_gradients:
+                if max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)

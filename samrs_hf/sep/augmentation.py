@@ -1,0 +1,177 @@
+"""SEP training augmentation, as the SAMRS authors' pre-training code composes it with albumentations:
+
+    RandomScale(scale_limit=(-0.5, 1.0), p=0.5)   a scale in [0.5, 2.0] for half the images, the rest unscaled
+    PadIfNeeded(crop, image 0, label 255), RandomCrop(crop)
+    HorizontalFlip(p=0.5), VerticalFlip(p=0.5), RandomRotate90(p=0.5)
+    OneOf([RandomContrast(), RandomGamma(), RandomBrightness(), ColorJitter(0.07, 0.07, 0.1, 0.1)], p=0.3)
+
+``OneOf`` applies one of its transforms with probability 0.3, chosen in proportion to their own ``p``
+(0.5, 0.5, 0.5, 0.3). The random choices are drawn first (:func:`draw_plan`), so tests can count them.
+Fine-tuning crops go through the same :func:`augment`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..sources.classes import IGNORE_INDEX
+
+SCALE_P = 0.5
+SCALE_RANGE = (0.5, 2.0)
+HFLIP_P = 0.5
+VFLIP_P = 0.5
+ROT90_P = 0.5
+PHOTOMETRIC_P = 0.3
+PHOTOMETRIC_WEIGHTS = {"contrast": 0.5, "gamma": 0.5, "brightness": 0.5, "color_jitter": 0.3}
+CONTRAST_LIMIT = 0.2      # RandomContrast: pixels x (1 + U(-0.2, 0.2))
+BRIGHTNESS_LIMIT = 0.2    # RandomBrightness: pixels + U(-0.2, 0.2) x 255
+GAMMA_RANGE = (0.8, 1.2)  # RandomGamma(gamma_limit=(80, 120))
+COLOR_JITTER = {"brightness": 0.07, "contrast": 0.07, "saturation": 0.1, "hue": 0.1}
+AUGMENTATION = {"scale_p": SCALE_P, "scale_range": SCALE_RANGE, "hflip_p": HFLIP_P, "vflip_p": VFLIP_P,
+                "rot90_p": ROT90_P, "photometric_p": PHOTOMETRIC_P, "photometric_weights": PHOTOMETRIC_WEIGHTS,
+                "contrast_limit": CONTRAST_LIMIT, "brightness_limit": BRIGHTNESS_LIMIT, "gamma_range": GAMMA_RANGE,
+                "color_jitter": COLOR_JITTER}
+
+
+@dataclass(frozen=True)
+class AugmentPlan:
+    """The random choices for one example (crop offsets are drawn when the scaled size is known)."""
+
+    scale: float
+    hflip: bool
+    vflip: bool
+    rot90: int
+    photometric: str | None
+    factors: tuple = ()
+
+
+def _photometric_factors(name: str, rng: np.random.Generator) -> tuple:
+    if name == "contrast":
+        return (1.0 + float(rng.uniform(-CONTRAST_LIMIT, CONTRAST_LIMIT)),)
+    if name == "brightness":
+        return (float(rng.uniform(-BRIGHTNESS_LIMIT, BRIGHTNESS_LIMIT)),)
+    if name == "gamma":
+        return (float(rng.uniform(*GAMMA_RANGE)),)
+    j = COLOR_JITTER
+    return (float(rng.uniform(1 - j["brightness"], 1 + j["brightness"])),
+            float(rng.uniform(1 - j["contrast"], 1 + j["contrast"])),
+            float(rng.uniform(1 - j["saturation"], 1 + j["saturation"])),
+            float(rng.uniform(-j["hue"], j["hue"])), tuple(int(i) for i in rng.permutation(4)))
+
+
+def draw_plan(rng: np.random.Generator) -> AugmentPlan:
+    scale = float(rng.uniform(*SCALE_RANGE)) if rng.random() < SCALE_P else 1.0
+    hflip, vflip = bool(rng.random() < HFLIP_P), bool(rng.random() < VFLIP_P)
+    rot90 = int(rng.integers(0, 4)) if rng.random() < ROT90_P else 0
+    photometric, factors = None, ()
+    if rng.random() < PHOTOMETRIC_P:
+        names, weights = list(PHOTOMETRIC_WEIGHTS), np.array(list(PHOTOMETRIC_WEIGHTS.values()))
+        photometric = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+        factors = _photometric_factors(photometric, rng)
+    return AugmentPlan(scale, hflip, vflip, rot90, photometric, factors)
+
+
+def _color_jitter(img: np.ndarray, factors: tuple) -> np.ndarray:
+    """ColorJitter's four changes in its random order, through PIL (uint8 RGB in and out)."""
+    from PIL import Image, ImageEnhance
+
+    brightness, contrast, saturation, hue, order = factors
+    pil = Image.fromarray(img)
+    for k in order:
+        if k == 0:
+            pil = ImageEnhance.Brightness(pil).enhance(brightness)
+        elif k == 1:
+            pil = ImageEnhance.Contrast(pil).enhance(contrast)
+        elif k == 2:
+            pil = ImageEnhance.Color(pil).enhance(saturation)
+        else:
+            h, s, v = pil.convert("HSV").split()
+            h = h.point(lambda x: int(x + round(hue * 255)) % 256)
+            pil = Image.merge("HSV", (h, s, v)).convert("RGB")
+    return np.asarray(pil)
+
+
+def photometric(img: np.ndarray, name: str | None, factors: tuple) -> np.ndarray:
+    """One of the four photometric changes on a uint8 RGB image (albumentations' uint8 formulas)."""
+    if name is None:
+        return img
+    if name == "color_jitter":
+        return _color_jitter(np.ascontiguousarray(img), factors)
+    x = img.astype(np.float32)
+    if name == "contrast":
+        x = x * factors[0]
+    elif name == "brightness":
+        x = x + factors[0] * 255.0
+    else:
+        x = 255.0 * (x / 255.0) ** factors[0]
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def _window(size: int, crop: int, rng: np.random.Generator, centre_pad: bool) -> tuple[int, int]:
+    """(start in the scaled image, offset in the crop) along one axis."""
+    if size >= crop:
+        return int(rng.integers(0, size - crop + 1)), 0
+    return 0, (crop - size) // 2 if centre_pad else 0
+
+
+def scaled_crop(image, semantic, scale: float, crop_size: int, rng: np.random.Generator, centre_pad: bool = False):
+    """Random ``crop_size`` window of the image rescaled by ``scale``, resampling only that window.
+
+    Same result as resize-then-crop (bilinear image, nearest labels) without resizing whole
+    SAMRS images up to 2x for a 224 crop. Windows larger than the scaled image are padded (image 0,
+    labels 255): after it, or around it with ``centre_pad`` (albumentations' PadIfNeeded).
+    """
+    from PIL import Image
+
+    w, h = image.size
+    sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
+    top, dy = _window(sh, crop_size, rng, centre_pad)
+    left, dx = _window(sw, crop_size, rng, centre_pad)
+    cw, ch = min(crop_size, sw - left), min(crop_size, sh - top)
+    if scale == 1.0:
+        img = np.asarray(image.convert("RGB"))[top:top + ch, left:left + cw]
+        lab = np.asarray(semantic)[top:top + ch, left:left + cw]
+    else:
+        box = (left * w / sw, top * h / sh, (left + cw) * w / sw, (top + ch) * h / sh)
+        img = np.asarray(image.convert("RGB").resize((cw, ch), Image.BILINEAR, box=box))
+        lab = np.asarray(semantic.resize((cw, ch), Image.NEAREST, box=box))
+    return crop_or_pad(img, lab, crop_size, -dy, -dx)
+
+
+def crop_or_pad(image: np.ndarray, labels: np.ndarray, size: int, top: int, left: int):
+    """``size``x``size`` window at (top, left); parts outside the image are 0 pixels / 255 labels."""
+    out_img = np.zeros((size, size, 3), dtype=image.dtype)
+    out_lab = np.full((size, size), IGNORE_INDEX, dtype=labels.dtype)
+    h, w = labels.shape
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + size, h), min(left + size, w)
+    if y1 > y0 and x1 > x0:
+        out_img[y0 - top:y1 - top, x0 - left:x1 - left] = image[y0:y1, x0:x1]
+        out_lab[y0 - top:y1 - top, x0 - left:x1 - left] = labels[y0:y1, x0:x1]
+    return out_img, out_lab
+
+
+def augment(image, semantic, crop_size: int, rng: np.random.Generator):
+    """The authors' training transform (module docstring). ``image``/``semantic`` are PIL images; returns
+    HxWx3 float32 in [0, 1] and HxW int64 labels."""
+    plan = draw_plan(rng)
+    img, lab = scaled_crop(image, semantic, plan.scale, crop_size, rng, centre_pad=True)
+    if plan.hflip:
+        img, lab = img[:, ::-1], lab[:, ::-1]
+    if plan.vflip:
+        img, lab = img[::-1], lab[::-1]
+    img, lab = np.rot90(img, plan.rot90), np.rot90(lab, plan.rot90)
+    img = photometric(img, plan.photometric, plan.factors)
+    return (np.ascontiguousarray(img, dtype=np.float32) / 255.0,
+            np.ascontiguousarray(lab, dtype=np.int64))
+
+
+def center_crop(image, semantic, crop_size: int):
+    """Validation: the central ``crop_size`` square; smaller sides are padded (255 labels)."""
+    img = np.asarray(image.convert("RGB"))
+    lab = np.asarray(semantic)
+    h, w = lab.shape
+    img, lab = crop_or_pad(img, lab, crop_size, (h - crop_size) // 2, (w - crop_size) // 2)
+    return img.astype(np.float32) / 255.0, lab.astype(np.int64)
