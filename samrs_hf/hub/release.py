@@ -25,7 +25,7 @@ from ..sources.classes import get_class_table
 from ..sources.imageio import CorruptImageError, image_size
 from ..build.layout import IMAGE_EXTENSIONS, is_build_dir, read_report
 from .checks import instance_ok, make_object
-from .features import FIRST_OBJECT_ID
+from .features import FIRST_OBJECT_ID, dataset_example
 from .rows import Row
 from ..sources.records import (
     CORRUPT_IMAGE,
@@ -198,12 +198,9 @@ def read_release_item(root, item: ReleaseItem, subset: str, report: Report) -> R
     objects = _objects(entries, table, w, h, item.index * ID_STRIDE + FIRST_OBJECT_ID, where, report)
     if objects is None:
         return None
-    example = {
-        "image": {"bytes": image.read_bytes(), "path": image.name},
-        "semantic": {"bytes": gray.read_bytes(), "path": gray.name},
-        "objects": objects, "image_id": item.name, "source_image": item.source_image, "width": w, "height": h,
-        "subset": subset,
-    }
+    example = dataset_example(image={"bytes": image.read_bytes(), "path": image.name},
+                              semantic={"bytes": gray.read_bytes(), "path": gray.name}, objects=objects,
+                              name=item.name, source_image=item.source_image, width=w, height=h, subset=subset)
     return Row(item.split, example, where)
 
 
@@ -216,11 +213,11 @@ def release_splits(root, subset: str, *, val_fraction: float = 0.05, seed: int =
 
 
 def release_examples(root, items, subset: str, report: Report) -> Iterator[tuple[str, dict]]:
-    """``(image_id, example)`` of the usable items, in order: what the builder and the converter both write."""
+    """``(file_name, example)`` of the usable items, in order: what the builder and the converter both write."""
     for item in items:
         row = read_release_item(root, item, subset, report)
         if row is not None:
-            yield row.example["image_id"], row.example
+            yield row.example["file_name"], row.example
 
 
 # ----------------------------------------------------------------------------------------- builder
@@ -283,9 +280,9 @@ def convert_release(root, subset: str, to, *, name: str | None = None, shard_siz
         bar = tqdm(total=sum(map(len, by_split.values())), desc=f"converting {root.name}", unit="img",
                    disable=not progress)
         for split, items in by_split.items():
-            for image_id, example in release_examples(root, items, subset, report):
+            for file_name, example in release_examples(root, items, subset, report):
                 bar.update(1)
-                yield Row(split, example, image_id)
+                yield Row(split, example, file_name)
         bar.close()
 
     if is_build_dir(root):  # a `samrs build --pkl` folder: its report says which model made the masks
