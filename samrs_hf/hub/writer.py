@@ -25,6 +25,9 @@ DEFAULT_ROW_GROUP_SIZE = "100MB"
 """``datasets``' own ``config.MAX_ROW_GROUP_SIZE``: a row group is written before a row would take it past
 this, so groups are sized in bytes (64 rows of 1024² SOTA patches made ~111 MB groups) and one group is
 what a reader holds in memory per open split."""
+FOOTER_BYTES = 64 * 1024
+"""Counted in each shard before its first row: the parquet footer (features JSON, schema, page index;
+~10 KB + ~1 KB per row group measured), so the file, not only its rows, stays within the shard size."""
 MAX_ROWS_PER_ROW_GROUP = 1 << 20
 """pyarrow's own cap on rows per group; the byte limit decides long before (an upper bound, never reached
 by image rows)."""
@@ -60,6 +63,7 @@ class _Shard:
     writer: object
     size: int = 0
     group: int = 0
+    rows: int = 0
 
 
 class ShardedWriter:
@@ -83,13 +87,13 @@ class ShardedWriter:
         self.files[split].append(path)
         # Rows are only buffered by ``write``; ``add`` writes each group when its bytes say so.
         writer = _parquet_writer_class()(features=self.features, path=str(path), writer_batch_size=MAX_ROWS_PER_ROW_GROUP)
-        self._open[split] = _Shard(writer)
+        self._open[split] = _Shard(writer, size=FOOTER_BYTES)
         return self._open[split]
 
     def add(self, split: str, example: dict) -> None:
         size = _approx_size(example)
         shard = self._open.get(split)
-        if shard is not None and shard.size and shard.size + size > self.shard_size:
+        if shard is not None and shard.rows and shard.size + size > self.shard_size:
             self._close(split)
             shard = None
         shard = shard or self._new_shard(split)
@@ -99,6 +103,7 @@ class ShardedWriter:
         shard.writer.write(self.features.encode_example(example))
         shard.size += size
         shard.group += size
+        shard.rows += 1
         self.num_examples[split] += 1
 
     def _close(self, split: str) -> None:
