@@ -218,3 +218,17 @@ def test_row_groups_and_shards_are_sized_in_bytes(tmp_path):
     assert [n for n, _ in groups] == [2, 2, 1, 2, 2]  # 2 rows per group, a shard closed before a 6th row
     assert all(size <= group_limit for _, size in groups)
     assert sum(n for n, _ in groups) == len(names)
+
+
+def test_a_package_of_the_old_features_is_refused_with_the_reason(tmp_path):
+    from datasets import ClassLabel, Dataset, Features, List, Value
+
+    from samrs_hf.hub.reader import NotADatasetFolder, open_folder
+
+    old = Features({"objects": List({"id": Value("int64"), "category": ClassLabel(names=list(TABLE.names))}),
+                    "image_id": Value("string"), "subset": Value("string")})
+    (tmp_path / "old" / "data").mkdir(parents=True)
+    Dataset.from_dict({"objects": [[{"id": 1, "category": 0}]], "image_id": ["P0000"], "subset": ["sota"]},
+                      features=old).to_parquet(str(tmp_path / "old" / "data" / "train-00000-of-00001.parquet"))
+    with pytest.raises(NotADatasetFolder, match="old: .*list of per-object structs.*package or convert it again"):
+        open_folder(tmp_path / "old")

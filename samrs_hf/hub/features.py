@@ -81,6 +81,9 @@ def dataset_example(*, image, semantic, objects: list[dict], name: str, source_i
 
 def category_feature(features) -> ClassLabel:
     """The ClassLabel of ``objects.category`` (the class table a dataset carries)."""
+    if not isinstance(features["objects"], dict):
+        raise ValueError("'objects' is a list of per-object structs: a SAMRS dataset packaged before the features "
+                         "changed to a dict of lists (samrs_hf #18); package or convert it again")
     return features["objects"]["category"].feature
 
 

@@ -185,7 +185,10 @@ def open_folder(path, *, as_packaged: tuple[float, int] | None = None, strict: b
             raise NotADatasetFolder(f"{path}: a parquet folder, but not a SAMRS dataset (no 'objects' feature)")
         example = next(iter(first.cast_column("image", Image(decode=False))), None)
         subset = example["subset"] if example else path.name
-        names = class_table_of(first.features, subset).names
+        try:
+            names = class_table_of(first.features, subset).names
+        except ValueError as exc:  # packaged before objects became a dict of lists
+            raise NotADatasetFolder(f"{path}: {exc}") from None
         return DatasetFolder(path, PACKAGE, subset, names, _ordered(dd.keys()), _hub=dd)
     raise NotADatasetFolder(
         f"{path}: neither a samrs build (build.json + ins/) nor a packaged dataset (data/*.parquet)"
