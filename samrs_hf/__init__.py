@@ -9,6 +9,7 @@ _LAZY = {
     "decode_masks": "samrs_hf.hub.features",
     "training_transform": "samrs_hf.hub.features",
     "samrs_features": "samrs_hf.hub.features",
+    "objects_as_list": "samrs_hf.hub.features",
     "load": "samrs_hf.hub.repo",
     "plot": "samrs_hf.analysis.visualize",
     "get_class_table": "samrs_hf.sources.classes",

@@ -9,6 +9,7 @@ from pycocotools.coco import COCO
 
 from samrs_hf.cli import main as cli_main
 from samrs_hf.hub.coco_export import export_coco
+from samrs_hf.hub.features import objects_as_list
 from samrs_hf.hub.packaging import package
 from samrs_hf.sources.records import SourceError
 from test_packaging import SIOR_ITEMS, SOTA_ITEMS, load_hub, make_build
@@ -29,16 +30,17 @@ def test_hub_export_round_trips(built, tmp_path):
     ds = load_hub(hub)["train"]
     assert counts["images"] == len(ds)
     coco = COCO(str(out))
-    names = ds.features["objects"].feature["category"].names
+    names = ds.features["objects"]["category"].feature.names
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == names
     ann_ids = [a["id"] for a in coco.dataset["annotations"]]
     assert len(ann_ids) == len(set(ann_ids)) == counts["annotations"] > len(ds)
     by_name = {img["image_name"]: img["id"] for img in coco.dataset["images"]}
     for ex in ds:
-        img_id = by_name[ex["image_id"]]
+        img_id = by_name[ex["file_name"]]
+        assert img_id == ex["image_id"]  # the dataset's int64 image_id
         anns = coco.loadAnns(coco.getAnnIds(imgIds=[img_id]))
-        assert [a["id"] for a in anns] == [o["id"] for o in ex["objects"]]  # exactly this image's objects
-        for a, o in zip(anns, ex["objects"]):
+        assert [a["id"] for a in anns] == ex["objects"]["id"]  # exactly this image's objects
+        for a, o in zip(anns, objects_as_list(ex["objects"])):
             assert a["bbox"] == o["bbox"] and a["category_id"] == o["category"] and a["iscrowd"] == 0
             assert a["area"] == o["area"]
             m = coco.annToMask(a)

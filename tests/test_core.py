@@ -149,16 +149,17 @@ def test_features_and_decode_masks():
     from samrs_hf.hub.features import decode_masks, samrs_features
 
     f = samrs_features("fast")
-    assert f["objects"].feature["category"].num_classes == 37
-    assert set(f) == {"image", "semantic", "objects", "image_id", "source_image", "width", "height", "subset"}
+    assert f["objects"]["category"].feature.num_classes == 37
+    assert set(f) == {"image", "semantic", "label", "objects", "image_id", "file_name", "source_image", "width",
+                      "height", "subset"}
     m = np.zeros((4, 6), np.uint8)
     m[1:3, 2:5] = 1
     rle = mask_utils.encode(np.asfortranarray(m))
-    ex = {"height": 4, "width": 6, "image_id": "x",
-          "objects": [{"id": 0, "segmentation": {"size": [4, 6], "counts": rle["counts"].decode()}}]}
+    ex = {"height": 4, "width": 6, "image_id": 1, "file_name": "x",
+          "objects": {"id": [0], "segmentation": [{"size": [4, 6], "counts": rle["counts"].decode()}]}}
     out = decode_masks(ex)
     assert out.shape == (1, 4, 6) and out.dtype == bool and np.array_equal(out[0], m.astype(bool))
-    ex["objects"][0]["segmentation"]["size"] = [5, 6]
+    ex["objects"]["segmentation"][0]["size"] = [5, 6]
     with pytest.raises(ValueError, match="mask size"):
         decode_masks(ex)
 

@@ -32,7 +32,7 @@ def test_demo_end_to_end(demo, capsys):
 
     ds = load_dataset(str(demo / "hub"))
     assert {k: len(v) for k, v in ds.items()} == {"train": 2, "test": 1}  # the DIOR sample: 2 trainval + 1 test
-    assert sum(len(ex["objects"]) for split in ds.values() for ex in split) == 8
+    assert sum(len(ex["objects"]["id"]) for split in ds.values() for ex in split) == 8
     build = json.loads((demo / "build" / "build.json").read_text())
     assert build["model"]["random"] is True and build["subset"] == "sior"
     stats = json.loads((demo / "stats" / "stats.json").read_text())

@@ -142,12 +142,12 @@ def test_corrupt_data_is_a_counted_skip_or_a_strict_error(sior_build, tmp_path, 
     result = package([b], tmp_path / "hub", val_fraction=0.0, progress=False, stats=False)
     assert result.report.counts() == {kind: 1} and "00001" in result.report.skips[0].where
     assert dict(result.dropped) == {"images": dropped == "image", "objects": dropped == "object"}
-    rows = {ex["image_id"]: ex for d in load_hub(tmp_path / "hub").values() for ex in d}
+    rows = {ex["file_name"]: ex for d in load_hub(tmp_path / "hub").values() for ex in d}
     if dropped == "image":
         assert "00001" not in rows and len(rows) == len(SIOR_ITEMS) - 1
     else:  # the image stays with its good object; ids have no hole
-        assert [o["category"] for o in rows["00001"]["objects"]] == [get_class_table("sior").id_of("expressway-toll-station")]
-        ids = sorted(o["id"] for ex in rows.values() for o in ex["objects"])
+        assert rows["00001"]["objects"]["category"] == [get_class_table("sior").id_of("expressway-toll-station")]
+        ids = sorted(i for ex in rows.values() for i in ex["objects"]["id"])
         assert ids == list(range(1, len(ids) + 1))
     readme = (tmp_path / "hub" / "README.md").read_text()
     assert f"Dropped while packaging: 1 {dropped} (counts by kind)" in readme and f"`{kind}`: 1" in readme
@@ -268,7 +268,7 @@ def test_checker_threads_change_nothing(sior_build, tmp_path):
     runs = []
     for workers in (0, 3):
         report, dropped = Report(), Counter()
-        rows = [(r.split, r.example["image_id"], [o["id"] for o in r.example["objects"]])
+        rows = [(r.split, r.example["image_id"], r.example["objects"]["id"])
                 for r in rows_from_builds([b], report, progress=False, dropped=dropped, workers=workers)]
         runs.append((rows, [str(p) for p in report.problems], dict(dropped)))
     assert runs[0] == runs[1] and runs[0][2] == {"images": 1, "objects": 1}

@@ -98,10 +98,10 @@ def test_load_sees_new_rows_in_a_repackaged_folder_of_the_same_name(hub, tmp_pat
     first = load(copy)
     shard = next((copy / "data").glob("train-*.parquet"))
     table = pq.read_table(shard)
-    ids = table.column("image_id").to_pylist()
-    pq.write_table(table.set_column(table.schema.get_field_index("image_id"), "image_id",
-                                     pa.array([f"{i}-new" for i in ids])), shard)
-    assert sorted(load(copy)["train"]["image_id"]) == sorted(f"{i}-new" for i in first["train"]["image_id"])
+    names = table.column("file_name").to_pylist()
+    pq.write_table(table.set_column(table.schema.get_field_index("file_name"), "file_name",
+                                     pa.array([f"{n}-new" for n in names])), shard)
+    assert sorted(load(copy)["train"]["file_name"]) == sorted(f"{n}-new" for n in first["train"]["file_name"])
 
 
 def test_card_of_a_package_without_stats_says_why(hub):

@@ -11,7 +11,7 @@ from pycocotools import mask as mask_utils
 from samrs_hf.build import layout
 from samrs_hf.sources.classes import get_class_table
 from samrs_hf.cli import main as cli_main
-from samrs_hf.hub.features import decode_masks, samrs_features
+from samrs_hf.hub.features import decode_masks, image_id_of, objects_as_list, samrs_features
 from samrs_hf.hub.packaging import PackagingError, package, parse_size
 from samrs_hf.sources.records import SourceError
 from samrs_hf.hub.splits import assign_split
@@ -118,7 +118,7 @@ def test_package_loads_with_exact_features(sota_hub, sota_build):
     ds = load_hub(hub)
     assert set(ds) == {"train", "validation"}
     assert ds["train"].features == samrs_features("sota")
-    names = ds["train"].features["objects"].feature["category"].names
+    names = ds["train"].features["objects"]["category"].feature.names
     assert names == list(get_class_table("sota").names)
     assert sum(len(d) for d in ds.values()) == len(SOTA_ITEMS) == result.num_rows
     files = sorted(p.name for p in (hub / "data").iterdir())
@@ -137,7 +137,8 @@ def test_rows_equal_the_build(sota_hub, sota_build):
     seen = {}
     for split, d in ds.items():
         for ex in d:
-            name = ex["image_id"]
+            name = ex["file_name"]
+            assert ex["image_id"] == image_id_of(name)
             seen[name] = split
             record = json.loads((sota_build / "ins" / f"{name}.json").read_text())
             gray = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(sota_build / "gray" / f"{name}.png"))
@@ -151,7 +152,7 @@ def test_rows_equal_the_build(sota_hub, sota_build):
             expected = mask_utils.decode([{"size": i["segmentation"]["size"], "counts": i["segmentation"]["counts"].encode()}
                                           for i in record["instances"]]).transpose(2, 0, 1).astype(bool)
             np.testing.assert_array_equal(masks, expected)
-            for o, inst in zip(ex["objects"], record["instances"]):
+            for o, inst in zip(objects_as_list(ex["objects"]), record["instances"]):
                 x0, y0, x1, y1 = inst["bbox"]
                 assert o["bbox"] == [x0, y0, x1 - x0, y1 - y0]
                 assert o["category"] == get_class_table("sota").id_of(inst["category"])
@@ -172,13 +173,13 @@ def test_rows_equal_the_build(sota_hub, sota_build):
 def test_dior_test_images_only_in_test(sior_build, tmp_path):
     result = package([sior_build], tmp_path / "hub", val_fraction=0.0, progress=False, stats=False)
     ds = load_hub(tmp_path / "hub")
-    assert sorted(ds["test"]["image_id"]) == ["11726", "11727"]
-    assert sorted(ds["train"]["image_id"]) == ["00001", "00002", "00003"]
+    assert sorted(ds["test"]["file_name"]) == ["11726", "11727"]
+    assert sorted(ds["train"]["file_name"]) == ["00001", "00002", "00003"]
     assert "validation" not in ds and result.splits == {"train": 3, "test": 2}
-    ex = [e for e in ds["train"] if e["image_id"] == "00001"][0]
-    names = ds["train"].features["objects"].feature["category"].names
-    assert [names[o["category"]] for o in ex["objects"]] == ["airplane", "expressway-toll-station"]
-    assert ds["test"].filter(lambda e: e["image_id"] == "11727")[0]["objects"] == []
+    ex = [e for e in ds["train"] if e["file_name"] == "00001"][0]
+    names = ds["train"].features["objects"]["category"].feature.names
+    assert [names[c] for c in ex["objects"]["category"]] == ["airplane", "expressway-toll-station"]
+    assert ds["test"].filter(lambda e: e["file_name"] == "11727")[0]["objects"]["id"] == []
 
 
 def test_deterministic_bytes(sota_build, tmp_path):
@@ -268,8 +269,8 @@ def test_bad_inputs_are_counted_or_fatal(sior_build, tmp_path, damage, kind, dro
     assert result.num_rows == len(SIOR_ITEMS) - (dropped == "image")
     assert dict(result.dropped) == {"images": dropped == "image", "objects": dropped == "object"}
     if dropped == "object":  # the row stays, without that object
-        ex = next(e for e in load_hub(tmp_path / "hub")["train"] if e["image_id"] == name)
-        assert len(ex["objects"]) == len(SIOR_ITEMS[1][3]) - 1
+        ex = next(e for e in load_hub(tmp_path / "hub")["train"] if e["file_name"] == name)
+        assert len(ex["objects"]["id"]) == len(SIOR_ITEMS[1][3]) - 1
     assert result.report.counts() == {kind: 1}
     assert name in result.report.skips[0].where
     readme = (tmp_path / "hub" / "README.md").read_text()
@@ -312,16 +313,16 @@ def test_end_to_end_build_package_load(tiny_random_build, tmp_path):
     ds = load_hub(tmp_path / "hub")
     records = {p.stem: json.loads(p.read_text()) for p in (build / "ins").glob("*.json")}
     assert sum(len(d) for d in ds.values()) == len(records) == result.num_rows
-    assert sorted(ds["test"]["image_id"]) == sorted(n for n, r in records.items() if r["split"] == "test")
-    assert all(records[n]["split"] != "test" for n in ds["train"]["image_id"])
+    assert sorted(ds["test"]["file_name"]) == sorted(n for n, r in records.items() if r["split"] == "test")
+    assert all(records[n]["split"] != "test" for n in ds["train"]["file_name"])
     assert ds["train"].features == samrs_features("sior")
     for d in ds.values():
         for ex in d:
-            rec = records[ex["image_id"]]
-            np.testing.assert_array_equal(np.asarray(ex["semantic"]), np.asarray(Image.open(build / "gray" / f"{ex['image_id']}.png")))
+            rec = records[ex["file_name"]]
+            np.testing.assert_array_equal(np.asarray(ex["semantic"]), np.asarray(Image.open(build / "gray" / f"{ex['file_name']}.png")))
             rles = [{"size": i["segmentation"]["size"], "counts": i["segmentation"]["counts"].encode()} for i in rec["instances"]]
             np.testing.assert_array_equal(decode_masks(ex), mask_utils.decode(rles).transpose(2, 0, 1).astype(bool))
-            assert [o["score"] for o in ex["objects"]] == pytest.approx([i["score"] for i in rec["instances"]])
+            assert ex["objects"]["score"] == pytest.approx([i["score"] for i in rec["instances"]])
     assert "RANDOM MODEL WEIGHTS" in (tmp_path / "hub" / "README.md").read_text()
     # The --pkl form of the same build is a release layout: convert-release gives the same data.
     conv = convert_release(build, "sior", tmp_path / "conv", progress=False, stats=False)
@@ -333,4 +334,4 @@ def test_end_to_end_build_package_load(tiny_random_build, tmp_path):
         for a, b in zip(d, ds[split]):
             assert a["image_id"] == b["image_id"]
             np.testing.assert_array_equal(decode_masks(a), decode_masks(b))
-            assert [o["bbox"] for o in a["objects"]] == [o["bbox"] for o in b["objects"]]
+            assert a["objects"]["bbox"] == b["objects"]["bbox"]

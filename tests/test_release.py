@@ -103,17 +103,16 @@ def test_convert_release_gives_packaged_features(tmp_path, build, official):
     package([build], tmp_path / "pkg", val_fraction=0.0, progress=False, stats=False)
     packaged = load_hub(tmp_path / "pkg")
     for split in ("train", "test"):
-        a = sorted(converted[split], key=lambda e: e["image_id"])
-        b = sorted(packaged[split], key=lambda e: e["image_id"])
-        assert [e["image_id"] for e in a] == [e["image_id"] for e in b]
+        a = sorted(converted[split], key=lambda e: e["file_name"])
+        b = sorted(packaged[split], key=lambda e: e["file_name"])
+        assert [(e["image_id"], e["file_name"]) for e in a] == [(e["image_id"], e["file_name"]) for e in b]
         for ea, eb in zip(a, b):
             np.testing.assert_array_equal(np.asarray(ea["semantic"]), np.asarray(eb["semantic"]))
             np.testing.assert_array_equal(decode_masks(ea), decode_masks(eb))
-            for oa, ob in zip(ea["objects"], eb["objects"]):
-                for key in ("category", "bbox", "segmentation", "area"):
-                    assert oa[key] == ob[key], key
-                assert oa["score"] is None  # the release has no SAM scores
-    ids = [o["id"] for d in converted.values() for e in d for o in e["objects"]]
+            for key in ("category", "bbox", "segmentation", "area"):
+                assert ea["objects"][key] == eb["objects"][key], key
+            assert all(s is None for s in ea["objects"]["score"])  # the release has no SAM scores
+    ids = [i for d in converted.values() for e in d for i in e["objects"]["id"]]
     assert len(ids) == len(set(ids)) == sum(len(items[3]) for items in SIOR_ITEMS)
 
 

@@ -57,10 +57,11 @@ def make_hub(root, scenes=SCENES):
     """The same scenes as a parquet folder with the package's features (no dependency on `samrs package`)."""
     from datasets import Dataset
 
-    from samrs_hf.hub.features import samrs_features
+    from samrs_hf.hub.features import image_id_of, objects_as_columns, samrs_features
 
     build = make_build(root / "build", scenes)
-    rows = {k: [] for k in ("image", "semantic", "objects", "image_id", "source_image", "width", "height", "subset")}
+    rows = {k: [] for k in ("image", "semantic", "label", "objects", "image_id", "file_name", "source_image", "width",
+                            "height", "subset")}
     oid = 0
     for name, _split, w, h, _ in scenes:
         rec = json.loads((build / "ins" / f"{name}.json").read_text())
@@ -72,8 +73,10 @@ def make_hub(root, scenes=SCENES):
             oid += 1
         rows["image"].append(str(build / "images" / f"{name}.png"))
         rows["semantic"].append(str(build / "gray" / f"{name}.png"))
-        rows["objects"].append(objs)
-        rows["image_id"].append(name)
+        rows["label"].append(str(build / "gray" / f"{name}.png"))
+        rows["objects"].append(objects_as_columns(objs))
+        rows["image_id"].append(image_id_of(name))
+        rows["file_name"].append(name)
         rows["source_image"].append(name)
         rows["width"].append(w)
         rows["height"].append(h)

@@ -78,19 +78,18 @@ def compute_stats(path, split: str | None = None, *, progress: bool = False) -> 
         total_pixels += w * h
         semantic = np.asarray(ex["semantic"])
         if semantic.shape[:2] != (h, w):
-            raise SourceError(f"{ex['image_id']}: semantic map is {semantic.shape[1]}x{semantic.shape[0]}, "
+            raise SourceError(f"{ex['file_name']}: semantic map is {semantic.shape[1]}x{semantic.shape[0]}, "
                               f"image is {w}x{h}")
         pixels += np.bincount(semantic.ravel(), minlength=256)
-        for obj in ex["objects"]:
-            seg = obj["segmentation"]
+        for seg, category in zip(ex["objects"]["segmentation"], ex["objects"]["category"]):
             counts = seg["counts"]
             rle = {"size": list(seg["size"]), "counts": counts.encode() if isinstance(counts, str) else counts}
             area = int(mask_utils.area(rle))
             if area == 0:
                 empty += 1
                 continue
-            instances[obj["category"]] += 1
-            mask_pixels[obj["category"]] += area
+            instances[category] += 1
+            mask_pixels[category] += area
             bins[size_bin(area)] += 1
     if pixels[k:IGNORE_INDEX].any() or pixels[IGNORE_INDEX + 1:].any():
         bad = [i for i in range(k, 256) if i != IGNORE_INDEX and pixels[i]]

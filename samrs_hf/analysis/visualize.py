@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..sources.classes import color_of, get_class_table
-from ..hub.features import decode_masks
+from ..hub.features import decode_masks, objects_as_list
 from ..hub.reader import open_folder
 from .figures import new_figure, save_png
 
@@ -57,10 +57,10 @@ def plot(example, class_names=None, *, alpha: float = 0.5, show_names: bool = Tr
     ``class_names`` defaults to the table of ``example["subset"]``; boxes are COCO ``xywh``.
     """
     h, w = int(example["height"]), int(example["width"])
-    image = _as_rgb(example.get("image"), h, w, example.get("image_id", "?"))
+    image = _as_rgb(example.get("image"), h, w, example.get("file_name", "?"))
     semantic = np.asarray(example["semantic"])
     if semantic.shape[:2] != (h, w):
-        raise ValueError(f"{example.get('image_id', '?')}: semantic map is {semantic.shape[1]}x{semantic.shape[0]}, "
+        raise ValueError(f"{example.get('file_name', '?')}: semantic map is {semantic.shape[1]}x{semantic.shape[0]}, "
                          f"image is {w}x{h}")
     masks = decode_masks(example)
     names = _class_names(example, class_names)
@@ -79,7 +79,7 @@ def plot(example, class_names=None, *, alpha: float = 0.5, show_names: bool = Tr
     ax = panels[2]
     ax.imshow(overlay, interpolation="nearest")
     fontsize = float(np.clip(h / 60, 4, 9))
-    for obj, mask, color in zip(example["objects"], masks, colors):
+    for obj, mask, color in zip(objects_as_list(example["objects"]), masks, colors):
         ys, xs = np.nonzero(mask)
         if len(ys):
             y0, y1, x0, x1 = max(ys.min() - 1, 0), min(ys.max() + 2, h), max(xs.min() - 1, 0), min(xs.max() + 2, w)
@@ -122,7 +122,7 @@ def visualize(path, out_dir, *, split: str | None = None, n: int = 8, progress: 
                    disable=not progress):
         fig = plot(ex, folder.class_names)
         prefix = f"{ex['split']}_" if ex.get("split") else ""
-        target = out / f"{prefix}{_safe_name(ex['image_id'])}.png"
+        target = out / f"{prefix}{_safe_name(ex['file_name'])}.png"
         save_png(fig, target)
         written.append(target)
     return written

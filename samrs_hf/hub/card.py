@@ -130,6 +130,7 @@ def body(result, features) -> str:
     lines += ["", "## Skipped inputs", ""] + skipped_lines(result)
     lines += ["", "## Features", "", "| feature | type | meaning |", "|---|---|---|"]
     lines += [f"| `{k}` | {t} | {m} |" for k, t, m in FEATURE_ROWS]
+    lines += ["", "## Semantic segmentation with transformers", SEMANTIC_SEGMENTATION.strip()]
     lines += ["", "## Classes", "", "| id | name | abbreviation | colour | RGB | instances |", "|---|---|---|---|---|---|"]
     abbrev = ABBREVIATIONS.get(subset, ())
     for i, name in enumerate(table.names):
@@ -197,20 +198,34 @@ def _relative(message: str, builds) -> str:
 
 FEATURE_ROWS = (
     ("image", "Image", "the image as labelled (PNG patch, or the source JPEG for uncut DIOR images)"),
-    ("semantic", "Image (mode L)", "class id per pixel, 255 where no mask covers the pixel"),
-    ("objects.id", "int64", "object id, unique in the whole dataset"),
-    ("objects.category", "ClassLabel", "class id (names below)"),
-    ("objects.bbox", "4 x float32", "prompt box, COCO `[x, y, w, h]`"),
-    ("objects.rbox", "8 x float32 or null", "oriented box corners `x1 y1 ... x4 y4` when the source has one"),
-    ("objects.segmentation", "{size, counts}", "instance mask, COCO compressed RLE"),
-    ("objects.area", "int64", "mask pixel count"),
-    ("objects.score", "float32 or null", "SAM's predicted IoU"),
-    ("objects.truncated", "bool or null", "object cut by the patch border"),
-    ("image_id", "string", "patch / image name"),
+    ("semantic", "Image (mode L)", "class id per pixel (0-based: class 0 is a real class), 255 where no mask covers the pixel"),
+    ("label", "Image (mode L)", "the `semantic` map again, under the name transformers' semantic-segmentation example reads"),
+    ("objects", "dict of lists", "one entry per object in each list (the Hub's detection convention, e.g. `objects[\"bbox\"][k]`)"),
+    ("objects.id", "list of int64", "object id, unique in the whole dataset"),
+    ("objects.category", "list of ClassLabel", "class id (names below)"),
+    ("objects.bbox", "list of 4 x float32", "prompt box, COCO `[x, y, w, h]`"),
+    ("objects.rbox", "list of (8 x float32 or null)", "oriented box corners `x1 y1 ... x4 y4` when the source has one"),
+    ("objects.segmentation", "list of {size, counts}", "instance mask, COCO compressed RLE"),
+    ("objects.area", "list of int64", "mask pixel count"),
+    ("objects.score", "list of (float32 or null)", "SAM's predicted IoU"),
+    ("objects.truncated", "list of (bool or null)", "object cut by the patch border"),
+    ("image_id", "int64", "unique in the dataset, the same in every packaging: 63 bits of the SHA-256 of `file_name`"),
+    ("file_name", "string", "patch / image name"),
     ("source_image", "string", "id of the source image the patch was cut from"),
     ("width, height", "int32", "image size"),
     ("subset", "string", "sota / sior / fast"),
 )
+
+SEMANTIC_SEGMENTATION = """
+`id2label.json` (class id -> name) sits beside the data, and the `image` + `label` columns are what
+transformers' `examples/pytorch/semantic-segmentation/run_semantic_segmentation.py` reads, so it runs on
+this repository as it is: `--dataset_name <this repo> --remove_unused_columns False` (the script's own
+requirement). The labels are **already 0-based**: never pass `--do_reduce_labels` (it would turn class 0
+into "ignore" and shift every class). **255 = unlabelled**: ignore it in the loss (transformers' UperNet,
+SegFormer, ... ignore 255 by default). **Class 0 is a real class** (the first row of the table below): the
+script's `compute_metrics` passes `ignore_index=0` to `mean_iou`, which leaves class 0 out of its scores;
+use `ignore_index=255` for a metric over all classes.
+"""
 
 USAGE = """
 from datasets import load_dataset
@@ -219,8 +234,9 @@ from samrs_hf import decode_masks   # pip install samrs_hf (or use pycocotools.m
 ds = load_dataset("<this repo>", split="train")
 ex = ds[0]
 ex["image"], ex["semantic"]          # PIL images
+ex["objects"]["bbox"]                 # COCO [x, y, w, h] per object; also "category", "area", "id", ...
 masks = decode_masks(ex)              # [N, H, W] bool
-names = ds.features["objects"].feature["category"].names
+names = ds.features["objects"]["category"].feature.names
 """
 
 

@@ -1,6 +1,7 @@
 """COCO instances JSON of one split of a packaged dataset or a build folder (read by :mod:`.reader`).
 
-Annotation ids are the dataset's object ids, unique over the whole dataset (the SAMRS reference
+Image ids are the dataset's ``image_id`` (int64, from the patch name, which is ``image_name``); annotation
+ids are the dataset's object ids, unique over the whole dataset (the SAMRS reference
 writer restarted them at 0 per image, which breaks pycocotools' ``anns`` index). Category ids
 are the class ids of the class table (0-based, the values of the ``semantic`` maps).
 The JSON is written in one pass through temp files, so memory does not grow with the split.
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .features import objects_as_list
 from .reader import open_folder
 
 
@@ -41,14 +43,15 @@ def export_coco(src, split: str, out, *, val_fraction: float = 0.05, seed: int =
         img_f = open(Path(tmp) / "images", "w", encoding="utf-8")
         ann_f = open(Path(tmp) / "annotations", "w", encoding="utf-8")
         with img_f, ann_f:
-            for image_index, row in enumerate(tqdm(rows, desc=f"coco {split}", unit="img"), start=1):
-                image = {"id": image_index, "file_name": row["file_name"], "width": int(row["width"]),
-                         "height": int(row["height"]), "image_name": row["image_id"],
+            for row in tqdm(rows, desc=f"coco {split}", unit="img"):
+                image_id = int(row["image_id"])
+                image = {"id": image_id, "file_name": row["image_file"], "width": int(row["width"]),
+                         "height": int(row["height"]), "image_name": row["file_name"],
                          "source_image": row["source_image"]}
                 img_f.write(("," if counts["images"] else "") + json.dumps(image))
                 counts["images"] += 1
-                for o in row["objects"]:
-                    ann = {"id": int(o["id"]), "image_id": image_index, "category_id": int(o["category"]),
+                for o in objects_as_list(row["objects"]):
+                    ann = {"id": int(o["id"]), "image_id": image_id, "category_id": int(o["category"]),
                            "segmentation": {"size": list(o["segmentation"]["size"]),
                                             "counts": o["segmentation"]["counts"]},
                            "area": int(o["area"]), "bbox": [_short(v) for v in o["bbox"]], "iscrowd": 0}

@@ -1,10 +1,14 @@
 """The dataset features of packaged SAMRS subsets (one definition, used everywhere) and decoders.
 
-``objects`` follows the Hub's detection conventions (a list of per-object structs with COCO
-``[x, y, w, h]`` boxes); ``segmentation`` is COCO RLE so instance masks stay small in parquet.
+``objects`` follows the Hub's detection convention (cppe-5, transformers' object-detection guide):
+a dict of per-field lists, ``objects["bbox"][k]`` being object ``k``'s COCO ``[x, y, w, h]`` box;
+``segmentation`` is COCO RLE so instance masks stay small in parquet. ``image_id`` is an int64 (DETR-style
+processors need an integer), derived from the patch name, which stays in ``file_name``.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 from datasets import ClassLabel, Features, Image, List, Value
@@ -24,25 +28,63 @@ def samrs_features(table: ClassTable | str) -> Features:
         {
             "image": Image(),
             "semantic": Image(),
-            "objects": List(
-                {
-                    "id": Value("int64"),
-                    "category": ClassLabel(names=list(table.names)),
-                    "bbox": List(Value("float32"), length=4),
-                    "rbox": List(Value("float32"), length=8),
-                    "segmentation": {"size": List(Value("int32"), length=2), "counts": Value("string")},
-                    "area": Value("int64"),
-                    "score": Value("float32"),
-                    "truncated": Value("bool"),
-                }
-            ),
-            "image_id": Value("string"),
+            "label": Image(),
+            "objects": {
+                "id": List(Value("int64")),
+                "category": List(ClassLabel(names=list(table.names))),
+                "bbox": List(List(Value("float32"), length=4)),
+                "rbox": List(List(Value("float32"), length=8)),
+                "segmentation": List({"size": List(Value("int32"), length=2), "counts": Value("string")}),
+                "area": List(Value("int64")),
+                "score": List(Value("float32")),
+                "truncated": List(Value("bool")),
+            },
+            "image_id": Value("int64"),
+            "file_name": Value("string"),
             "source_image": Value("string"),
             "width": Value("int32"),
             "height": Value("int32"),
             "subset": Value("string"),
         }
     )
+
+
+OBJECT_FIELDS = ("id", "category", "bbox", "rbox", "segmentation", "area", "score", "truncated")
+"""The per-object fields: the keys of ``objects``, each a list with one entry per object."""
+
+
+def image_id_of(name: str) -> int:
+    """The int64 ``image_id`` of a patch name: the first 63 bits of its SHA-256, so the same name gets
+    the same id in every package and release conversion (packaging refuses a collision)."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big") >> 1
+
+
+def objects_as_columns(objects: list[dict]) -> dict[str, list]:
+    """Per-object dicts (as :func:`samrs_hf.hub.checks.make_object` makes them) -> the ``objects`` feature."""
+    return {k: [o[k] for o in objects] for k in OBJECT_FIELDS}
+
+
+def objects_as_list(objects: dict[str, list]) -> list[dict]:
+    """The ``objects`` feature -> one dict per object (``{id, category, bbox, ...}``), for loops over objects."""
+    fields = [k for k in OBJECT_FIELDS if k in objects]
+    return [dict(zip(fields, values)) for values in zip(*(objects[k] for k in fields))]
+
+
+def dataset_example(*, image, semantic, objects: list[dict], name: str, source_image: str, width: int,
+                    height: int, subset: str) -> dict:
+    """One row in the features: ``label`` is the semantic map again, under the column name transformers'
+    ``run_semantic_segmentation.py`` reads (stored twice: the gray maps are a few % of a row)."""
+    return {"image": image, "semantic": semantic, "label": semantic, "objects": objects_as_columns(objects),
+            "image_id": image_id_of(name), "file_name": name, "source_image": source_image, "width": width,
+            "height": height, "subset": subset}
+
+
+def category_feature(features) -> ClassLabel:
+    """The ClassLabel of ``objects.category`` (the class table a dataset carries)."""
+    if not isinstance(features["objects"], dict):
+        raise ValueError("'objects' is a list of per-object structs: a SAMRS dataset packaged before the features "
+                         "changed to a dict of lists (samrs_hf #18); package or convert it again")
+    return features["objects"]["category"].feature
 
 
 def _rle(seg: dict) -> dict:
@@ -56,13 +98,14 @@ def decode_masks(example) -> np.ndarray:
 
     objects = example["objects"]
     h, w = int(example["height"]), int(example["width"])
-    if not objects:
+    if not objects["segmentation"]:
         return np.zeros((0, h, w), dtype=bool)
-    rles = [_rle(o["segmentation"]) for o in objects]
-    for o, r in zip(objects, rles):
+    rles = [_rle(seg) for seg in objects["segmentation"]]
+    for obj_id, r in zip(objects["id"], rles):
         if r["size"] != [h, w]:
             raise ValueError(
-                f"{example.get('image_id', '?')}: object {o.get('id')} mask size {r['size']} != image {[h, w]}"
+                f"{example.get('file_name', example.get('image_id', '?'))}: object {obj_id} mask size {r['size']} "
+                f"!= image {[h, w]}"
             )
     masks = mask_utils.decode(rles)  # H, W, N (Fortran order)
     return np.ascontiguousarray(masks.transpose(2, 0, 1)).astype(bool)
@@ -82,13 +125,13 @@ def training_transform(batch: dict) -> dict:
     for i in range(n):
         image = np.asarray(batch["image"][i].convert("RGB"), dtype=np.float32) / 255.0
         semantic = np.asarray(batch["semantic"][i], dtype=np.int64)
-        example = {k: batch[k][i] for k in ("objects", "height", "width", "image_id")}
+        example = {k: batch[k][i] for k in ("objects", "height", "width", "image_id", "file_name") if k in batch}
         objects = example["objects"]
-        boxes = np.asarray([o["bbox"] for o in objects], dtype=np.float32).reshape(-1, 4)
+        boxes = np.asarray(objects["bbox"], dtype=np.float32).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]
         out["pixel_values"].append(torch.from_numpy(image.transpose(2, 0, 1).copy()))
         out["labels"].append(torch.from_numpy(semantic))
         out["masks"].append(torch.from_numpy(decode_masks(example)))
         out["boxes"].append(torch.from_numpy(boxes))
-        out["class_labels"].append(torch.tensor([o["category"] for o in objects], dtype=torch.int64))
+        out["class_labels"].append(torch.tensor(objects["category"], dtype=torch.int64))
     return out

@@ -4,8 +4,8 @@ The folder loads with plain ``datasets.load_dataset(HUB_DIR)`` (no script): the 
 features in their ``huggingface`` schema metadata (written by ``datasets``' own ParquetWriter) and
 the README's YAML repeats them with the split sizes.
 
-Streaming: every split has one open shard writer that flushes a row group every few rows, so
-memory stays flat however many images there are. Output bytes are a function of the input only
+Streaming: every split has one open shard writer that writes a row group every ~100 MB of rows
+(``datasets``' own limit), so memory stays flat however many images there are. Output bytes are a function of the input only
 (fixed row order, object ids from one counter, no timestamps anywhere), so re-packaging the same
 builds gives byte-identical files.
 
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..build import layout
+from ..common.files import atomic_write
 from ..common.prefetch import prefetch
 from ..sources.classes import ClassTable
 from ..sources.records import Report
@@ -46,6 +47,7 @@ from .rows import (  # noqa: F401
     CHECK_WORKERS,
     ClassCounter,
     Row,
+    UniqueImageIds,
     build_class_table,
     check_builds,
     object_from_instance,
@@ -55,10 +57,10 @@ from .rows import (  # noqa: F401
 )
 from .writer import (  # noqa: F401
     DATA_DIR,
+    DEFAULT_ROW_GROUP_SIZE,
     DEFAULT_SHARD_SIZE,
     FIGURES_DIR,
     MANIFEST,
-    ROWS_PER_ROW_GROUP,
     WORK_DIR,
     ShardedWriter,
     move_files,
@@ -174,11 +176,21 @@ def nothing_to_package(builds: list[dict], report: Report, dropped: Counter | No
 
 
 
+ID2LABEL = "id2label.json"
+"""``{"0": name, ...}``: what transformers' semantic-segmentation example downloads from the dataset repo."""
+
+
+def write_id2label(table: ClassTable, folder: Path) -> str:
+    atomic_write(folder / ID2LABEL, layout.json_bytes({str(i): n for i, n in enumerate(table.names)}))
+    return ID2LABEL
+
+
 def write_hub_dir(rows: Iterable[Row], to, *, name: str, table: ClassTable, builds: list[dict],
                   report: Report, shard_size=DEFAULT_SHARD_SIZE, val_fraction: float = 0.05, seed: int = 0,
                   stats: StatsWriter | None = None, dropped: Counter | None = None,
-                  split_rule: str | None = None) -> PackageResult:
-    """Write rows as parquet shards + figures + README into ``to`` (shared by package and convert-release).
+                  row_group_size=DEFAULT_ROW_GROUP_SIZE, split_rule: str | None = None) -> PackageResult:
+    """Write rows as parquet shards + ``id2label.json`` + figures + README into ``to`` (shared by package
+    and convert-release); shards of at most ``shard_size`` bytes in row groups of at most ``row_group_size``.
 
     ``to`` is new, empty or an earlier package (:data:`MANIFEST`): then only the files that package
     wrote are replaced and all others are kept (see :func:`previous_package` for the refusals).
@@ -194,11 +206,12 @@ def write_hub_dir(rows: Iterable[Row], to, *, name: str, table: ClassTable, buil
     work = to / WORK_DIR
     if work.exists():
         shutil.rmtree(work)
-    writer = ShardedWriter(work / DATA_DIR, features, parse_size(shard_size))
-    counter = ClassCounter()
+    writer = ShardedWriter(work / DATA_DIR, features, parse_size(shard_size), parse_size(row_group_size))
+    counter, image_ids = ClassCounter(), UniqueImageIds()
     try:
         try:
             for row in prefetch(rows):
+                image_ids.add(row)
                 writer.add(row.split, row.example)
                 counter.add(row)
             files = writer.close()
@@ -207,6 +220,7 @@ def write_hub_dir(rows: Iterable[Row], to, *, name: str, table: ClassTable, buil
             raise
         if not files:
             raise PackagingError(nothing_to_package(builds, report, dropped))
+        write_id2label(table, work)
         figures = write_palette_swatches(table, work / FIGURES_DIR)
         staged = staged_files(work, to, foreign)
         # Until the swap is done the manifest covers old and new files: a crash leaves none unowned.
@@ -249,11 +263,11 @@ def _stats_figures(stats: StatsWriter, to: Path, work: Path) -> list[str]:
 
 def package(build_dirs, to, *, name: str | None = None, shard_size=DEFAULT_SHARD_SIZE, val_fraction: float = 0.05,
             seed: int = 0, strict: bool = False, progress: bool = True,
-            stats: StatsWriter | None = None) -> PackageResult:
+            stats: StatsWriter | None = None, row_group_size=DEFAULT_ROW_GROUP_SIZE) -> PackageResult:
     """``samrs package``: build folders of one subset -> a Hub dataset folder."""
     if not 0.0 <= val_fraction <= 1.0:
         raise ValueError(f"--val-fraction must lie in [0, 1], got {val_fraction}")
-    parse_size(shard_size)
+    parse_size(shard_size), parse_size(row_group_size)
     table, builds = check_builds(build_dirs)
     infos = [dict(layout.read_report(d), path=str(d)) for d, _, _ in builds]
     report = Report(strict=strict)
@@ -261,4 +275,5 @@ def package(build_dirs, to, *, name: str | None = None, shard_size=DEFAULT_SHARD
     rows = rows_from_builds([d for d, _, _ in builds], report, val_fraction=val_fraction, seed=seed,
                             progress=progress, dropped=dropped)
     return write_hub_dir(rows, to, name=name or table.subset, table=table, builds=infos, report=report,
-                         shard_size=shard_size, val_fraction=val_fraction, seed=seed, stats=stats, dropped=dropped)
+                         shard_size=shard_size, val_fraction=val_fraction, seed=seed, stats=stats, dropped=dropped,
+                         row_group_size=row_group_size)

@@ -1,10 +1,11 @@
 """The one reader of "a build folder or a packaged dataset": rows in the packaged features' convention.
 
 Statistics, overlays, the COCO export and :func:`samrs_hf.load` all open folders here, so they agree
-on what a dataset folder is and see one shape of row whatever was given: ``image`` and ``semantic``
-(PIL), ``objects`` (``{id, category (int), bbox xywh, rbox, segmentation RLE, area, score,
-truncated}``), ``image_id``, ``source_image``, ``width``, ``height``, ``subset``, plus ``split`` and
-``file_name`` (the image's path relative to the folder, as a COCO file names it).
+on what a dataset folder is and see one shape of row whatever was given: ``image``, ``semantic`` and
+``label`` (PIL), ``objects`` (per-field lists: ``{id, category (int), bbox xywh, rbox, segmentation RLE,
+area, score, truncated}``), ``image_id`` (int64), ``file_name`` (the patch name), ``source_image``,
+``width``, ``height``, ``subset``, plus ``split`` and ``image_file`` (the image's path relative to the
+folder, as a COCO file names it).
 
 A build folder is read through the typed record (:class:`samrs_hf.build.records.PatchRecord`) as
 it was written: the recorded split, object ids counted from :data:`FIRST_OBJECT_ID`, a garbled
@@ -23,7 +24,7 @@ from ..build import layout
 from ..build.records import InstanceRecord, PatchRecord
 from ..sources.classes import CLASS_TABLES, ClassTable, class_table_from_names, get_class_table
 from ..sources.records import Report, SourceError
-from .features import FIRST_OBJECT_ID
+from .features import FIRST_OBJECT_ID, category_feature, image_id_of, objects_as_columns
 
 BUILD, PACKAGE = "build", "hub"
 SPLIT_ORDER = ("train", "validation", "val", "trainval", "test")
@@ -42,7 +43,7 @@ def is_package_dir(path) -> bool:
 def class_table_of(features, subset: str | None = None) -> ClassTable:
     """The class table named by ``objects.category`` (a known subset when the names match one;
     otherwise named ``subset``, the rows' own subset, else ``custom``)."""
-    names = tuple(features["objects"].feature["category"].names)
+    names = tuple(category_feature(features).names)
     for table in CLASS_TABLES.values():
         if table.names == names:
             return table
@@ -111,10 +112,11 @@ class DatasetFolder:
                     objects.append(_build_object(InstanceRecord.from_json(data), next(ids), self.class_names))
                 except (KeyError, TypeError, ValueError) as exc:
                     raise SourceError(f"{item.ins_path}:instances[{k}]: bad instance ({exc})") from None
-            yield {"image": Image.open(item.image_path) if images else None, "semantic": Image.open(item.gray_path),
-                   "objects": objects, "image_id": record.image, "source_image": record.source_image,
-                   "width": int(record.width), "height": int(record.height), "subset": self.subset,
-                   "split": record.split, "file_name": f"{layout.IMAGES}/{item.image_path.name}"}
+            semantic = Image.open(item.gray_path)
+            yield {"image": Image.open(item.image_path) if images else None, "semantic": semantic, "label": semantic,
+                   "objects": objects_as_columns(objects), "image_id": image_id_of(item.name), "file_name": item.name,
+                   "source_image": record.source_image, "width": int(record.width), "height": int(record.height),
+                   "subset": self.subset, "split": record.split, "image_file": f"{layout.IMAGES}/{item.image_path.name}"}
         if split is not None and split not in seen:
             raise _no_split(self.path, split, seen)
 
@@ -131,9 +133,9 @@ class DatasetFolder:
             seen.add(row.split)
             if split is not None and row.split != split:
                 continue
-            ex = dict(row.example, split=row.split, file_name=f"{layout.IMAGES}/{row.example['image']['path']}")
+            ex = dict(row.example, split=row.split, image_file=f"{layout.IMAGES}/{row.example['image']['path']}")
             ex["image"] = Image.open(io.BytesIO(ex["image"]["bytes"])) if images else None
-            ex["semantic"] = Image.open(io.BytesIO(ex["semantic"]["bytes"]))
+            ex["semantic"] = ex["label"] = Image.open(io.BytesIO(ex["semantic"]["bytes"]))
             yield ex
         if split is not None and split not in seen:  # raised before a consumer writes its output
             raise _no_split(self.path, split, seen)
@@ -145,7 +147,7 @@ class DatasetFolder:
         for name in ([split] if split is not None else self.splits):
             for example in self._hub[name].cast_column("image", ImageFeature(decode=False)):
                 raw = example["image"]
-                example["file_name"] = raw.get("path")
+                example["image_file"] = raw.get("path")
                 example["image"] = decoder.decode_example(raw) if images else None
                 example["split"] = name
                 yield example
@@ -183,7 +185,10 @@ def open_folder(path, *, as_packaged: tuple[float, int] | None = None, strict: b
             raise NotADatasetFolder(f"{path}: a parquet folder, but not a SAMRS dataset (no 'objects' feature)")
         example = next(iter(first.cast_column("image", Image(decode=False))), None)
         subset = example["subset"] if example else path.name
-        names = class_table_of(first.features, subset).names
+        try:
+            names = class_table_of(first.features, subset).names
+        except ValueError as exc:  # packaged before objects became a dict of lists
+            raise NotADatasetFolder(f"{path}: {exc}") from None
         return DatasetFolder(path, PACKAGE, subset, names, _ordered(dd.keys()), _hub=dd)
     raise NotADatasetFolder(
         f"{path}: neither a samrs build (build.json + ins/) nor a packaged dataset (data/*.parquet)"

@@ -27,7 +27,7 @@ from ..sources.classes import get_class_table
 from ..sources.imageio import CorruptImageError, image_size
 from ..build.layout import IMAGE_EXTENSIONS, is_build_dir, read_report
 from .checks import instance_ok, make_object
-from .features import FIRST_OBJECT_ID
+from .features import FIRST_OBJECT_ID, dataset_example
 from .release_coco import CocoImage, paint_gray, read_coco_file, release_records
 from .release_layout import GRAY, INS, ReleaseLayout, ReleaseLayoutError, find_release
 from .release_lists import OfficialSplits, list_files_splits, official_splits, shown_path
@@ -293,12 +293,9 @@ def read_release_item(root, item: ReleaseItem, subset: str, report: Report) -> R
     if objects is None:
         return None
     gray = item.gray.read_bytes() if item.gray is not None else paint_gray(entries, size, table)
-    example = {
-        "image": {"bytes": item.image.read_bytes(), "path": item.image.name},
-        "semantic": {"bytes": gray, "path": f"{item.name}.png"},
-        "objects": objects, "image_id": item.name, "source_image": item.source_image, "width": w, "height": h,
-        "subset": subset,
-    }
+    example = dataset_example(image={"bytes": item.image.read_bytes(), "path": item.image.name},
+                              semantic={"bytes": gray, "path": f"{item.name}.png"}, objects=objects,
+                              name=item.name, source_image=item.source_image, width=w, height=h, subset=subset)
     return Row(item.split, example, where)
 
 
@@ -309,11 +306,11 @@ def release_splits(root, subset: str, *, val_fraction: float = 0.05, seed: int =
 
 
 def release_examples(root, items, subset: str, report: Report) -> Iterator[tuple[str, dict]]:
-    """``(image_id, example)`` of the usable items, in order: what the builder and the converter both write."""
+    """``(file_name, example)`` of the usable items, in order: what the builder and the converter both write."""
     for item in items:
         row = read_release_item(root, item, subset, report)
         if row is not None:
-            yield row.example["image_id"], row.example
+            yield row.example["file_name"], row.example
 
 
 def convert_release(root, subset: str, to, *, name: str | None = None, shard_size="500MB",
@@ -337,9 +334,9 @@ def convert_release(root, subset: str, to, *, name: str | None = None, shard_siz
         bar = tqdm(total=sum(map(len, by_split.values())), desc=f"converting {root.name}", unit="img",
                    disable=not progress)
         for split, items in by_split.items():
-            for image_id, example in release_examples(root, items, subset, report):
+            for file_name, example in release_examples(root, items, subset, report):
                 bar.update(1)
-                yield Row(split, example, image_id)
+                yield Row(split, example, file_name)
         bar.close()
 
     labels = plan.layout.labels

@@ -28,7 +28,7 @@ from .checks import (
     read_bytes,
     values_ok,
 )
-from .features import FIRST_OBJECT_ID
+from .features import FIRST_OBJECT_ID, dataset_example
 
 CHECK_WORKERS = max(0, min(4, (os.cpu_count() or 1) - 1))
 """Threads reading and checking build items; one core stays with the parquet writer (on 2 cores
@@ -52,8 +52,24 @@ class ClassCounter:
     instances: Counter = field(default_factory=Counter)
 
     def add(self, row: Row) -> None:
-        for o in row.example["objects"]:
-            self.instances[o["category"]] += 1
+        self.instances.update(row.example["objects"]["category"])
+
+
+@dataclass
+class UniqueImageIds:
+    """The ``image_id`` of every row written, so that it identifies one row: two patch names whose 63-bit
+    ids collide (or one name given twice) are an error naming both rows."""
+
+    seen: dict[int, tuple[str, str]] = field(default_factory=dict)
+    """image_id -> (file_name, where the row came from)"""
+
+    def add(self, row: Row) -> None:
+        image_id, name = row.example["image_id"], row.example["file_name"]
+        other = self.seen.setdefault(image_id, (name, row.source))
+        if other != (name, row.source):
+            what = "the same patch name" if other[0] == name else f"image_id {image_id} (a hash collision)"
+            raise PackagingError(f"{row.source}: image {name!r} has {what} as image {other[0]!r} of {other[1]}; "
+                                 f"rename one of them")
 
 
 def build_class_table(report: dict, where) -> ClassTable:
@@ -127,16 +143,9 @@ def row_from_item(item: layout.BuildItem, table: ClassTable, subset: str, report
     objects = [obj for k, inst in enumerate(record.instances)
                if (obj := object_from_instance(inst, table, (w, h), f"{where}:instances[{k}]", report)) is not None]
     split = splits.assign_split(str(record.source_image), record.split, val_fraction=val_fraction, seed=seed)
-    example = {
-        "image": {"bytes": image, "path": item.image_path.name},
-        "semantic": {"bytes": gray, "path": item.gray_path.name},
-        "objects": objects,
-        "image_id": item.name,
-        "source_image": str(record.source_image),
-        "width": w,
-        "height": h,
-        "subset": subset,
-    }
+    example = dataset_example(image={"bytes": image, "path": item.image_path.name},
+                              semantic={"bytes": gray, "path": item.gray_path.name}, objects=objects, name=item.name,
+                              source_image=str(record.source_image), width=w, height=h, subset=subset)
     return Row(split, example, where)
 
 
@@ -202,8 +211,8 @@ def rows_from_builds(build_dirs, report: Report, *, val_fraction: float = 0.05, 
                     dropped["images"] += 1
                     continue
                 dropped["objects"] += len(c.report.skips)
-                for obj in c.row.example["objects"]:
-                    obj["id"] = next(ids)
+                objects = c.row.example["objects"]
+                objects["id"] = [next(ids) for _ in objects["id"]]
                 yield c.row
 
 

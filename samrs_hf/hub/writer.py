@@ -9,6 +9,7 @@ import json
 import os
 import re
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..build import layout
@@ -19,8 +20,17 @@ from .checks import PackagingError
 DATA_DIR = "data"
 FIGURES_DIR = "figures"
 DEFAULT_SHARD_SIZE = "500MB"
-ROWS_PER_ROW_GROUP = 64
-"""Rows buffered before a row group is written: bounds memory (~64 images) per open split."""
+"""``datasets``' own ``config.MAX_SHARD_SIZE``: a shard is closed before a row would take it past this."""
+DEFAULT_ROW_GROUP_SIZE = "100MB"
+"""``datasets``' own ``config.MAX_ROW_GROUP_SIZE``: a row group is written before a row would take it past
+this, so groups are sized in bytes (64 rows of 1024² SOTA patches made ~111 MB groups) and one group is
+what a reader holds in memory per open split."""
+FOOTER_BYTES = 64 * 1024
+"""Counted in each shard before its first row: the parquet footer (features JSON, schema, page index;
+~10 KB + ~1 KB per row group measured), so the file, not only its rows, stays within the shard size."""
+MAX_ROWS_PER_ROW_GROUP = 1 << 20
+"""pyarrow's own cap on rows per group; the byte limit decides long before (an upper bound, never reached
+by image rows)."""
 
 
 def parse_size(size) -> int:
@@ -46,39 +56,58 @@ def parse_size(size) -> int:
 # -------------------------------------------------------------------------------------------- writer
 
 
-class ShardedWriter:
-    """Per-split parquet shards of at most ~``shard_size`` bytes, named once their count is known."""
+@dataclass
+class _Shard:
+    """One split's open shard: its writer, its bytes so far and those of the row group being buffered."""
 
-    def __init__(self, out_dir: Path, features, shard_size: int):
+    writer: object
+    size: int = 0
+    group: int = 0
+    rows: int = 0
+
+
+class ShardedWriter:
+    """Per-split parquet shards of at most ``shard_size`` bytes, in row groups of at most
+    ``row_group_size`` bytes (a single larger row gets a group, or a shard, of its own); shards are
+    named once their count is known. Sizes are the rows' stored bytes (:func:`_approx_size`)."""
+
+    def __init__(self, out_dir: Path, features, shard_size: int, row_group_size: int | None = None):
         self.out_dir = Path(out_dir)
         self.features = features
         self.shard_size = shard_size
-        self._open: dict[str, tuple] = {}  # split -> (writer, bytes so far)
+        self.row_group_size = min(shard_size, parse_size(row_group_size or DEFAULT_ROW_GROUP_SIZE))
+        self._open: dict[str, _Shard] = {}
         self.files: dict[str, list[Path]] = {}
         self.num_examples: Counter = Counter()
         self.num_bytes: Counter = Counter()
 
-    def _new_shard(self, split: str):
+    def _new_shard(self, split: str) -> _Shard:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / f"{split}-{len(self.files.setdefault(split, [])):05d}.parquet.partial"
         self.files[split].append(path)
-        writer = _parquet_writer_class()(features=self.features, path=str(path), writer_batch_size=ROWS_PER_ROW_GROUP)
-        self._open[split] = (writer, 0)
+        # Rows are only buffered by ``write``; ``add`` writes each group when its bytes say so.
+        writer = _parquet_writer_class()(features=self.features, path=str(path), writer_batch_size=MAX_ROWS_PER_ROW_GROUP)
+        self._open[split] = _Shard(writer, size=FOOTER_BYTES)
         return self._open[split]
 
     def add(self, split: str, example: dict) -> None:
-        writer, size = self._open.get(split) or self._new_shard(split)
-        encoded = self.features.encode_example(example)
-        writer.write(encoded)
-        size += _approx_size(example)
-        self.num_examples[split] += 1
-        if size >= self.shard_size:
+        size = _approx_size(example)
+        shard = self._open.get(split)
+        if shard is not None and shard.rows and shard.size + size > self.shard_size:
             self._close(split)
-        else:
-            self._open[split] = (writer, size)
+            shard = None
+        shard = shard or self._new_shard(split)
+        if shard.group and shard.group + size > self.row_group_size:
+            shard.writer.write_examples_on_file()  # one row group of the buffered rows
+            shard.group = 0
+        shard.writer.write(self.features.encode_example(example))
+        shard.size += size
+        shard.group += size
+        shard.rows += 1
+        self.num_examples[split] += 1
 
     def _close(self, split: str) -> None:
-        writer, _ = self._open.pop(split)
+        writer = self._open.pop(split).writer
         _, num_bytes = writer.finalize()
         writer.close()
         self.num_bytes[split] += num_bytes
@@ -98,8 +127,8 @@ class ShardedWriter:
         return final
 
     def abort(self) -> None:
-        for writer, _ in self._open.values():
-            writer.close()
+        for shard in self._open.values():
+            shard.writer.close()
         self._open.clear()
 
 
@@ -132,9 +161,17 @@ def _parquet_writer_class():
     return StatlessImageParquetWriter
 
 
+ROW_OVERHEAD, OBJECT_OVERHEAD = 1024, 160
+"""Bytes a row (names, paths, sizes, page and level data) and an object (id, boxes, area, score, RLE
+size, offsets) take besides the image bytes and RLE strings: generous, so a group stays under its limit."""
+
+
 def _approx_size(example: dict) -> int:
-    return (len(example["image"]["bytes"]) + len(example["semantic"]["bytes"])
-            + sum(len(o["segmentation"]["counts"]) + 64 for o in example["objects"]))
+    """The stored bytes of one row: its image files (stored as they are) plus the per-row and
+    per-object overheads."""
+    objects = example["objects"]
+    images = sum(len(example[k]["bytes"]) for k in ("image", "semantic", "label") if example.get(k) is not None)
+    return (images + ROW_OVERHEAD + sum(len(seg["counts"]) + OBJECT_OVERHEAD for seg in objects["segmentation"]))
 
 
 MANIFEST = ".samrs-package.json"

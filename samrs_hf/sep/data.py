@@ -168,13 +168,13 @@ def class_names_of(ds, subset: str, spec: str) -> list[str]:
     """Class names of a packaged subset; raises when its features are not SAMRS features."""
     from datasets import ClassLabel, Image
 
-    from ..hub.features import samrs_features
+    from ..hub.features import category_feature, samrs_features
 
     f = ds.features
     problems = [k for k in ("image", "semantic") if not isinstance(f.get(k), Image)]
     category = None
     try:
-        category = f["objects"].feature["category"]
+        category = category_feature(f)
     except (KeyError, AttributeError, TypeError):
         pass
     if not isinstance(category, ClassLabel):

@@ -19,6 +19,8 @@ def _example(rng: np.random.Generator, subset: str, index: int, size: int, num_c
     from PIL import Image
     from pycocotools import mask as mask_utils
 
+    from ..hub.features import dataset_example
+
     image = rng.integers(30, 90, size=(size, size, 3), dtype=np.uint8)
     semantic = np.full((size, size), 255, dtype=np.uint8)
     objects = []
@@ -38,8 +40,8 @@ def _example(rng: np.random.Generator, subset: str, index: int, size: int, num_c
             "area": int(w * h), "score": 1.0, "truncated": False,
         })
     name = f"{subset}_{index:05d}"
-    return {"image": Image.fromarray(image), "semantic": Image.fromarray(semantic, mode="L"), "objects": objects,
-            "image_id": name, "source_image": f"{name}.png", "width": size, "height": size, "subset": subset}
+    return dataset_example(image=Image.fromarray(image), semantic=Image.fromarray(semantic, mode="L"), objects=objects,
+                           name=name, source_image=f"{name}.png", width=size, height=size, subset=subset)
 
 
 def write_synthetic_subset(folder, subset: str, *, num_train: int = 48, num_val: int = 16, size: int = 64,
@@ -47,10 +49,10 @@ def write_synthetic_subset(folder, subset: str, *, num_train: int = 48, num_val:
     """Write a learnable subset with the features of ``subset`` (its class table) into ``folder``."""
     from datasets import Dataset
 
-    from ..hub.features import samrs_features
+    from ..hub.features import category_feature, samrs_features
 
     features = samrs_features(subset)
-    table_size = features["objects"].feature["category"].num_classes
+    table_size = category_feature(features).num_classes
     if not 1 <= num_classes <= min(table_size, len(COLOURS)):
         raise ValueError(f"num_classes must be in [1, {min(table_size, len(COLOURS))}] for {subset!r}")
     folder = Path(folder)
