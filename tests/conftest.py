@@ -68,3 +68,21 @@ def encode_tiny_sam():
 
     encode.model, encode.pixels = model, pixels
     return encode
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory) -> Path:
+    """One `samrs demo` run (tiny-random, 3 overlays) per test session, shared by the demo and notebook tests."""
+    import contextlib
+    import io
+
+    from samrs_hf.cli import main
+    from samrs_hf.demo import TINY
+
+    out = tmp_path_factory.getbasetemp() / "samrs-demo"
+    if not (out / "hub" / "README.md").is_file():
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert main(["demo", "--out", str(out), "--model", TINY, "--n", "3"]) == 0
+        (out / "printed.txt").write_text(printed.getvalue())
+    return out

@@ -99,3 +99,15 @@ def test_modules_and_functions_stay_small(path):
     long = [f"{n.name} ({n.end_lineno - n.lineno + 1} lines)" for n in ast.walk(ast.parse(text))
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES]
     assert not long, f"{rel}: functions over {MAX_FUNCTION_LINES} lines: {', '.join(long)}"
+
+
+def test_tests_import_from_the_package_not_from_other_test_files():
+    """Shared test data lives in tests/support_*.py and conftest.py; a test file never imports another one
+    (nor benchmarks/, whose figures are not contracts)."""
+    offenders = []
+    for path in sorted((ROOT.parent / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0].startswith(("test_", "benchmarks"))]
+    assert not offenders

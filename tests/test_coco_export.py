@@ -12,7 +12,7 @@ from samrs_hf.hub.coco_export import export_coco
 from samrs_hf.hub.features import objects_as_list
 from samrs_hf.hub.packaging import package
 from samrs_hf.sources.records import SourceError
-from test_packaging import SIOR_ITEMS, SOTA_ITEMS, load_hub, make_build
+from support_builds import SIOR_ITEMS, SOTA_ITEMS, load_hub, make_build
 
 
 @pytest.fixture(scope="module")

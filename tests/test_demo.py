@@ -1,30 +1,11 @@
 """`samrs demo` end to end (tiny-random, offline) and its model choice."""
 
-import contextlib
-import io
 import json
 
-import pytest
 from PIL import Image
 
 from samrs_hf.cli import main
 from samrs_hf.demo import TINY, VIT_H, default_model
-
-
-def demo_dir(tmp_path_factory):
-    """One demo run per test session, shared with the notebook tests."""
-    out = tmp_path_factory.getbasetemp() / "samrs-demo"
-    if not (out / "hub" / "README.md").is_file():
-        printed = io.StringIO()
-        with contextlib.redirect_stdout(printed):
-            assert main(["demo", "--out", str(out), "--model", TINY, "--n", "3"]) == 0
-        (out / "printed.txt").write_text(printed.getvalue())
-    return out
-
-
-@pytest.fixture(scope="session")
-def demo(tmp_path_factory):
-    return demo_dir(tmp_path_factory)
 
 
 def test_demo_end_to_end(demo, capsys):

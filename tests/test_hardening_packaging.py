@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from pycocotools import mask as mask_utils
-from test_packaging import SIOR_ITEMS, H, W, load_hub, make_build
+from support_builds import SIOR_ITEMS, H, W, load_hub, make_build
 
 from samrs_hf.analysis.stats import write_stats
 from samrs_hf.build import layout

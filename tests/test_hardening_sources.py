@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_packaging import SIOR_ITEMS
-from test_release import as_release, build  # noqa: F401  (module fixture)
+from support_builds import SIOR_ITEMS, as_release, make_build
 
 from samrs_hf.cli import main
 from samrs_hf.sources.readers import open_source
@@ -36,6 +35,12 @@ from samrs_hf.common.safe_load import load_checkpoint
 from samrs_hf.sources.samples import write_sample
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    """A labelled SIOR build (real weights flag) to turn into release trees."""
+    return make_build(tmp_path_factory.mktemp("rel") / "build", "sior", SIOR_ITEMS, random=False)
 
 
 def _u(text: str) -> bytes:

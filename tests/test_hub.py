@@ -11,7 +11,7 @@ from samrs_hf.sources.classes import get_class_table
 from samrs_hf.cli import main as cli_main
 from samrs_hf.hub.repo import PushError, load, push
 from samrs_hf.hub.packaging import package
-from test_packaging import SIOR_ITEMS, make_build, make_item
+from support_builds import SIOR_ITEMS, make_build, make_item
 
 SECRET = "hf_samrsTestTokenThatMustNeverBePrinted"
 

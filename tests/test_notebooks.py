@@ -4,7 +4,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from test_demo import demo_dir
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT = 300
@@ -22,10 +21,9 @@ def test_the_three_notebooks_exist_with_outputs_stripped():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_executes(path, tmp_path, tmp_path_factory, monkeypatch):
+def test_notebook_executes(path, tmp_path, demo, monkeypatch):
     from nbclient import NotebookClient
 
-    demo = demo_dir(tmp_path_factory)
     monkeypatch.setenv("SAMRS_DEMO_DIR", str(demo))
     monkeypatch.setenv("SAMRS_NOTEBOOK_WORK", str(tmp_path / "work"))
     monkeypatch.setenv("SAMRS_MODEL", "tiny-random")

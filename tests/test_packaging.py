@@ -2,13 +2,11 @@
 
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from samrs_hf.build import layout
 from samrs_hf.sources.classes import get_class_table
 from samrs_hf.cli import main as cli_main
 from samrs_hf.hub.features import decode_masks, image_id_of, objects_as_list, samrs_features
@@ -16,60 +14,7 @@ from samrs_hf.hub.packaging import PackagingError, package, parse_size
 from samrs_hf.sources.records import SourceError
 from samrs_hf.hub.splits import assign_split
 from samrs_hf.analysis.stats import write_stats
-
-W, H = 40, 24  # non-square: catches h/w swaps
-
-
-def make_item(build: Path, name: str, source_image: str, split, objects, table, *, size=(W, H), seed=0):
-    """Write one image of a build: objects = [(class_name, (x0, y0, x1, y1)), ...] (mask = the box)."""
-    w, h = size
-    rng = np.random.default_rng(seed)
-    image = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
-    gray = np.full((h, w), 255, np.uint8)
-    instances = []
-    for k, (cat, (x0, y0, x1, y1)) in enumerate(objects):
-        m = np.zeros((h, w), np.uint8)
-        m[y0:y1, x0:x1] = 1
-        gray[m.astype(bool)] = table.id_of(cat)
-        rle = mask_utils.encode(np.asfortranarray(m))
-        instances.append({
-            "category": cat, "label": table.id_of(cat), "bbox": [float(x0), float(y0), float(x1), float(y1)],
-            "rbox": [x0, y0, x1, y0, x1, y1, x0, y1] if k % 2 else None,
-            "segmentation": {"size": [h, w], "counts": rle["counts"].decode()},
-            "area": int(m.sum()), "score": 0.5 + 0.1 * k, "truncated": bool(k % 2),
-        })
-    layout.atomic_write(build / "images" / f"{name}.png", layout.png_bytes(image))
-    layout.atomic_write(build / "gray" / f"{name}.png", layout.png_bytes(gray))
-    color = np.array([table.palette[v] if v != 255 else (255, 255, 255) for v in gray.ravel()], np.uint8)
-    layout.atomic_write(build / "color" / f"{name}.png", layout.png_bytes(color.reshape(h, w, 3)))
-    record = {"image": f"{name}.png", "source_image": source_image, "offset": [0, 0], "width": w, "height": h,
-              "split": split, "instances": instances}
-    layout.atomic_write(build / "ins" / f"{name}.json", layout.json_bytes(record))
-
-
-def make_build(build: Path, subset: str, items, *, random=True):
-    """items = [(name, source_image, split, objects)]"""
-    table = get_class_table(subset)
-    for i, (name, src, split, objects) in enumerate(items):
-        make_item(build, name, src, split, objects, table, seed=i)
-    report = {"subset": subset, "classes": list(table.names), "model": {"spec": "tiny-random", "random": random},
-              "prompt": "H-Box", "source": "synthetic", "format": "dior" if subset == "sior" else "dota"}
-    layout.atomic_write(build / "build.json", layout.json_bytes(report))
-    return build
-
-
-SOTA_ITEMS = [
-    (f"P{s:04d}__1024__{x}___0", f"P{s:04d}", "train",
-     [("plane", (1, 2, 10, 9)), ("small-vehicle", (12, 3, 20, 20)), ("ship", (25, 5, 38, 22))][: 1 + (s + x) % 3])
-    for s in range(6) for x in (0, 824)
-]
-SIOR_ITEMS = [
-    ("00001", "00001", "trainval", [("airplane", (0, 0, 8, 8)), ("Expressway-toll-station", (10, 10, 30, 20))]),
-    ("00002", "00002", "trainval", [("vehicle", (3, 3, 6, 9))]),
-    ("00003", "00003", "trainval", [("ship", (2, 2, 12, 12)), ("ship", (5, 5, 15, 15))]),  # overlap: last wins
-    ("11726", "11726", "test", [("windmill", (20, 2, 30, 22))]),
-    ("11727", "11727", "test", []),
-]
+from support_builds import SIOR_ITEMS, SOTA_ITEMS, H, W, load_hub, make_build
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +32,6 @@ def sota_hub(sota_build, tmp_path_factory):
     hub = tmp_path_factory.mktemp("hub") / "sota"
     result = package([sota_build], hub, val_fraction=0.4, seed=3, progress=False, stats=write_stats)
     return hub, result
-
-
-def load_hub(hub):
-    import datasets
-
-    return datasets.load_dataset(str(hub))
 
 
 def test_parse_size():

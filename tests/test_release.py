@@ -8,48 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from samrs_hf.build import release_pkl
-from samrs_hf.sources.classes import get_class_table
 from samrs_hf.cli import main as cli_main
 from samrs_hf.hub.features import decode_masks, samrs_features
 from samrs_hf.hub.packaging import package
 from samrs_hf.sources.records import SourceError
 from samrs_hf.hub.release import UnsafePickleError, convert_release, safe_load_pickle
 from samrs_hf.loading_scripts import load_builder_class
-from test_packaging import SIOR_ITEMS, load_hub, make_build
-
-
-def samrs_pickle(instances, table):
-    """An instance list exactly as SAMRS's own script pickled it (numpy boxes, numpy scalars)."""
-    out = []
-    for inst in instances:
-        m = {"size": inst["segmentation"]["size"], "counts": inst["segmentation"]["counts"]}
-        out.append({"mask": m, "bbox": np.asarray(inst["bbox"], np.float32), "category": inst["category"],
-                    "label": np.int64(table.id_of(inst["category"])), "size": np.sum(np.ones(inst["area"], bool))})
-    return pickle.dumps(out)
+from support_builds import SIOR_ITEMS, as_release, load_hub, make_build
 
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory):
     return make_build(tmp_path_factory.mktemp("rel") / "build", "sior", SIOR_ITEMS, random=False)
-
-
-def as_release(build, dst, *, keep_json=False, official=True):
-    """The release layout: JPEGImages-like image folder + gray/ color/ ins/*.pkl."""
-    import json
-
-    table = get_class_table("sior")
-    shutil.copytree(build / "images", dst / "images")
-    shutil.copytree(build / "gray", dst / "gray")
-    shutil.copytree(build / "color", dst / "color")
-    (dst / "ins").mkdir()
-    for p in sorted((build / "ins").glob("*.json")):
-        rec = json.loads(p.read_text())
-        data = samrs_pickle(rec["instances"], table) if official else release_pkl.pkl_bytes(rec["instances"], "H-Box")
-        (dst / "ins" / f"{p.stem}.pkl").write_bytes(data)
-        if keep_json:
-            shutil.copy(p, dst / "ins" / p.name)
-    return dst
 
 
 def test_safe_load_plain_data_and_old_numpy_names(tmp_path):

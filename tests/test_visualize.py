@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from PIL import Image
-from test_stats import make_build, make_hub
+from support_scenes import make_scene_build, make_scene_hub
 
 import samrs_hf
 from samrs_hf.cli import main
@@ -22,7 +22,7 @@ def test_semantic_palette_and_instance_colours():
 
 
 def test_visualize_build_writes_side_by_side_pngs(tmp_path):
-    build = make_build(tmp_path / "b")
+    build = make_scene_build(tmp_path / "b")
     out = tmp_path / "vis"
     assert main(["visualize", str(build), "--out", str(out), "--n", "8"]) == 0
     files = sorted(p.name for p in out.glob("*.png"))
@@ -40,7 +40,7 @@ def test_visualize_build_writes_side_by_side_pngs(tmp_path):
 
 
 def test_visualize_split_n_and_bad_split(tmp_path):
-    build = make_build(tmp_path / "b")
+    build = make_scene_build(tmp_path / "b")
     written = visualize(build, tmp_path / "v", split="test", n=5)
     assert [p.name for p in written] == ["test_img_b.png"]
     assert len(visualize(build, tmp_path / "v1", n=1)) == 1
@@ -49,7 +49,7 @@ def test_visualize_split_n_and_bad_split(tmp_path):
 
 
 def test_plot_packaged_example_returns_figure(tmp_path):
-    hub = make_hub(tmp_path)
+    hub = make_scene_hub(tmp_path)
     from datasets import load_dataset
 
     example = load_dataset(str(hub), split="train")[0]
