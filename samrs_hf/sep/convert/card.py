@@ -75,8 +75,8 @@ def converted_card(*, source, sha256: str, form: str, backbone: str, init: str |
     if heads:
         lines += USAGE
     else:
-        lines += ["## Use", "", "```python", "from transformers import AutoBackbone",
-                  "backbone = AutoBackbone.from_pretrained(PATH_OR_REPO)", "```", "",
+        lines += ["## Use", "", "```python", "from transformers import ResNetBackbone",
+                  "backbone = ResNetBackbone.from_pretrained(PATH_OR_REPO)", "```", "",
                   "`builders/train_sep.py --backbone PATH_OR_REPO` starts SEP or fine-tuning from it.", ""]
     return "\n".join(lines + ["## License", "", LICENSE, "", "## Citation", "", "```bibtex", CITATION, "```", ""])
 

@@ -17,7 +17,7 @@ from ..processing import image_processor
 from .card import INITS, converted_card
 from .official import ENCODER, FULL, ConversionError, OfficialCheckpoint, read_official
 from .reference import official_encoder, official_logits
-from .resnet_upernet import check_resnet50, decoder_layout, encoder_key, map_keys, resnet_layout, sep_key
+from .resnet_upernet import RESNET50, check_resnet50, decoder_layout, encoder_key, map_keys, resnet_layout, sep_key
 from .support import check_supported
 
 logger = logging.getLogger(__name__)
@@ -119,6 +119,13 @@ def convert_encoder(ck: OfficialCheckpoint, backbone: str):
     return model, _checked(diffs, ck.path)
 
 
+def _named(model, backbone: str) -> str:
+    """``resnet50`` when a ``--backbone resnet`` file turns out to be ResNet-50 (the card then has its scores)."""
+    config = getattr(model.config, "backbone_config", None) or model.config
+    layout = {k: getattr(config, k) for k in RESNET50}
+    return "resnet50" if layout == RESNET50 else backbone
+
+
 def _check_out_dir(out_dir: Path) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ConversionError(f"--to {out_dir}: exists and is not an empty folder; pass a new folder")
@@ -141,7 +148,7 @@ def convert_sep_checkpoint(path, backbone: str, out_dir, *, init: str | None = N
     model.save_pretrained(out_dir)
     if ck.form == ENCODER:  # SEP models write their processor themselves
         image_processor(IMAGENET_MEAN, IMAGENET_STD).save_pretrained(out_dir)
-    card = converted_card(source=ck.path, sha256=ck.sha256, form=ck.form, backbone=backbone, init=init,
+    card = converted_card(source=ck.path, sha256=ck.sha256, form=ck.form, backbone=_named(model, backbone), init=init,
                           meta=ck.meta, dropped=ck.dropped, max_diff=diffs,
                           heads=dict(model.config.heads) if ck.form == FULL else None)
     atomic_write(out_dir / "README.md", card.encode())
