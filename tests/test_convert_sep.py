@@ -247,3 +247,22 @@ def test_cli_refusal_is_one_line_exit_2_and_choices_match_the_converter(official
     (tmp_path / "full" / "x").write_text("mine")
     assert main(["convert-sep", str(ckpt), "--backbone", "resnet", "--to", str(tmp_path / "full")]) == 2
     assert "not an empty folder" in capsys.readouterr().err
+
+
+def test_push_to_hub_uploads_the_written_folder(official, tmp_path, monkeypatch):
+    import samrs_hf.sep.card as card
+
+    calls = []
+    monkeypatch.setattr(card, "push_folder", lambda folder, repo: calls.append((folder, repo, sorted(
+        p.name for p in folder.iterdir()))))
+    result = convert_sep_checkpoint(save_official(tmp_path / "ck.pth", official), "resnet", tmp_path / "out",
+                                    push_to_hub="me/sep-r50")
+    assert result.pushed_to == "me/sep-r50"
+    assert calls == [(tmp_path / "out", "me/sep-r50",
+                      ["README.md", "config.json", "model.safetensors", "preprocessor_config.json"])]
+
+
+def test_a_file_of_another_model_is_refused_naming_it(tmp_path):
+    torch.save({"image_encoder.patch_embed.proj.weight": torch.zeros(8, 3, 16, 16)}, tmp_path / "sam.pth")
+    with pytest.raises(ConversionError, match="sam.pth: .*not those of an SEP encoder"):
+        convert_sep_checkpoint(tmp_path / "sam.pth", "resnet50", tmp_path / "out")

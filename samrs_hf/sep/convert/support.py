@@ -83,8 +83,9 @@ def check_supported(backbone: str, state_dict: dict, path) -> None:
         raise ConversionError(f"{path}: a ResNet with the deep stem ('stem.*': three 3x3 convs), not the official "
                               f"ResNet-50's 7x7 stem; transformers' ResNet has no deep stem")
     if encoder != "resnet":
-        raise ConversionError(f"{path}: --backbone {backbone} but the encoder keys are those of a {encoder} backbone "
-                              f"(e.g. {sorted(encoder_keys)[:3]}); pass the checkpoint's own backbone")
+        found = "not those of an SEP encoder" if encoder == "unknown" else f"those of a {encoder} backbone"
+        raise ConversionError(f"{path}: --backbone {backbone} but the encoder keys are {found} "
+                              f"(e.g. {sorted(encoder_keys)[:3]}); pass an official SEP checkpoint and its backbone")
 
 
 __all__ = ["CONVERTIBLE", "REFUSED", "DECODERS_REFUSED", "BACKBONE_CHOICES", "check_supported"]
