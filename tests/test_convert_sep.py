@@ -17,12 +17,17 @@ from samrs_hf.cli import main
 from samrs_hf.common.safe_load import UnsafePickleError
 from samrs_hf.sep.convert import (BACKBONE_CHOICES, ConversionError, convert_sep_checkpoint, official_logits,
                                   official_shapes, random_official_state_dict)
-from samrs_hf.sep.convert.reference import official_encoder, official_encoder_shapes
-from samrs_hf.sep.convert.resnet_upernet import encoder_key, sep_key
+from samrs_hf.sep.convert.families import FAMILIES, Family
+from samrs_hf.sep.convert.reference import official_encoder, official_encoder_shapes, official_model_shapes
+from samrs_hf.sep.convert.reference_swin import official_swin_encoder, official_swin_encoder_shapes
+from samrs_hf.sep.convert.resnet import RESNET50, encoder_key
+from samrs_hf.sep.convert.swin import EXTRAS, SWIN_T, swin_pairs
+from samrs_hf.sep.convert.upernet import decoder_key
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 SMALL = dict(stem=8, hidden_sizes=(16, 32, 64, 128), depths=(1, 2, 1, 1), channels=16)
+SMALL_SWIN = dict(embed_dim=8, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window=7)
 HEADS = {"sota": 18, "sior": 20, "fast": 37}
 
 
@@ -62,23 +67,43 @@ def assert_logits_match(model, state_dict, x):
             assert (ours - ref).abs().max() <= 1e-4, subset
 
 
+def _sep_on_meta(family, layout):
+    from samrs_hf.sep import SEPConfig, SEPForSemanticSegmentation
+
+    with torch.device("meta"):
+        config = SEPConfig(backbone_config=FAMILIES[family].backbone_config(layout), heads=HEADS,
+                           hidden_size=layout.get("embed_dim", 0) * 2 or 512)
+        return {k: tuple(v.shape) for k, v in SEPForSemanticSegmentation(config).state_dict().items()}
+
+
 def test_full_resnet50_layout_has_396_keys_and_fills_the_sep_model_exactly():
     from transformers import ResNetBackbone
 
-    from samrs_hf.sep import SEPConfig, SEPForSemanticSegmentation
-    from samrs_hf.sep.convert.convert import _resnet_config
-    from samrs_hf.sep.convert.resnet_upernet import RESNET50
-
     shapes = official_shapes()
     assert len(shapes) == 396
+    mapped = {(encoder_key(k.removeprefix("encoder.")) and "backbone." + encoder_key(k.removeprefix("encoder.")))
+              or decoder_key(k): tuple(v) for k, v in shapes.items()}
+    assert mapped == _sep_on_meta("resnet", RESNET50)
     with torch.device("meta"):
-        model = SEPForSemanticSegmentation(SEPConfig(backbone_config=_resnet_config(RESNET50), heads=HEADS))
-        backbone = ResNetBackbone(_resnet_config(RESNET50))
-    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    assert {sep_key(k): tuple(v) for k, v in shapes.items()} == ours
-    encoder = official_encoder_shapes()
-    assert {encoder_key(k): tuple(v) for k, v in encoder.items()} == {
+        backbone = ResNetBackbone(FAMILIES["resnet"].backbone_config(RESNET50))
+    assert {encoder_key(k): tuple(v) for k, v in official_encoder_shapes().items()} == {
         k: tuple(v.shape) for k, v in backbone.state_dict().items()}
+
+
+def test_full_swin_t_layout_has_267_keys_and_fills_the_sep_model_exactly():
+    encoder = official_swin_encoder_shapes()
+    shapes = official_model_shapes(encoder, (96, 192, 384, 768), 192)
+    assert len(shapes) == 267
+    mapped = {}
+    for key, shape in shapes.items():
+        if key.startswith("encoder."):
+            pairs = swin_pairs(key.removeprefix("encoder."), torch.empty(shape, device="meta"))
+            mapped.update({"backbone." + k: tuple(v.shape) for k, v in pairs})
+        else:
+            mapped[decoder_key(key)] = tuple(shape)
+    mapped.update({"backbone." + k: (96 * 8,) for k in EXTRAS})
+    assert mapped == _sep_on_meta("swin", SWIN_T)
+    assert sum(k.endswith("relative_position_index") for k in encoder) == 12  # the 12 left-out buffers
 
 
 def test_converted_model_loads_with_auto_class_and_equals_the_official_forward(converted, official):
@@ -185,11 +210,14 @@ def test_unknown_key_missing_key_and_unknown_entry_are_errors_listing_them(offic
 
 def test_stride_on_the_1x1_conv_would_fail_the_check_and_write_nothing(official, tmp_path, monkeypatch):
     """The check is what makes a conversion exact: mmseg's 'caffe' stride placement has the same shapes."""
-    import samrs_hf.sep.convert.convert as convert
+    real = Family.backbone_config
 
-    real = convert._resnet_config
-    monkeypatch.setattr(convert, "_resnet_config", lambda layout: real(layout).__class__(
-        **{**real(layout).to_dict(), "downsample_in_bottleneck": True}))
+    def caffe_style(self, layout):
+        config = real(self, layout)
+        config.downsample_in_bottleneck = True
+        return config
+
+    monkeypatch.setattr(Family, "backbone_config", caffe_style)
     with pytest.raises(ConversionError, match="differs from the official forward"):
         convert_sep_checkpoint(save_official(tmp_path / "ck.pth", official), "resnet", tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -209,8 +237,8 @@ def test_checkpoint_asking_for_code_is_refused_and_not_run(official, tmp_path):
 
 
 @pytest.mark.parametrize("backbone, keys, message", [
-    ("swin-t", None, "shift"),
     ("vit-b", None, "multi-scale neck"),
+    ("swin-t", None, "those of a resnet backbone"),
     ("resnet50", None, "pass --backbone resnet"),
     ("resnet", {"decoder.blocks.0.conv1.0.weight": (4, 4, 3, 3)}, "UNet"),
     ("resnet", {"encoder.stem.0.weight": (4, 3, 3, 3)}, "deep stem"),
@@ -231,7 +259,7 @@ def test_swin_keys_under_a_resnet_flag_are_refused(tmp_path):
     sd = {"encoder.layers.0.blocks.0.attn.relative_position_bias_table": torch.zeros(169, 3),
           "encoder.patch_embed.proj.weight": torch.zeros(96, 3, 4, 4), "decoder.psp_modules.0.1.conv.weight":
           torch.zeros(4, 4, 1, 1)}
-    with pytest.raises(ConversionError, match="swin backbone"):
+    with pytest.raises(ConversionError, match="those of a swin backbone"):
         convert_sep_checkpoint(save_official(tmp_path / "ck.pth", sd), "resnet50", tmp_path / "out")
 
 
@@ -240,9 +268,9 @@ def test_cli_refusal_is_one_line_exit_2_and_choices_match_the_converter(official
 
     assert set(BACKBONES) == set(BACKBONE_CHOICES)
     ckpt = save_official(tmp_path / "ck.pth", official)
-    assert main(["convert-sep", str(ckpt), "--backbone", "swin-t", "--to", str(tmp_path / "out")]) == 2
+    assert main(["convert-sep", str(ckpt), "--backbone", "vit-b", "--to", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("samrs convert-sep: error: --backbone swin-t") and "\n" not in err
+    assert err.startswith("samrs convert-sep: error: --backbone vit-b") and "\n" not in err
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("mine")
     assert main(["convert-sep", str(ckpt), "--backbone", "resnet", "--to", str(tmp_path / "full")]) == 2
@@ -266,3 +294,66 @@ def test_a_file_of_another_model_is_refused_naming_it(tmp_path):
     torch.save({"image_encoder.patch_embed.proj.weight": torch.zeros(8, 3, 16, 16)}, tmp_path / "sam.pth")
     with pytest.raises(ConversionError, match="sam.pth: .*not those of an SEP encoder"):
         convert_sep_checkpoint(tmp_path / "sam.pth", "resnet50", tmp_path / "out")
+
+
+@pytest.fixture(scope="module")
+def official_swin():
+    shapes = official_model_shapes(official_swin_encoder_shapes(**SMALL_SWIN), (8, 16, 32, 64), 16)
+    return random_official_state_dict(shapes, seed=4)
+
+
+@pytest.mark.parametrize("size", [(224, 224), (64, 96)])
+def test_swin_keeps_the_official_shift_in_every_stage(official_swin, tmp_path, size):
+    """224: stage 4 is 7x7, the window itself (a plain SwinModel would stop shifting there); 64x96: stage 4 is
+    smaller than the window, padded and still shifted, as the official Swin does."""
+    from samrs_hf.sep import SEPForSemanticSegmentation
+
+    result = convert_sep_checkpoint(save_official(tmp_path / "swin.pth", official_swin), "swin", tmp_path / "out")
+    assert result.dropped["encoder.*.relative_position_index"].startswith("a fixed function of the window size")
+    assert set(result.added) == set(EXTRAS)
+    model = SEPForSemanticSegmentation.from_pretrained(tmp_path / "out").eval()
+    assert model.config.backbone_config.model_type == "swin" and model.config.hidden_size == 16
+    x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(8))
+    expected = official_logits(x, official_swin, encoder=official_swin_encoder)
+    with torch.no_grad():
+        for subset, ref in expected.items():
+            assert (model(x, subset=subset).logits - ref).abs().max() <= 1e-4, subset
+
+
+def test_a_swin_that_stops_shifting_where_the_map_fits_the_window_fails_the_check(official_swin, tmp_path,
+                                                                                  monkeypatch):
+    """What a plain SwinModel does (set_shift_and_window_size) is caught, not written."""
+    from transformers.models.swin import modeling_swin
+
+    real = modeling_swin.SwinLayer.forward
+    monkeypatch.setattr(modeling_swin.SwinLayer, "forward", lambda self, hidden, dims, always_partition=False, **kw:
+                        real(self, hidden, dims, always_partition=False, **kw))
+    with pytest.raises(ConversionError, match="differs from the official forward"):
+        convert_sep_checkpoint(save_official(tmp_path / "swin.pth", official_swin), "swin", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_swin_encoder_file_and_a_wrong_relative_position_index(official_swin, tmp_path):
+    from transformers import SwinBackbone
+
+    encoder = {k.removeprefix("encoder."): v for k, v in official_swin.items() if k.startswith("encoder.")}
+    convert_sep_checkpoint(save_official(tmp_path / "enc.pth", encoder), "swin", tmp_path / "enc")
+    backbone = SwinBackbone.from_pretrained(tmp_path / "enc").eval()
+    x = pixels(seed=9)
+    with torch.no_grad():
+        for ours, ref in zip(backbone(x).feature_maps, official_swin_encoder(x, encoder, prefix="")):
+            assert (ours - ref).abs().max() <= 1e-4
+    bad = dict(encoder)
+    bad["layers.1.blocks.0.attn.relative_position_index"] = torch.zeros(49, 49, dtype=torch.long)
+    with pytest.raises(ConversionError, match="relative_position_index differs"):
+        convert_sep_checkpoint(save_official(tmp_path / "bad.pth", bad), "swin", tmp_path / "bad")
+
+
+def test_swin_t_flag_refuses_another_size_and_card_quotes_swin_t_table9(official_swin, tmp_path):
+    from samrs_hf.sep.convert import converted_card
+
+    with pytest.raises(ConversionError, match="pass --backbone swin"):
+        convert_sep_checkpoint(save_official(tmp_path / "s.pth", official_swin), "swin-t", tmp_path / "out")
+    card = converted_card(source=tmp_path / "s.pth", sha256="0" * 64, form="full", backbone="swin-t", init="imp",
+                          meta={}, dropped={}, max_diff={"sota": 0.0}, heads=HEADS)
+    assert "| IMP+SEP | 81.53 | 94.64 | 57.91 | 78.03 |" in card and "lr 6e-5" in card

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-BACKBONES = ("resnet50", "resnet", "swin-t", "vit-b", "vitaev2-s", "internimage-t", "vit-adapter-b", "vit-b-rvsa")
+BACKBONES = ("resnet50", "resnet", "swin-t", "swin", "vit-b", "vitaev2-s", "internimage-t", "vit-adapter-b", "vit-b-rvsa")
 """Kept in step with ``samrs_hf.sep.convert.support.BACKBONE_CHOICES`` (a test checks it); listed here so
 ``samrs --help`` does not import torch."""
 
@@ -17,8 +17,9 @@ def register(subparsers) -> None:
         "Only exact conversions: other backbones, UNet and Mask2Former checkpoints are refused with the reason.")
     p.add_argument("checkpoint", metavar="CKPT.pth", help="the downloaded official checkpoint")
     p.add_argument("--backbone", required=True, choices=BACKBONES,
-                   help="the checkpoint's backbone; resnet50 (IMP+SEP, RSP+SEP UperNet) converts, resnet accepts "
-                        "any mmseg bottleneck depth; the others are refused with what is missing")
+                   help="the checkpoint's backbone: resnet50 (IMP+SEP, RSP+SEP UperNet) and swin-t (IMP+SEP UperNet) "
+                        "convert, resnet / swin accept other sizes read from the keys; the others are refused with "
+                        "what is missing")
     p.add_argument("--to", required=True, metavar="DIR", help="new or empty output folder")
     p.add_argument("--init", choices=("imp", "rsp", "none"),
                    help="what the authors started the encoder from (IMP, RSP, none): picks the model card's Table 9 row")
@@ -37,6 +38,8 @@ def run(args) -> int:
           + ", ".join(f"{k} {v:.2e}" for k, v in result.max_diff.items()))
     for key, reason in result.dropped.items():
         print(f"left out {key}: {reason}")
+    for key, reason in result.added.items():
+        print(f"added {key}: {reason}")
     if result.pushed_to:
         print(f"pushed to {result.pushed_to}")
     return 0

@@ -12,20 +12,22 @@ import torch
 
 from ...common.files import atomic_write
 from ...sources.classes import get_class_table
-from ..configuration_sep import HIERARCHICAL_OUT_FEATURES, SEPConfig
+from ..configuration_sep import SEPConfig
 from ..processing import image_processor
 from .card import INITS, converted_card
-from .official import ENCODER, FULL, ConversionError, OfficialCheckpoint, read_official
-from .reference import official_encoder, official_logits
-from .resnet_upernet import RESNET50, check_resnet50, decoder_layout, encoder_key, map_keys, resnet_layout, sep_key
+from .families import Family, family_of
+from .official import FULL, ConversionError, OfficialCheckpoint, read_official
+from .reference import official_logits
 from .support import check_supported
+from .upernet import decoder_key, decoder_layout, map_keys
 
 logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 """``datasets.py``: ``ToTensor`` (/255) then ``Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)``."""
-CHECK_SIZE = 96
-"""Side of the seeded check input: divisible by 32, so the official x4 upsample lands on the input size."""
+CHECK_SIZES = (224, 96)
+"""Sides of the seeded check inputs, divisible by 32 so the official x4 upsample lands on the input size: the
+pre-training crop (Swin's stage 4 then equals its window) and a smaller one (stage 4 padded to the window)."""
 TOLERANCE = 1e-4
 
 
@@ -37,6 +39,7 @@ class ConversionResult:
     tensors: int
     dropped: dict
     max_diff: dict = field(default_factory=dict)
+    added: dict = field(default_factory=dict)
     pushed_to: str | None = None
 
 
@@ -53,15 +56,13 @@ def strict_load(model: torch.nn.Module, mapped: dict, path) -> None:
     model.load_state_dict(mapped, strict=True)
 
 
-def _resnet_config(layout: dict):
-    from transformers import ResNetConfig
-
-    return ResNetConfig(**layout, layer_type="bottleneck", hidden_act="relu", downsample_in_first_stage=False,
-                        downsample_in_bottleneck=False, out_features=list(HIERARCHICAL_OUT_FEATURES))
+def _max_diff(ours, expected, diffs: dict, name) -> None:
+    diffs[name] = max(diffs.get(name, 0.0), float((ours - expected).abs().max()))
 
 
-def _check_input() -> torch.Tensor:
-    return torch.randn(1, 3, CHECK_SIZE, CHECK_SIZE, generator=torch.Generator().manual_seed(0))
+def _check_inputs():
+    gen = torch.Generator().manual_seed(0)
+    return [torch.randn(1, 3, size, size, generator=gen) for size in CHECK_SIZES]
 
 
 def _checked(diffs: dict, path) -> dict:
@@ -76,59 +77,90 @@ def _head_labels(heads: dict) -> dict:
     return {s: list(get_class_table(s).names) for s, n in heads.items() if len(get_class_table(s).names) == n}
 
 
-def _floats(state_dict: dict) -> dict:
-    return {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
+@dataclass
+class _Encoder:
+    """The encoder part of a checkpoint, mapped: what both forms share."""
+
+    family: Family
+    layout: dict
+    config: object
+    mapped: dict
+    left_out: dict
+    state_dict: dict  # the whole official state dict, float32
+
+
+def _encoder(ck: OfficialCheckpoint, backbone: str) -> _Encoder:
+    family = family_of(backbone)
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in ck.state_dict.items()}
+    encoder = ({k.removeprefix("encoder."): v for k, v in sd.items() if k.startswith("encoder.")}
+               if ck.form == FULL else sd)
+    layout = family.layout(encoder, ck.path)
+    if family.named[backbone] is not None:
+        family.named[backbone](layout, ck.path)
+    mapped, left_out = family.map_encoder(encoder, ck.path)
+    return _Encoder(family, layout, family.backbone_config(layout), mapped, left_out, sd)
+
+
+def _with_extras(enc: _Encoder, model_sd: dict, prefix: str) -> dict:
+    """The mapped weights plus the documented fills of our keys that have no official counterpart."""
+    extras = {prefix + k: torch.full_like(model_sd[prefix + k], v) for k, v in enc.family.extras.items()}
+    return {**{prefix + k: v for k, v in enc.mapped.items()}, **extras}
 
 
 def convert_full(ck: OfficialCheckpoint, backbone: str):
-    """(SEP model, max |difference| per subset) of a full official checkpoint."""
+    """(SEP model, max |difference| per subset, left-out keys) of a full official checkpoint."""
     from ..modeling_sep import SEPForSemanticSegmentation
 
-    sd = _floats(ck.state_dict)
-    layout = resnet_layout({k.removeprefix("encoder."): v for k, v in sd.items() if k.startswith("encoder.")},
-                           ck.path)
-    if backbone == "resnet50":
-        check_resnet50(layout, ck.path)
-    decoder = decoder_layout(sd, ck.path)
-    config = SEPConfig(backbone_config=_resnet_config(layout), head_labels=_head_labels(decoder["heads"]),
+    enc = _encoder(ck, backbone)
+    decoder_sd = {k: v for k, v in enc.state_dict.items() if not k.startswith("encoder.")}
+    decoder = decoder_layout(decoder_sd, ck.path)
+    config = SEPConfig(backbone_config=enc.config, head_labels=_head_labels(decoder["heads"]),
                        image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, **decoder)
     model = SEPForSemanticSegmentation(config).eval()
-    strict_load(model, map_keys(sd, sep_key, ck.path), ck.path)
-    x = _check_input()
-    expected = official_logits(x, sd)
-    with torch.no_grad():
-        diffs = {s: float((model(x, subset=s).logits - ref).abs().max()) for s, ref in expected.items()}
-    return model, _checked(diffs, ck.path)
+    weights = {**_with_extras(enc, model.state_dict(), "backbone."),
+               **map_keys(decoder_sd, decoder_key, ck.path, "UperNet decoder and heads")}
+    strict_load(model, weights, ck.path)
+    diffs = {}
+    for x in _check_inputs():
+        expected = official_logits(x, enc.state_dict, encoder=enc.family.reference)
+        with torch.no_grad():
+            for subset, ref in expected.items():
+                _max_diff(model(x, subset=subset).logits, ref, diffs, subset)
+        _checked(diffs, ck.path)  # each size at once: the first that differs stops the conversion
+    return model, diffs, enc
 
 
 def convert_encoder(ck: OfficialCheckpoint, backbone: str):
-    """(transformers ResNetBackbone, max |difference| per stage) of an ``..._encoder.pth``."""
-    from transformers import ResNetBackbone
+    """(transformers backbone, max |difference| per stage, left-out keys) of an ``..._encoder.pth``."""
+    from transformers import AutoBackbone
 
-    sd = _floats(ck.state_dict)
-    layout = resnet_layout(sd, ck.path)
-    if backbone == "resnet50":
-        check_resnet50(layout, ck.path)
-    model = ResNetBackbone(_resnet_config(layout)).eval()
-    strict_load(model, map_keys(sd, encoder_key, ck.path), ck.path)
-    x = _check_input()
-    with torch.no_grad():
-        ours = model(x).feature_maps
-        expected = official_encoder(x, sd, prefix="")
-    diffs = {f"stage{i + 1}": float((a - b).abs().max()) for i, (a, b) in enumerate(zip(ours, expected))}
-    return model, _checked(diffs, ck.path)
-
-
-def _named(model, backbone: str) -> str:
-    """``resnet50`` when a ``--backbone resnet`` file turns out to be ResNet-50 (the card then has its scores)."""
-    config = getattr(model.config, "backbone_config", None) or model.config
-    layout = {k: getattr(config, k) for k in RESNET50}
-    return "resnet50" if layout == RESNET50 else backbone
+    enc = _encoder(ck, backbone)
+    model = AutoBackbone.from_config(enc.config).eval()
+    strict_load(model, _with_extras(enc, model.state_dict(), ""), ck.path)
+    diffs = {}
+    for x in _check_inputs():
+        with torch.no_grad():
+            for i, (ours, ref) in enumerate(zip(model(x).feature_maps, enc.family.reference(x, enc.state_dict, ""))):
+                _max_diff(ours, ref, diffs, f"stage{i + 1}")
+        _checked(diffs, ck.path)
+    return model, diffs, enc
 
 
 def _check_out_dir(out_dir: Path) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ConversionError(f"--to {out_dir}: exists and is not an empty folder; pass a new folder")
+
+
+def _named(backbone: str, enc: _Encoder) -> str:
+    """The exact name (``resnet50``, ``swin-t``) of a ``--backbone resnet|swin`` file that has its sizes."""
+    for name, check in enc.family.named.items():
+        try:
+            if check is not None:
+                check(enc.layout, "")
+                return name
+        except ConversionError:
+            continue
+    return backbone
 
 
 def convert_sep_checkpoint(path, backbone: str, out_dir, *, init: str | None = None,
@@ -144,15 +176,17 @@ def convert_sep_checkpoint(path, backbone: str, out_dir, *, init: str | None = N
     _check_out_dir(out_dir)
     ck = read_official(path)
     check_supported(backbone, ck.state_dict, ck.path)
-    model, diffs = (convert_full if ck.form == FULL else convert_encoder)(ck, backbone)
+    model, diffs, enc = (convert_full if ck.form == FULL else convert_encoder)(ck, backbone)
+    dropped = {**ck.dropped, **enc.left_out}
+    added = {k: enc.family.extras_reason for k in enc.family.extras}
     model.save_pretrained(out_dir)
-    if ck.form == ENCODER:  # SEP models write their processor themselves
+    if ck.form != FULL:  # SEP models write their processor themselves
         image_processor(IMAGENET_MEAN, IMAGENET_STD).save_pretrained(out_dir)
-    card = converted_card(source=ck.path, sha256=ck.sha256, form=ck.form, backbone=_named(model, backbone), init=init,
-                          meta=ck.meta, dropped=ck.dropped, max_diff=diffs,
+    card = converted_card(source=ck.path, sha256=ck.sha256, form=ck.form, backbone=_named(backbone, enc),
+                          init=init, meta=ck.meta, dropped=dropped, added=added, max_diff=diffs,
                           heads=dict(model.config.heads) if ck.form == FULL else None)
     atomic_write(out_dir / "README.md", card.encode())
-    result = ConversionResult(out_dir, ck.form, ck.sha256, len(ck.state_dict), dict(ck.dropped), diffs)
+    result = ConversionResult(out_dir, ck.form, ck.sha256, len(ck.state_dict), dropped, diffs, added)
     if push_to_hub:
         from ..card import push_folder
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .resnet_upernet import HEAD_SUBSETS, POOL_SCALES
+from .reference_swin import relative_position_index
+from .upernet import HEAD_SUBSETS, POOL_SCALES
 
 BN_EPS = 1e-5
 BN_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -78,9 +79,10 @@ def official_decoder(feats, sd, prefix="decoder."):
 
 
 @torch.no_grad()
-def official_logits(pixel_values, sd) -> dict:
-    """``{subset: logits}`` of the official full model (eval mode) for a full-model state dict."""
-    fused = official_decoder(official_encoder(pixel_values, sd), sd)
+def official_logits(pixel_values, sd, encoder=None) -> dict:
+    """``{subset: logits}`` of the official full model (eval mode) for a full-model state dict; ``encoder``:
+    the official encoder's forward (default the ResNet's, :func:`official_encoder`)."""
+    fused = official_decoder((encoder or official_encoder)(pixel_values, sd, "encoder."), sd)
     return {subset: F.conv2d(fused, sd[f"{head}.1.weight"], sd[f"{head}.1.bias"])
             for head, subset in HEAD_SUBSETS.items()}
 
@@ -109,7 +111,13 @@ def official_encoder_shapes(stem=64, hidden_sizes=(256, 512, 1024, 2048), depths
 def official_shapes(stem=64, hidden_sizes=(256, 512, 1024, 2048), depths=(3, 4, 6, 3), channels=512,
                     heads=(18, 20, 37)) -> dict:
     """``{key: shape}`` of ``SemsegPretrnFramework`` with a ResNet encoder and UperNet (396 keys for ResNet-50)."""
-    shapes = {"encoder." + k: v for k, v in official_encoder_shapes(stem, hidden_sizes, depths).items()}
+    return official_model_shapes(official_encoder_shapes(stem, hidden_sizes, depths), hidden_sizes, channels, heads)
+
+
+def official_model_shapes(encoder_shapes: dict, hidden_sizes, channels, heads=(18, 20, 37)) -> dict:
+    """``{key: shape}`` of ``SemsegPretrnFramework``: an encoder's shapes (stage widths ``hidden_sizes``),
+    the trimmed UPerHead with ``channels`` and the three heads."""
+    shapes = {"encoder." + k: v for k, v in encoder_shapes.items()}
 
     def conv_module(name, cin, k):
         shapes.update({f"decoder.{name}.conv.weight": (channels, cin, k, k), **_bn_shapes(f"decoder.{name}.bn.",
@@ -133,19 +141,22 @@ def random_official_state_dict(shapes: dict, seed: int = 0) -> dict:
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for key, shape in shapes.items():
-        if key.endswith("num_batches_tracked"):
+        if key.endswith("relative_position_index"):  # a fixed buffer, not a weight
+            out[key] = relative_position_index(int(round(shape[0] ** 0.5)))
+        elif key.endswith("num_batches_tracked"):
             out[key] = torch.tensor(int(torch.randint(1, 10**5, (), generator=gen)))
         elif key.endswith("running_var"):
             out[key] = 0.5 + torch.rand(shape, generator=gen)
         elif key.endswith(("running_mean", "bias")):
             out[key] = 0.1 * torch.randn(shape, generator=gen)
-        elif len(shape) == 1:  # BatchNorm weight
+        elif len(shape) == 1:  # BatchNorm / LayerNorm weight
             out[key] = 0.5 + 0.5 * torch.rand(shape, generator=gen)
-        else:
-            fan_in = shape[1] * shape[2] * shape[3]
+        else:  # conv, linear, relative position bias table
+            fan_in = int(torch.tensor(shape[1:]).prod())
             out[key] = torch.randn(shape, generator=gen) / fan_in ** 0.5
     return out
 
 
 __all__ = ["official_encoder", "official_decoder", "official_logits", "official_shapes", "official_encoder_shapes",
+           "official_model_shapes",
            "random_official_state_dict"]

@@ -11,13 +11,13 @@ from .official import ConversionError
 CONVERTIBLE = {
     "resnet50": "mmseg ResNet(50) (7x7 stem, stride on the 3x3 conv) -> transformers ResNetBackbone",
     "resnet": "an mmseg bottleneck ResNet of any depth (read from the keys) -> transformers ResNetBackbone",
+    "swin-t": "the official Swin-T (window 7, shifted windows in every stage) -> transformers SwinBackbone, "
+              "which keeps the shift at every resolution (always_partition)",
+    "swin": "an official-style Swin of any size (read from the keys) -> transformers SwinBackbone",
 }
+FAMILY = {"resnet50": "resnet", "resnet": "resnet", "swin-t": "swin", "swin": "swin"}
 
 REFUSED = {
-    "swin-t": "the official Swin-T shifts the windows of the odd blocks in every stage, stage 4 included, where a "
-              "224 input gives a 7x7 map equal to the window; transformers' SwinBackbone turns the shift off there "
-              "(SwinLayer.set_shift_and_window_size), which changes the logits by up to 0.05. An exact conversion "
-              "needs a Swin backbone that keeps the official shift; samrs_hf has none yet",
     "vit-b": "the official ViT-B feeds UperNet through a multi-scale neck (fpn1: two ConvTranspose2d with BatchNorm "
              "and GELU, fpn2: ConvTranspose2d, fpn4: max-pool) that neither transformers' VitDet backbone nor stock "
              "UperNet has",
@@ -79,13 +79,13 @@ def check_supported(backbone: str, state_dict: dict, path) -> None:
                               f"(keys such as {sorted(k for k in keys if k.startswith('decoder.'))[:3]})")
     encoder_keys = {k.removeprefix("encoder.") for k in keys if decoder == "none" or k.startswith("encoder.")}
     encoder = _encoder_kind(encoder_keys)
-    if encoder == "resnet-deep-stem":
+    if encoder == "resnet-deep-stem" and FAMILY[backbone] == "resnet":
         raise ConversionError(f"{path}: a ResNet with the deep stem ('stem.*': three 3x3 convs), not the official "
                               f"ResNet-50's 7x7 stem; transformers' ResNet has no deep stem")
-    if encoder != "resnet":
+    if encoder != FAMILY[backbone]:
         found = "not those of an SEP encoder" if encoder == "unknown" else f"those of a {encoder} backbone"
         raise ConversionError(f"{path}: --backbone {backbone} but the encoder keys are {found} "
                               f"(e.g. {sorted(encoder_keys)[:3]}); pass an official SEP checkpoint and its backbone")
 
 
-__all__ = ["CONVERTIBLE", "REFUSED", "DECODERS_REFUSED", "BACKBONE_CHOICES", "check_supported"]
+__all__ = ["CONVERTIBLE", "FAMILY", "REFUSED", "DECODERS_REFUSED", "BACKBONE_CHOICES", "check_supported"]

@@ -1,4 +1,4 @@
-"""The official ResNet + UperNet key layout onto transformers' ``ResNetBackbone`` + SEP's ``UperNetHead``.
+"""The official ResNet encoder's keys onto transformers' ``ResNetBackbone`` (the decoder: :mod:`.upernet`).
 
 The official model (``models.py``: ``ResNet(50, out_indices=(0, 1, 2, 3))`` from ``resnet_mmseg_10.py``, a
 trimmed mmseg ``UPerHead`` and ``semseghead_{1,2,3}``) and ours match module for module:
@@ -9,8 +9,6 @@ official key                                  ours
 ``encoder.conv1`` / ``encoder.bn1``           ``backbone.embedder.embedder.convolution`` / ``.normalization``
 ``encoder.layer{i}.{j}.conv{k}`` / ``bn{k}``  ``backbone.encoder.stages.{i-1}.layers.{j}.layer.{k-1}.convolution`` / ``.normalization``
 ``encoder.layer{i}.{j}.downsample.0`` / ``.1`` ``backbone.encoder.stages.{i-1}.layers.{j}.shortcut.convolution`` / ``.normalization``
-``decoder.<module>.conv`` / ``.bn``           ``decode_head.<module>.conv`` / ``.batch_norm``
-``semseghead_1/2/3.1``                        ``heads.sota`` / ``heads.sior`` / ``heads.fast``
 ============================================  =========================================================
 
 The stride sits on the 3x3 conv in both (mmseg ``style='pytorch'``; transformers
@@ -24,10 +22,6 @@ import re
 
 from .official import ConversionError
 
-HEAD_SUBSETS = {"semseghead_1": "sota", "semseghead_2": "sior", "semseghead_3": "fast"}
-"""``models.py``'s forward feeds the SOTA batch to head 1, SIOR to head 2, FAST to head 3."""
-POOL_SCALES = (1, 2, 3, 6)
-"""``UPerHead``'s default, which ``models.py`` keeps (the scales are not in the weights, only their count)."""
 RESNET50 = {"embedding_size": 64, "hidden_sizes": [256, 512, 1024, 2048], "depths": [3, 4, 6, 3]}
 
 _ENCODER_RULES = [
@@ -38,9 +32,6 @@ _ENCODER_RULES = [
     (re.compile(r"layer(\d)\.(\d+)\.downsample\.0\.(weight)$"), "encoder.stages.{0}.layers.{1}.shortcut.convolution.{2}"),
     (re.compile(r"layer(\d)\.(\d+)\.downsample\.1\.(\w+)$"), "encoder.stages.{0}.layers.{1}.shortcut.normalization.{2}"),
 ]
-_DECODER_RULE = re.compile(
-    r"decoder\.((?:psp_modules\.\d+\.1|bottleneck|lateral_convs\.\d+|fpn_convs\.\d+|fpn_bottleneck))\.(conv|bn)\.(\w+)$")
-_HEAD_RULE = re.compile(r"(semseghead_[123])\.1\.(weight|bias)$")
 
 
 def _shift(groups: tuple[str, ...], rule: str) -> tuple:
@@ -62,36 +53,6 @@ def encoder_key(key: str) -> str | None:
     return None
 
 
-def sep_key(key: str) -> str | None:
-    """Our ``SEPForSemanticSegmentation`` name of an official full-model key, None if none."""
-    if key.startswith("encoder."):
-        mapped = encoder_key(key.removeprefix("encoder."))
-        return None if mapped is None else "backbone." + mapped
-    match = _DECODER_RULE.match(key)
-    if match:
-        module, kind, name = match.groups()
-        return f"decode_head.{module}.{'conv' if kind == 'conv' else 'batch_norm'}.{name}"
-    match = _HEAD_RULE.match(key)
-    if match:
-        return f"heads.{HEAD_SUBSETS[match.group(1)]}.{match.group(2)}"
-    return None
-
-
-def map_keys(state_dict: dict, mapper, path) -> dict:
-    """``{our name: tensor}``; any key the mapper does not know is an error listing all of them."""
-    mapped, unknown = {}, []
-    for key, value in state_dict.items():
-        name = mapper(key)
-        if name is None:
-            unknown.append(key)
-        else:
-            mapped[name] = value
-    if unknown:
-        raise ConversionError(f"{path}: {len(unknown)} key(s) have no place in the converted model (not part of "
-                              f"the official ResNet + UperNet layout): {unknown[:20]}")
-    return mapped
-
-
 def resnet_layout(encoder: dict, path) -> dict:
     """ResNetConfig values of an official encoder state dict (keys without ``encoder.``)."""
     blocks = {}
@@ -110,23 +71,9 @@ def resnet_layout(encoder: dict, path) -> dict:
             "depths": [len(blocks[i]) for i in range(1, 5)]}
 
 
-def decoder_layout(state_dict: dict, path) -> dict:
-    """SEPConfig values (hidden size, pool scales, heads) of an official full-model state dict."""
-    pools = {k.split(".")[2] for k in state_dict if k.startswith("decoder.psp_modules.")}
-    if len(pools) != len(POOL_SCALES):
-        raise ConversionError(f"{path}: {len(pools)} pyramid-pooling branches; the official UPerHead has "
-                              f"{len(POOL_SCALES)} (scales {POOL_SCALES})")
-    heads = {}
-    for name, subset in HEAD_SUBSETS.items():
-        weight = state_dict.get(f"{name}.1.weight")
-        if weight is None:
-            raise ConversionError(f"{path}: no {name}.1.weight: the official model has three heads "
-                                  f"{sorted(HEAD_SUBSETS)}")
-        heads[subset] = int(weight.shape[0])
-    hidden = state_dict.get("decoder.fpn_bottleneck.conv.weight")
-    if hidden is None:
-        raise ConversionError(f"{path}: no decoder.fpn_bottleneck.conv.weight (not an official UPerHead)")
-    return {"hidden_size": int(hidden.shape[0]), "pool_scales": list(POOL_SCALES), "heads": heads}
+def resnet_pairs(key: str, value) -> list | None:
+    name = encoder_key(key)
+    return None if name is None else [(name, value)]
 
 
 def check_resnet50(layout: dict, path) -> None:
@@ -136,5 +83,4 @@ def check_resnet50(layout: dict, path) -> None:
                               f"pass --backbone resnet to convert another mmseg bottleneck ResNet")
 
 
-__all__ = ["encoder_key", "sep_key", "map_keys", "resnet_layout", "decoder_layout", "check_resnet50",
-           "HEAD_SUBSETS", "POOL_SCALES", "RESNET50"]
+__all__ = ["encoder_key", "resnet_pairs", "resnet_layout", "check_resnet50", "RESNET50"]
