@@ -12,7 +12,7 @@ def register(subparsers) -> None:
         "convert-sep", help="convert an official SAMRS SEP checkpoint (.pth) into a transformers SEP model folder",
         description="Reads a checkpoint released by the SAMRS authors (read through samrs_hf.common.safe_load: plain "
         "data, tensors and numpy arrays only), maps every tensor onto SEPForSemanticSegmentation (a "
-        "..._encoder.pth onto a transformers ResNetBackbone), checks the outputs against a plain-torch "
+        "..._encoder.pth onto a transformers ResNetBackbone or SwinBackbone), checks the outputs against a plain-torch "
         "restatement of the official forward, and writes the folder with its image processor and model card. "
         "Only exact conversions: other backbones, UNet and Mask2Former checkpoints are refused with the reason.")
     p.add_argument("checkpoint", metavar="CKPT.pth", help="the downloaded official checkpoint")

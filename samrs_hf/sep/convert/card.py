@@ -81,8 +81,9 @@ def converted_card(*, source, sha256: str, form: str, backbone: str, init: str |
     if heads:
         lines += USAGE
     else:
-        lines += ["## Use", "", "```python", "from transformers import ResNetBackbone",
-                  "backbone = ResNetBackbone.from_pretrained(PATH_OR_REPO)", "```", "",
+        cls = "SwinBackbone" if backbone.startswith("swin") else "ResNetBackbone"
+        lines += ["## Use", "", "```python", f"from transformers import {cls}",
+                  f"backbone = {cls}.from_pretrained(PATH_OR_REPO)", "```", "",
                   "`builders/train_sep.py --backbone PATH_OR_REPO` starts SEP or fine-tuning from it.", ""]
     return "\n".join(lines + ["## License", "", LICENSE, "", "## Citation", "", "```bibtex", CITATION, "```", ""])
 

@@ -33,6 +33,9 @@ TOLERANCE = 1e-4
 
 @dataclass
 class ConversionResult:
+    """What was written where, from which file (SHA-256, number of tensors), what was left out or added (key ->
+    reason) and the largest difference from the official forward per subset (or stage, for an encoder)."""
+
     out_dir: Path
     form: str
     sha256: str
