@@ -29,6 +29,7 @@ COMMANDS = (
     ("visualize", "cmd_visualize"),
     ("ablate", "cmd_ablate"),
     ("eval-sep", "cmd_eval_sep"),
+    ("convert-sep", "cmd_convert_sep"),
     ("demo", "cmd_demo"),
 )
 
