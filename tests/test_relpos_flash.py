@@ -226,8 +226,11 @@ LOOP_PROBE = textwrap.dedent("""
 """)
 
 
+TRITON_ABSENT = "triton is not installed (it is not in the `test` extra: pip install -e '.[triton]')"
+
+
 def test_kernel_in_triton_interpreter_matches_the_reference():
-    pytest.importorskip("triton")
+    pytest.importorskip("triton", reason=TRITON_ABSENT)
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     # The kernel loops over key rows up to a kernel argument. triton 3.6's interpreter (torch 2.11's)
     # cannot run such a loop with numpy 2.4: its __index__ calls int() on a 1-element array (3.9's
@@ -254,7 +257,7 @@ def test_kernel_compiles_for_cuda_without_a_gpu(dtype, capability, window, confi
     """The interpreter does not type-check like the compiler: compile for H100 (bf16, tensor-core
     wgmma; a global layer, and padded windows two key rows a block) and A100 (float32, the parity
     runs' dtype) with triton's own toolchain and the signature SAM's tensors give the JIT, no GPU needed."""
-    pytest.importorskip("triton")
+    pytest.importorskip("triton", reason=TRITON_ABSENT)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from relpos_kernel_resources import compile_kernel
 

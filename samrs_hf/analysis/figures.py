@@ -23,3 +23,12 @@ def save_png(fig, path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
     atomic_write(path, buf.getvalue())
+
+
+RANDOM_MARK = "RANDOM WEIGHTS: these masks come from an untrained SAM and are noise"
+
+
+def mark_random_weights(fig, fontsize: float = 10) -> None:
+    """The visible warning on a figure made from a random-weight build (gid ``random-weights``)."""
+    fig.text(0.5, 0.01, RANDOM_MARK, ha="center", va="bottom", fontsize=fontsize, color="white", weight="bold",
+             gid="random-weights", bbox={"facecolor": "red", "alpha": 0.85, "pad": 2, "linewidth": 0})

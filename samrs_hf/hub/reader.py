@@ -77,6 +77,8 @@ class DatasetFolder:
     as_packaged: tuple[float, int] | None = None
     report: Report = field(default_factory=Report)
     """What ``as_packaged`` reading dropped."""
+    random_weights: bool = False
+    """Its masks came from a random-weight SAM (``build.json``'s model, a package card's tag): figures say so."""
     _hub: object = field(default=None, repr=False)
 
     def rows(self, split: str | None = None, *, images: bool = True) -> Iterator[dict]:
@@ -151,6 +153,17 @@ class DatasetFolder:
                 yield example
 
 
+def card_says_random(readme) -> bool:
+    """Whether a package's README.md (its card) carries the random-weights tag."""
+    from huggingface_hub.repocard import metadata_load
+
+    from .card import RANDOM_WEIGHTS_TAG
+
+    readme = Path(readme)
+    tags = ((metadata_load(readme) or {}).get("tags") or []) if readme.is_file() else []
+    return RANDOM_WEIGHTS_TAG in tags
+
+
 def _ordered(splits) -> tuple[str, ...]:
     known = [s for s in SPLIT_ORDER if s in splits]
     return tuple(known + sorted(s for s in splits if s not in known))
@@ -172,7 +185,8 @@ def open_folder(path, *, as_packaged: tuple[float, int] | None = None, strict: b
         report = layout.read_report(path)
         subset = str(report.get("subset", "custom"))
         return DatasetFolder(path, BUILD, subset, _build_class_names(report, subset), as_packaged=as_packaged,
-                             report=Report(strict=strict))
+                             report=Report(strict=strict),
+                             random_weights=bool((report.get("model") or {}).get("random")))
     if is_package_dir(path):
         from datasets import Image, load_dataset
 
@@ -184,7 +198,8 @@ def open_folder(path, *, as_packaged: tuple[float, int] | None = None, strict: b
         example = next(iter(first.cast_column("image", Image(decode=False))), None)
         subset = example["subset"] if example else path.name
         names = class_table_of(first.features, subset).names
-        return DatasetFolder(path, PACKAGE, subset, names, _ordered(dd.keys()), _hub=dd)
+        return DatasetFolder(path, PACKAGE, subset, names, _ordered(dd.keys()), _hub=dd,
+                             random_weights=card_says_random(path / "README.md"))
     raise NotADatasetFolder(
         f"{path}: neither a samrs build (build.json + ins/) nor a packaged dataset (data/*.parquet)"
     )
