@@ -26,6 +26,7 @@ COMMANDS = (
     ("visualize", "cmd_visualize"),
     ("ablate", "cmd_ablate"),
     ("eval-sep", "cmd_eval_sep"),
+    ("export-sep", "cmd_export_sep"),
     ("demo", "cmd_demo"),
 )
 

@@ -11,6 +11,9 @@ def register(subparsers) -> None:
     p.add_argument("src", metavar="HUB_DIR_OR_BUILD")
     p.add_argument("--split", default="train", help="train / validation / test (default train)")
     p.add_argument("--out", required=True, help="output JSON path")
+    p.add_argument("--images-dir", metavar="DIR",
+                   help="also write the split's image files into DIR (file_name is then relative to DIR), "
+                        "so the JSON and DIR are a self-contained COCO dataset")
     p.add_argument("--val-fraction", type=float, default=0.05,
                    help="for a build folder: the split rule used by `samrs package` (0.05)")
     p.add_argument("--seed", type=int, default=0, help="for a build folder: the split seed (0)")
@@ -20,7 +23,9 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..hub.coco_export import export_coco
 
-    counts = export_coco(args.src, args.split, args.out, val_fraction=args.val_fraction, seed=args.seed)
+    counts = export_coco(args.src, args.split, args.out, val_fraction=args.val_fraction, seed=args.seed,
+                         images_dir=args.images_dir)
     print(f"wrote {args.out}: {counts['images']} images, {counts['annotations']} annotations"
+          + (f" (image files in {args.images_dir})" if args.images_dir else "")
           + (f" ({counts['skipped']} images skipped)" if counts["skipped"] else ""))
     return 0

@@ -81,8 +81,9 @@ class DatasetFolder:
     """Its masks came from a random-weight SAM (``build.json``'s model, a package card's tag): figures say so."""
     _hub: object = field(default=None, repr=False)
 
-    def rows(self, split: str | None = None, *, images: bool = True) -> Iterator[dict]:
-        """Rows of ``split`` (default: all) in order; ``images=False`` leaves ``image`` None."""
+    def rows(self, split: str | None = None, *, images: bool | str = True) -> Iterator[dict]:
+        """Rows of ``split`` (default: all) in order; ``images=False`` leaves ``image`` None,
+        ``images="bytes"`` gives the stored file as ``{"bytes", "path"}`` (nothing decoded or re-encoded)."""
         if split is not None and self.splits and split not in self.splits:
             raise _no_split(self.path, split, self.splits)
         if self.kind == PACKAGE:
@@ -113,7 +114,9 @@ class DatasetFolder:
                     objects.append(_build_object(InstanceRecord.from_json(data), next(ids), self.class_names))
                 except (KeyError, TypeError, ValueError) as exc:
                     raise SourceError(f"{item.ins_path}:instances[{k}]: bad instance ({exc})") from None
-            yield {"image": Image.open(item.image_path) if images else None, "semantic": Image.open(item.gray_path),
+            image = ({"bytes": item.image_path.read_bytes(), "path": item.image_path.name} if images == "bytes"
+                     else Image.open(item.image_path) if images else None)
+            yield {"image": image, "semantic": Image.open(item.gray_path),
                    "objects": objects, "image_id": record.image, "source_image": record.source_image,
                    "width": int(record.width), "height": int(record.height), "subset": self.subset,
                    "split": record.split, "file_name": f"{layout.IMAGES}/{item.image_path.name}"}
@@ -134,7 +137,8 @@ class DatasetFolder:
             if split is not None and row.split != split:
                 continue
             ex = dict(row.example, split=row.split, file_name=f"{layout.IMAGES}/{row.example['image']['path']}")
-            ex["image"] = Image.open(io.BytesIO(ex["image"]["bytes"])) if images else None
+            if images != "bytes":
+                ex["image"] = Image.open(io.BytesIO(ex["image"]["bytes"])) if images else None
             ex["semantic"] = Image.open(io.BytesIO(ex["semantic"]["bytes"]))
             yield ex
         if split is not None and split not in seen:  # raised before a consumer writes its output
@@ -148,7 +152,7 @@ class DatasetFolder:
             for example in self._hub[name].cast_column("image", ImageFeature(decode=False)):
                 raw = example["image"]
                 example["file_name"] = raw.get("path")
-                example["image"] = decoder.decode_example(raw) if images else None
+                example["image"] = raw if images == "bytes" else decoder.decode_example(raw) if images else None
                 example["split"] = name
                 yield example
 

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 SEP_RUN_FILES = ("model*.safetensors", "model.safetensors.index.json", "config.json", "preprocessor_config.json",
                  "README.md", "eval_results.json", "train_log.jsonl")
 FINETUNE_RUN_FILES = ("model*.safetensors", "model.safetensors.index.json", "config.json",
-                      "preprocessor_config.json", "finetune_results.json")
+                      "preprocessor_config.json", "README.md", "finetune_results.json")
 
 
 def checkpoint_dirs(output_dir) -> list[Path]:
