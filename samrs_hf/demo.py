@@ -15,6 +15,8 @@ from pathlib import Path
 
 VIT_H = "facebook/sam-vit-huge"
 TINY = "tiny-random"
+NOTEBOOKS_HINT = 'pip install -e ".[notebooks]" && jupyter lab notebooks/01_load_and_explore.ipynb'
+"""The notebooks extra brings jupyterlab; the notebooks find ./samrs-demo from the repository root."""
 
 
 def cached_sam(repo_id: str = VIT_H, cache_dir=None) -> bool:
@@ -113,5 +115,5 @@ def summary(r: DemoResult) -> str:
         f"  samrs visualize {r.hub} --split train --n 4 --out {r.out / 'more-overlays'}",
         "  samrs build sota --source DOTA-v2.0/ --out sota-build/   (real data; ViT-H by default)",
         f"  samrs push {r.hub} --repo-id YOUR_ORG/samrs-demo",
-        "  jupyter lab notebooks/01_load_and_explore.ipynb",
+        f"  {NOTEBOOKS_HINT}",
     ])

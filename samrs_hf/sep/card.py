@@ -25,8 +25,8 @@ USAGE = ["## Use", "", "```python", "import samrs_hf.sep  # registers the 'sep' 
          "from transformers import AutoModelForSemanticSegmentation",
          "model = AutoModelForSemanticSegmentation.from_pretrained(PATH_OR_REPO)",
          "logits = model(pixel_values, subset=\"sota\").logits", "```", "",
-         "`model.export(\"sota\", DIR)` writes a plain `UperNetForSemanticSegmentation` that loads without "
-         "this package, with its image processor, so `pipeline(\"image-segmentation\", model=DIR)` runs it; "
+         "`model.export(\"sota\", DIR)` (or `samrs export-sep PATH_OR_REPO --subset sota --out DIR`) writes a "
+         "plain `UperNetForSemanticSegmentation` that loads without this package, with its image processor, so `pipeline(\"image-segmentation\", model=DIR)` runs it; "
          "`samrs_hf.sep.from_sep(PATH, num_labels)` starts fine-tuning from it.", ""]
 
 
@@ -96,7 +96,7 @@ def card_data(model_name: str, *, base_model: str | None, pipeline: bool, datase
     from huggingface_hub import ModelCardData
 
     return ModelCardData(
-        model_name=model_name, library_name="transformers", **LICENSE, base_model=base_model,
+        model_name=model_name if results else None, library_name="transformers", **LICENSE, base_model=base_model,
         datasets=list(datasets) or None, pipeline_tag="image-segmentation" if pipeline else None,
         tags=["semantic-segmentation", "remote-sensing", "samrs", "upernet", *tags],
         eval_results=list(results) or None)
@@ -108,7 +108,7 @@ def front_matter(data) -> str:
 
 PIPELINE_USE = ["## Use", "", "```python", "from transformers import pipeline",
                 "segment = pipeline(\"image-segmentation\", model=PATH_OR_REPO)",
-                "masks = segment(\"image.png\")  # one {label, mask} per class present", "```", "",
+                "masks = segment(\"image.png\")  # one {{label, mask}} per class present", "```", "",
                 "The image processor keeps the image's resolution (no resize); the model was scored on {crop} crops, "
                 "so cut large scenes into such crops.", ""]
 
