@@ -97,6 +97,19 @@ def run_demo(out="samrs-demo", *, model: str | None = None, n_overlays: int = 8,
                       time.perf_counter() - start)
 
 
+def demo_hub(cwd=None) -> Path:
+    """The demo's packaged dataset for the notebooks: ``$SAMRS_DEMO_DIR``, else the ``samrs-demo`` that the Quick
+    start writes at the repository root (Jupyter runs a notebook in ``notebooks/``, so that is its parent).
+    When it is missing the demo is run there, and says so: never silently, never inside ``notebooks/``."""
+    cwd = Path(cwd or Path.cwd())
+    root = cwd.parent if cwd.name == "notebooks" else cwd
+    demo = Path(os.environ.get("SAMRS_DEMO_DIR") or root / "samrs-demo")
+    if not (demo / "hub" / "README.md").is_file():
+        print(f"{demo} has no demo dataset: running `samrs demo --out {demo}` (offline, about a minute)")
+        run_demo(demo, progress=False)
+    return demo / "hub"
+
+
 def summary(r: DemoResult) -> str:
     random_note = ("  (random weights: the masks are noise; with facebook/sam-vit-huge in the HF cache the "
                    "demo uses ViT-H)" if r.model == TINY else "")

@@ -26,7 +26,8 @@ USAGE = ["## Use", "", "```python", "import samrs_hf.sep  # registers the 'sep' 
          "model = AutoModelForSemanticSegmentation.from_pretrained(PATH_OR_REPO)",
          "logits = model(pixel_values, subset=\"sota\").logits", "```", "",
          "`model.export(\"sota\", DIR)` (or `samrs export-sep PATH_OR_REPO --subset sota --out DIR`) writes a "
-         "plain `UperNetForSemanticSegmentation` that loads without this package, with its image processor, so `pipeline(\"image-segmentation\", model=DIR)` runs it; "
+         "plain `UperNetForSemanticSegmentation` that loads without this package, with its image processor "
+         "and card, so `pipeline(\"image-segmentation\", model=DIR)` runs it; "
          "`samrs_hf.sep.from_sep(PATH, num_labels)` starts fine-tuning from it.", ""]
 
 
