@@ -105,8 +105,11 @@ def test_overlay_panels_have_titles_and_random_builds_a_mark(demo):
     titles = [t.get_text() for t in _texts(fig, "title")]
     assert titles[0] == f"image {ex['image_id']}" and titles[1].startswith("semantic map")
     assert titles[2].endswith("instances") and len(titles) == 3
-    (mark,) = _texts(fig, "random-weights")
-    assert "RANDOM WEIGHTS" in mark.get_text()
+    (mark,) = _texts(fig, "random-weights")  # on the instance panel, under its title
+    assert mark.axes is fig.axes[2] and "RANDOM WEIGHTS" in mark.get_text()
+    renderer = fig.canvas.get_renderer()
+    title = [t for t in fig.axes[2].texts if t.get_gid() == "title"][0]
+    assert not mark.get_window_extent(renderer).overlaps(title.get_window_extent(renderer))
     folder, ex = _first_row(demo.real_hub)
     assert not _texts(plot(ex, folder.class_names, random_weights=folder.random_weights), "random-weights")
 

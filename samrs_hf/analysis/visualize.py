@@ -18,6 +18,8 @@ from ..hub.reader import open_folder
 from .figures import mark_random_weights, new_figure, save_png
 
 DPI = 100
+MIN_TITLE_HEIGHT = 128
+"""Panels of smaller images get no title: it would cover much of a thumbnail at a readable size."""
 
 
 def semantic_to_color(semantic: np.ndarray) -> np.ndarray:
@@ -97,11 +99,11 @@ def plot(example, class_names=None, *, alpha: float = 0.5, show_names: bool = Tr
     n = len(masks)
     titles = (f"image {example.get('image_id', '')}".strip(), "semantic map (white: unlabelled)",
               f"{n} instance{'s' * (n != 1)}" + (f" ({hidden} overlapping names hidden)" if hidden else ""))
-    for a, title in zip(panels, titles):
+    for a, title in zip(panels, titles if h >= MIN_TITLE_HEIGHT else ()):
         a.text(0.5, 0.995, title, transform=a.transAxes, ha="center", va="top", fontsize=fontsize + 1, gid="title",
                bbox={"facecolor": "white", "alpha": 0.75, "pad": 1.5, "linewidth": 0})
-    if random_weights:
-        mark_random_weights(fig, fontsize + 3)
+    if random_weights:  # on the instances, under their title: the masks are noise, the image and boxes are not
+        mark_random_weights(ax, fontsize, below_pt=2 * (fontsize + 1) if h >= MIN_TITLE_HEIGHT else 0)
     return fig
 
 
