@@ -120,8 +120,8 @@ def body(result, features) -> str:
             "",
         ]
     lines += [
-        f"[SAMRS](https://arxiv.org/abs/{PAPER}) (Wang et al., NeurIPS 2023 Datasets and Benchmarks) turns remote-sensing *object detection* "
-        "datasets into *segmentation* datasets: every annotated box is given to the Segment Anything Model "
+        f"[SAMRS](https://arxiv.org/abs/{PAPER}) (Wang et al., NeurIPS 2023 Datasets and Benchmarks) turns "
+        "remote-sensing *object detection* datasets into *segmentation* datasets: every annotated box is given to the Segment Anything Model "
         "(SAM) as a prompt and the predicted mask becomes the object's instance mask; painting the masks with "
         "their class ids gives a semantic map (255 = not covered by any mask). The three subsets are SOTA "
         "(from DOTA-v2.0), SIOR (from DIOR) and FAST (from FAIR1M-2.0).",
