@@ -15,6 +15,8 @@ from pathlib import Path
 
 VIT_H = "facebook/sam-vit-huge"
 TINY = "tiny-random"
+NOTEBOOKS_HINT = 'pip install -e ".[notebooks]" && jupyter lab notebooks/01_load_and_explore.ipynb'
+"""The notebooks extra brings jupyterlab; the notebooks find ./samrs-demo from the repository root."""
 
 
 def cached_sam(repo_id: str = VIT_H, cache_dir=None) -> bool:
@@ -95,6 +97,19 @@ def run_demo(out="samrs-demo", *, model: str | None = None, n_overlays: int = 8,
                       time.perf_counter() - start)
 
 
+def demo_hub(cwd=None) -> Path:
+    """The demo's packaged dataset for the notebooks: ``$SAMRS_DEMO_DIR``, else the ``samrs-demo`` that the Quick
+    start writes at the repository root (Jupyter runs a notebook in ``notebooks/``, so that is its parent).
+    When it is missing the demo is run there, and says so: never silently, never inside ``notebooks/``."""
+    cwd = Path(cwd or Path.cwd())
+    root = cwd.parent if cwd.name == "notebooks" else cwd
+    demo = Path(os.environ.get("SAMRS_DEMO_DIR") or root / "samrs-demo")
+    if not (demo / "hub" / "README.md").is_file():
+        print(f"{demo} has no demo dataset: running `samrs demo --out {demo}` (offline, about a minute)")
+        run_demo(demo, progress=False)
+    return demo / "hub"
+
+
 def summary(r: DemoResult) -> str:
     random_note = ("  (random weights: the masks are noise; with facebook/sam-vit-huge in the HF cache the "
                    "demo uses ViT-H)" if r.model == TINY else "")
@@ -113,5 +128,5 @@ def summary(r: DemoResult) -> str:
         f"  samrs visualize {r.hub} --split train --n 4 --out {r.out / 'more-overlays'}",
         "  samrs build sota --source DOTA-v2.0/ --out sota-build/   (real data; ViT-H by default)",
         f"  samrs push {r.hub} --repo-id YOUR_ORG/samrs-demo",
-        "  jupyter lab notebooks/01_load_and_explore.ipynb",
+        f"  {NOTEBOOKS_HINT}",
     ])

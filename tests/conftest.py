@@ -86,3 +86,13 @@ def demo(tmp_path_factory) -> Path:
             assert main(["demo", "--out", str(out), "--model", TINY, "--n", "3"]) == 0
         (out / "printed.txt").write_text(printed.getvalue())
     return out
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port nobody listens on now, for an `accelerate launch` main process."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

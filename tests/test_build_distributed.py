@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,13 +25,8 @@ def files(out: Path) -> dict[str, bytes]:
             for d in ("images", "gray", "color", "ins") for p in sorted((out / d).iterdir())}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-def test_two_processes_equal_one(tmp_path, torch_one_thread):
+def test_two_processes_equal_one(tmp_path, torch_one_thread, free_port):
     # torchrun gives each of the 2 processes one intra-op thread (OMP_NUM_THREADS=1); the
     # 1-process build uses the same, since CPU float reductions may differ with the thread count.
     source = write_dior_sample(tmp_path / "dior")
@@ -42,7 +36,7 @@ def test_two_processes_equal_one(tmp_path, torch_one_thread):
 
     two = tmp_path / "two"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port),
            str(REPO / "builders" / "build_sior.py"), "--out", str(two), *common]
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)

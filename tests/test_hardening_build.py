@@ -137,12 +137,11 @@ def test_a_running_build_holds_out_and_refuses_others(dior, tmp_path, monkeypatc
     assert json.loads((out / "build.json").read_text())["run"]["patches_resumed"] == 1
 
 
-def test_every_process_of_a_launch_stops_when_its_main_process_is_refused(dior, tmp_path):
+def test_every_process_of_a_launch_stops_when_its_main_process_is_refused(dior, tmp_path, free_port):
     """The lock is the main process's; the others take its verdict instead of waiting forever."""
     import subprocess
     import sys
 
-    from test_build_distributed import REPO, free_port
 
     out = tmp_path / "out"
     common = ["--source", str(dior), "--out", str(out), "--model", "tiny-random", "--device", "cpu", "--no-progress"]
@@ -151,7 +150,7 @@ def test_every_process_of_a_launch_stops_when_its_main_process_is_refused(dior, 
     try:
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(free_port()), str(REPO / "builders" / "build_sior.py"), *common]
+               "--main_process_port", str(free_port), str(Path(__file__).resolve().parents[1] / "builders" / "build_sior.py"), *common]
         env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, check=False)
     finally:

@@ -20,6 +20,7 @@ from samrs_hf.sam.relpos_flash import kernel_supports
 from samrs_hf.sam.attention import SamVisionRelPosAttention, SamVisionTritonAttention, SamVisionWindowLayer
 from samrs_hf.sam.loading import ATTN_MARK, load_sam
 from samrs_hf.sam.options import SamAttentionOptions
+from support_sam import BLOCK_CASES, sam_block_and_layer
 
 
 def test_kernel_shapes():
@@ -89,38 +90,6 @@ def test_saved_triton_model_loads_with_stock_transformers(tmp_path):
     assert type(again.vision_encoder.layers[1].attn) is SamVisionRelPosAttention
 
 
-def sam_block_and_layer(dim, heads, window, grid, use_rel_pos=True, seed=0, attn="triton"):
-    """segment-anything's ViT ``Block`` (SAM's reference code) with random weights, nonzero qkv bias and
-    rel-pos tables, and the same weights in our layer built for ``attn``."""
-    import functools
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from sam_reference import import_segment_anything
-    from transformers import SamVisionConfig
-
-    import_segment_anything()
-    from segment_anything.modeling.image_encoder import Block
-
-    torch.manual_seed(seed)
-    block = Block(dim, heads, 2.0, True, functools.partial(torch.nn.LayerNorm, eps=1e-6), torch.nn.GELU,
-                  use_rel_pos=use_rel_pos, rel_pos_zero_init=False, window_size=window, input_size=(grid, grid))
-    with torch.no_grad():
-        for p in block.parameters():
-            p.copy_(torch.randn_like(p) * 0.5)
-    config = SamVisionConfig(hidden_size=dim, num_attention_heads=heads, mlp_dim=2 * dim, image_size=grid * 16,
-                             patch_size=16, use_rel_pos=use_rel_pos, layer_norm_eps=1e-6)
-    config._attn_implementation = "sdpa"
-    layer = SamVisionWindowLayer(config, window, SamAttentionOptions(attn))
-    state = {k.replace("norm1", "layer_norm1").replace("norm2", "layer_norm2"): v for k, v in block.state_dict().items()}
-    layer.load_state_dict(state)
-    return block.eval(), layer.eval()
-
-
-# (batch, height, width, window, heads, head dim): SAM's 64 -> 70 padding, odd grids padded on one or
-# both sides, a window larger than the grid, several batches and heads
-BLOCK_CASES = [(1, 64, 64, 14, 2, 16), (2, 20, 23, 7, 3, 16), (1, 9, 12, 5, 2, 32), (2, 5, 5, 7, 1, 16)]
-
-
 @pytest.mark.parametrize("use_rel_pos", [True, False])
 def test_windowed_layer_on_the_unpadded_grid_equals_segment_anything(use_rel_pos):
     """The layer hands the whole grid to the op, which windows and pads it as SAM does (here through
@@ -185,7 +154,7 @@ INTERPRETED = textwrap.dedent("""
     # whole layers against segment-anything's Block, the windowed ones through the kernel
     import sys
     sys.path.insert(0, TESTS)
-    from test_relpos_flash import BLOCK_CASES, sam_block_and_layer
+    from support_sam import BLOCK_CASES, sam_block_and_layer
     for batch, height, width, window, heads, head_dim in BLOCK_CASES:
         block, layer = sam_block_and_layer(heads * head_dim, heads, window, max(height, width))
         x = torch.randn(batch, height, width, heads * head_dim, generator=g)
@@ -226,8 +195,11 @@ LOOP_PROBE = textwrap.dedent("""
 """)
 
 
+TRITON_ABSENT = "triton is not installed (it is not in the `test` extra: pip install -e '.[triton]')"
+
+
 def test_kernel_in_triton_interpreter_matches_the_reference():
-    pytest.importorskip("triton")
+    pytest.importorskip("triton", reason=TRITON_ABSENT)
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     # The kernel loops over key rows up to a kernel argument. triton 3.6's interpreter (torch 2.11's)
     # cannot run such a loop with numpy 2.4: its __index__ calls int() on a 1-element array (3.9's
@@ -254,7 +226,7 @@ def test_kernel_compiles_for_cuda_without_a_gpu(dtype, capability, window, confi
     """The interpreter does not type-check like the compiler: compile for H100 (bf16, tensor-core
     wgmma; a global layer, and padded windows two key rows a block) and A100 (float32, the parity
     runs' dtype) with triton's own toolchain and the signature SAM's tensors give the JIT, no GPU needed."""
-    pytest.importorskip("triton")
+    pytest.importorskip("triton", reason=TRITON_ABSENT)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from relpos_kernel_resources import compile_kernel
 

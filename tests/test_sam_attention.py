@@ -116,7 +116,7 @@ def test_unpadded_windows_are_one_graph_under_torch_compile(encode_tiny_sam):
 def test_unpadded_windowed_layer_equals_segment_anything(attn, use_rel_pos):
     """Padded on one side or both, windows larger than the grid, nonzero qkv biases: the bias-padded
     projections reproduce SAM's zero-padded tokens exactly."""
-    from test_relpos_flash import BLOCK_CASES, sam_block_and_layer
+    from support_sam import BLOCK_CASES, sam_block_and_layer
 
     for batch, height, width, window, heads, head_dim in BLOCK_CASES:
         block, layer = sam_block_and_layer(heads * head_dim, heads, window, max(height, width), use_rel_pos,

@@ -26,7 +26,7 @@ from ..common.files import atomic_write
 from ..hub.reader import DatasetFolder, NotADatasetFolder, is_package_dir, open_folder  # noqa: F401  (stats' names)
 from ..sources.classes import ABBREVIATIONS, IGNORE_INDEX, color_of
 from ..sources.records import SourceError
-from .figures import new_figure, save_png
+from .figures import mark_random_weights, new_figure, save_png
 
 is_hub_dir = is_package_dir
 
@@ -102,6 +102,7 @@ def compute_stats(path, split: str | None = None, *, progress: bool = False) -> 
         "path": folder.path.name,  # no absolute paths: stats.json goes to the Hub with the card
         "kind": folder.kind,
         "subset": folder.subset,
+        "random_weights": folder.random_weights,
         "split": split,
         "classes": list(folder.class_names),
         "per_class": [
@@ -139,7 +140,21 @@ def _bars(ax, labels, values, colors, ylabel):
     ax.set_xlim(-0.6, len(values) - 0.4)
     if max(values, default=0) > 0:
         ax.set_yscale("log", nonpositive="clip")
-        ax.set_ylim(bottom=0.5)
+        ax.set_ylim(bottom=0.5, top=max(values) * 1.5)
+        _count_ticks(ax, max(values))
+
+
+def _count_ticks(ax, top: int) -> None:
+    """Counts take whole-number ticks (1, 2, 5, 10, ...; powers of ten when those get many), no minor labels:
+    a log axis's own ticks at small counts are 6x10^-1 and the like."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    ticks = [m * 10 ** e for e in range(len(str(int(top))) + 1) for m in (1, 2, 5) if m * 10 ** e <= top * 1.5]
+    if len(ticks) > 8:
+        ticks = [t for t in ticks if str(t).startswith("1")]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{int(round(v)):,}"))
+    ax.yaxis.set_minor_locator(NullLocator())
 
 
 def figure_per_class(stats: dict):
@@ -152,22 +167,33 @@ def figure_per_class(stats: dict):
     _bars(top, labels, [r["pixels"] for r in rows], colors, "#pixels")
     _bars(bottom, labels, [r["instances"] for r in rows], colors, "#instances")
     top.set_title(f"{stats['table2']['dataset']}: pixels and instances per class")
-    fig.tight_layout()
+    _finish(fig, stats)
     return fig
+
+
+def _finish(fig, stats: dict) -> None:
+    """Tight layout, with a strip at the bottom for the random-weights mark when the data has one."""
+    random = bool(stats.get("random_weights"))
+    fig.tight_layout(rect=(0, 0.06 if random else 0, 1, 1))
+    if random:
+        mark_random_weights(fig, 8)
 
 
 def figure_mask_sizes(stats: dict):
     """Fig. 6: number of instances per mask-size bin."""
+    from matplotlib.ticker import MaxNLocator
+
     ms = stats["mask_sizes"]
     fig = new_figure(5.0, 3.5)
     ax = fig.subplots()
     x = np.arange(len(ms["counts"]))
     ax.bar(x, ms["counts"], color=tuple(c / 255 for c in color_of(0)), edgecolor="black", linewidth=0.3)
     ax.set_xticks(x, ms["bins"], rotation=45, fontsize=8)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("mask size (pixels)")
     ax.set_ylabel("#instances")
     ax.set_title(f"{stats['table2']['dataset']}: mask sizes")
-    fig.tight_layout()
+    _finish(fig, stats)
     return fig
 
 

@@ -30,6 +30,7 @@ COMMANDS = (
     ("ablate", "cmd_ablate"),
     ("eval-sep", "cmd_eval_sep"),
     ("convert-sep", "cmd_convert_sep"),
+    ("export-sep", "cmd_export_sep"),
     ("demo", "cmd_demo"),
 )
 
@@ -51,9 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
 def add_command(subparsers, name: str, module) -> None:
     """``samrs NAME``: the module's ``HELP``, ``DESCRIPTION``, optional ``EPILOG``, and its ``OPTIONS``
     dataclass, whose instance ``run`` receives."""
-    if hasattr(module, "register"):  # a command that builds its own parser
-        module.register(subparsers)
-        return
     epilog = getattr(module, "EPILOG", None)  # laid out by hand: kept as written
     p = subparsers.add_parser(name, help=module.HELP, description=module.DESCRIPTION, epilog=epilog,
                               formatter_class=argparse.RawDescriptionHelpFormatter if epilog else
@@ -71,7 +69,7 @@ def main(argv=None) -> int:
     )
     # Bad input and environment problems (options included: their dataclass checks them) are one clear
     # line; --verbose keeps the traceback.
-    return run_command(f"samrs {args.command}", lambda: args.func(from_args(args.options, args) if hasattr(args, "options") else args),
+    return run_command(f"samrs {args.command}", lambda: args.func(from_args(args.options, args)),
                        verbose=args.verbose)
 
 

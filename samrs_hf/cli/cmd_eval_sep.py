@@ -47,25 +47,13 @@ def _device(spec: str | None):
 
 
 def run(args: EvalSepArgs) -> int:
-    from transformers import AutoConfig
-
-    from ..common.hub_ids import from_cache_or_hub
-    from ..sep import SEPForSemanticSegmentation
     from ..sep.data import load_subsets, parse_dataset_args
     from ..sep.evaluation import evaluate, format_table, json_safe
+    from ..sep.modeling_sep import load_sep
 
     specs = parse_dataset_args(args.dataset)
     device = _device(args.device)  # before minutes of loading: a typo or a missing GPU is one line
-    # Any other checkpoint (an exported or fine-tuned UperNet) would load into SEP with freshly
-    # initialised default heads and score noise.
-    model_type = from_cache_or_hub(AutoConfig.from_pretrained, args.model).model_type
-    if model_type != SEPForSemanticSegmentation.config_class.model_type:
-        raise ValueError(f"model {args.model} is a {model_type!r} checkpoint, not an SEP model "
-                         f"(the save_pretrained output of train_sep.py)")
-    model = from_cache_or_hub(SEPForSemanticSegmentation.from_pretrained, args.model)
-    missing = [s for s in specs if s not in model.config.heads]
-    if missing:
-        raise ValueError(f"model {args.model} has no head for {missing}; its heads are {sorted(model.config.heads)}")
+    model = load_sep(args.model, heads=specs)
     data, names = load_subsets(specs, args.split)
     for subset, n in names.items():
         if len(n) != model.config.heads[subset]:

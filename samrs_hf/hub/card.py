@@ -30,6 +30,19 @@ CITATION = """@inproceedings{wang2023samrs,
 }"""
 
 SOURCE_OF = {"sota": "DOTA-v2.0", "sior": "DIOR / DIOR-R", "fast": "FAIR1M-2.0", "hrsc2016": "HRSC2016"}
+PAPER = "2305.02034"
+"""arXiv id of the SAMRS paper: the ``arxiv:`` tag and the link in the text make the Hub show its paper page."""
+RANDOM_WEIGHTS_TAG = "random-weights"
+"""Tag of a dataset whose masks came from a random-weight SAM: the Hub shows it, and
+:func:`samrs_hf.hub.reader.open_folder` reads it so every figure made from the package says so."""
+TERMS = {  # subset -> (Hub license_name, the source dataset's terms page, source_datasets entry)
+    "sota": ("dota-terms", "https://captain-whu.github.io/DOTA/dataset.html", "extended|other-dota-v2.0"),
+    "sior": ("dior-terms", "https://gcheng-nwpu.github.io/#Datasets", "extended|other-dior"),
+    "fast": ("fair1m-terms", "https://www.gaofen-challenge.com/benchmark", "extended|other-fair1m-2.0"),
+    "hrsc2016": ("hrsc2016-terms", "https://www.kaggle.com/datasets/guofeng/hrsc2016", "extended|other-hrsc2016"),
+}
+"""The three SAMRS sources (and HRSC2016) allow academic use only; a custom build's terms are its
+source's, which the card cannot know (``license: unknown``)."""
 
 
 def write_palette_swatches(table: ClassTable, figures_dir) -> list[str]:
@@ -57,13 +70,20 @@ def yaml_header(result, features) -> str:
     info = DatasetInfo(features=features, splits=split_dict, download_size=download_size,
                        dataset_size=sum(result.num_bytes.values()))
 
+    subset = result.table.subset
+    random = any(rnd for _, rnd in _models(result.builds))
+    terms = TERMS.get(subset)
+    license = ({"license": "other", "license_name": terms[0], "license_link": terms[1]} if terms
+               else {"license": "unknown"})
     card_data = DatasetCardData(
         pretty_name=f"SAMRS {result.name}",
-        license="other",
-        license_name="samrs-source-datasets-terms",
+        **license,
+        annotations_creators=["machine-generated"],
+        source_datasets=[terms[2] if terms else "extended|other"],
         task_categories=["image-segmentation", "object-detection"],
         task_ids=["semantic-segmentation", "instance-segmentation"],
-        tags=["remote-sensing", "aerial-imagery", "segment-anything", "sam", "samrs", result.table.subset],
+        tags=["remote-sensing", "aerial-imagery", "segment-anything", "sam", "samrs", subset, f"arxiv:{PAPER}",
+              *([RANDOM_WEIGHTS_TAG] if random else [])],
         size_categories=[size_category(result.num_rows)],
         configs=[{
             "config_name": "default",
@@ -100,8 +120,8 @@ def body(result, features) -> str:
             "",
         ]
     lines += [
-        "SAMRS (Wang et al., NeurIPS 2023 Datasets and Benchmarks) turns remote-sensing *object detection* "
-        "datasets into *segmentation* datasets: every annotated box is given to the Segment Anything Model "
+        f"[SAMRS](https://arxiv.org/abs/{PAPER}) (Wang et al., NeurIPS 2023 Datasets and Benchmarks) turns "
+        "remote-sensing *object detection* datasets into *segmentation* datasets: every annotated box is given to the Segment Anything Model "
         "(SAM) as a prompt and the predicted mask becomes the object's instance mask; painting the masks with "
         "their class ids gives a semantic map (255 = not covered by any mask). The three subsets are SOTA "
         "(from DOTA-v2.0), SIOR (from DIOR) and FAST (from FAIR1M-2.0).",
@@ -148,7 +168,8 @@ def body(result, features) -> str:
         lines.append("No statistics figures were generated for this package (`--no-stats`); "
                      "`samrs stats` draws them.")
     lines += ["", "## Usage", "", "```python", USAGE.strip(), "```", "",
-              "## License", "", LICENSE_NOTE, "", "## Citation", "", "```bibtex", CITATION, "```", ""]
+              "## License", "", LICENSE_NOTE, "", *license_lines(subset),
+              "", "## Citation", "", "```bibtex", CITATION, "```", ""]
     return "\n".join(lines)
 
 
@@ -160,6 +181,12 @@ def split_sentence(result) -> str:
             f"(seed {result.seed}, validation fraction {result.val_fraction}) of the **source** image id, so all "
             "patches of one large image fall into the same split. DIOR's own test images form a separate `test` "
             "split and never enter train/validation.")
+def license_lines(subset: str) -> list[str]:
+    """Where the source dataset's terms are (the card's ``license_link``)."""
+    if subset in TERMS:
+        return [f"Terms of {SOURCE_OF[subset]}: <{TERMS[subset][1]}>."]
+    return [f"This `{subset}` build's images come from its own source: that source's terms apply "
+            "(hence `license: unknown`)."]
 
 
 def skipped_lines(result) -> list[str]:

@@ -78,10 +78,13 @@ class DatasetFolder:
     as_packaged: tuple[float, int] | None = None
     report: Report = field(default_factory=Report)
     """What ``as_packaged`` reading dropped."""
+    random_weights: bool = False
+    """Its masks came from a random-weight SAM (``build.json``'s model, a package card's tag): figures say so."""
     _hub: object = field(default=None, repr=False)
 
-    def rows(self, split: str | None = None, *, images: bool = True) -> Iterator[dict]:
-        """Rows of ``split`` (default: all) in order; ``images=False`` leaves ``image`` None."""
+    def rows(self, split: str | None = None, *, images: bool | str = True) -> Iterator[dict]:
+        """Rows of ``split`` (default: all) in order; ``images=False`` leaves ``image`` None,
+        ``images="bytes"`` gives the stored file as ``{"bytes", "path"}`` (nothing decoded or re-encoded)."""
         if split is not None and self.splits and split not in self.splits:
             raise _no_split(self.path, split, self.splits)
         if self.kind == PACKAGE:
@@ -112,8 +115,10 @@ class DatasetFolder:
                     objects.append(_build_object(InstanceRecord.from_json(data), next(ids), self.class_names))
                 except (KeyError, TypeError, ValueError) as exc:
                     raise SourceError(f"{item.ins_path}:instances[{k}]: bad instance ({exc})") from None
+            image = ({"bytes": item.image_path.read_bytes(), "path": item.image_path.name} if images == "bytes"
+                     else Image.open(item.image_path) if images else None)
             semantic = Image.open(item.gray_path)
-            yield {"image": Image.open(item.image_path) if images else None, "semantic": semantic, "label": semantic,
+            yield {"image": image, "semantic": semantic, "label": semantic,
                    "objects": objects_as_columns(objects), "image_id": image_id_of(item.name), "file_name": item.name,
                    "source_image": record.source_image, "width": int(record.width), "height": int(record.height),
                    "subset": self.subset, "split": record.split, "image_file": f"{layout.IMAGES}/{item.image_path.name}"}
@@ -134,7 +139,8 @@ class DatasetFolder:
             if split is not None and row.split != split:
                 continue
             ex = dict(row.example, split=row.split, image_file=f"{layout.IMAGES}/{row.example['image']['path']}")
-            ex["image"] = Image.open(io.BytesIO(ex["image"]["bytes"])) if images else None
+            if images != "bytes":
+                ex["image"] = Image.open(io.BytesIO(ex["image"]["bytes"])) if images else None
             ex["semantic"] = ex["label"] = Image.open(io.BytesIO(ex["semantic"]["bytes"]))
             yield ex
         if split is not None and split not in seen:  # raised before a consumer writes its output
@@ -148,9 +154,20 @@ class DatasetFolder:
             for example in self._hub[name].cast_column("image", ImageFeature(decode=False)):
                 raw = example["image"]
                 example["image_file"] = raw.get("path")
-                example["image"] = decoder.decode_example(raw) if images else None
+                example["image"] = raw if images == "bytes" else decoder.decode_example(raw) if images else None
                 example["split"] = name
                 yield example
+
+
+def card_says_random(readme) -> bool:
+    """Whether a package's README.md (its card) carries the random-weights tag."""
+    from huggingface_hub.repocard import metadata_load
+
+    from .card import RANDOM_WEIGHTS_TAG
+
+    readme = Path(readme)
+    tags = ((metadata_load(readme) or {}).get("tags") or []) if readme.is_file() else []
+    return RANDOM_WEIGHTS_TAG in tags
 
 
 def _ordered(splits) -> tuple[str, ...]:
@@ -174,7 +191,8 @@ def open_folder(path, *, as_packaged: tuple[float, int] | None = None, strict: b
         report = layout.read_report(path)
         subset = str(report.get("subset", "custom"))
         return DatasetFolder(path, BUILD, subset, _build_class_names(report, subset), as_packaged=as_packaged,
-                             report=Report(strict=strict))
+                             report=Report(strict=strict),
+                             random_weights=bool((report.get("model") or {}).get("random")))
     if is_package_dir(path):
         from datasets import Image, load_dataset
 
@@ -189,7 +207,8 @@ def open_folder(path, *, as_packaged: tuple[float, int] | None = None, strict: b
             names = class_table_of(first.features, subset).names
         except ValueError as exc:  # packaged before objects became a dict of lists
             raise NotADatasetFolder(f"{path}: {exc}") from None
-        return DatasetFolder(path, PACKAGE, subset, names, _ordered(dd.keys()), _hub=dd)
+        return DatasetFolder(path, PACKAGE, subset, names, _ordered(dd.keys()), _hub=dd,
+                             random_weights=card_says_random(path / "README.md"))
     raise NotADatasetFolder(
         f"{path}: neither a samrs build (build.json + ins/) nor a packaged dataset (data/*.parquet)"
     )

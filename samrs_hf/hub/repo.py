@@ -13,7 +13,7 @@ from unittest import mock
 from ..sources.classes import ClassTable
 from ..common.errors import SamrsError
 from ..common.hub_ids import HubError, HubUnreachableError, check_hub, offline
-from .reader import class_table_of, is_package_dir
+from .reader import card_says_random, class_table_of, is_package_dir
 
 
 class PushError(SamrsError, RuntimeError):
@@ -106,7 +106,8 @@ def _subset_of(parts) -> str | None:
     return None
 
 
-def _attach(ds, table: ClassTable) -> None:
+def _attach(ds, table: ClassTable, random_weights: bool) -> None:
+    ds.random_weights = random_weights
     ds.class_table = table
     ds.palette = table.palette
     ds.id2label = dict(enumerate(table.names))
@@ -155,7 +156,8 @@ def _load_dataset(name, kwargs):
 
 def load(name_or_path, **kwargs):
     """``datasets.load_dataset(name_or_path, **kwargs)`` with ``class_table``, ``palette``,
-    ``id2label`` and ``label2id`` attributes on the result (and on each split of a DatasetDict).
+    ``id2label``, ``label2id`` and ``random_weights`` (the card's tag: masks from a random-weight SAM)
+    attributes on the result (and on each split of a DatasetDict).
 
     Attributes do not survive ``map``/``filter`` (they make new objects); re-read them from the
     original or call :func:`class_table_of` on the new ``features``.
@@ -170,7 +172,20 @@ def load(name_or_path, **kwargs):
     if features is None or "objects" not in features:
         return ds  # not SAMRS-shaped: callers (e.g. SEP's feature check) say what is wrong
     table = class_table_of(features, _subset_of(parts))
+    random_weights = _card_random(name_or_path, kwargs.get("revision"))
     for part in parts:
-        _attach(part, table)
-    _attach(ds, table)
+        _attach(part, table, random_weights)
+    _attach(ds, table, random_weights)
     return ds
+
+
+def _card_random(name_or_path, revision) -> bool:
+    """The card's random-weights tag: a folder's README, or a Hub dataset's as cached by the load (no request)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if Path(name_or_path).is_dir():
+        return card_says_random(Path(name_or_path) / "README.md")
+    if not _is_hub_id(name_or_path):
+        return False
+    cached = try_to_load_from_cache(str(name_or_path), "README.md", repo_type="dataset", revision=revision)
+    return isinstance(cached, str) and card_says_random(cached)

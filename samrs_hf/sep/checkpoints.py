@@ -26,7 +26,7 @@ _MODEL_FILES = ("model*.safetensors", "model.safetensors.index.json", "config.js
 SEP_RUN_FILES = (*_MODEL_FILES, "README.md", "eval_results.json", "train_log.jsonl", "run_config.json",
                  *(f"{BEST_DIR}/{p}" for p in (*_MODEL_FILES, BEST_RESULTS)))
 FINETUNE_RUN_FILES = ("model*.safetensors", "model.safetensors.index.json", "config.json",
-                      "preprocessor_config.json", "finetune_results.json")
+                      "preprocessor_config.json", "README.md", "finetune_results.json")
 
 
 def checkpoint_dirs(output_dir) -> list[Path]:

@@ -71,6 +71,16 @@ def finetune_model(init: str, class_names: list[str]):
     return model, "backbone"
 
 
+def finetune_base_model(init: str, init_kind: str) -> str | None:
+    """The backbone's Hub id (a card's ``base_model``): an SEP model's recorded backbone checkpoint, a
+    preset's checkpoint or the backbone id given; None for local and random backbones."""
+    from .card import hub_id
+
+    if init_kind == "sep":
+        return hub_id(pretrained_config(init, f"--init {init!r}", "--init").backbone_checkpoint)
+    return hub_id(BACKBONE_PRESETS.get(init, (init, None))[0])
+
+
 def run_finetune(args: FinetuneArgs) -> dict:
     """Fine-tune on the task's training crops, then evaluate and save on the main process."""
     from accelerate import Accelerator
@@ -137,6 +147,7 @@ def evaluate_and_save(model, args: FinetuneArgs, result: dict, eval_pairs, names
     from ..analysis.metrics import scores_from_confusion
     from .evaluation import IMAGENET_MEAN, IMAGENET_STD, confusion_for, json_safe
     from .finetune_data import TASKS, CropDataset
+    from .card import finetune_card
     from .processing import image_processor
 
     eval_split = TASKS[args.task]["splits"][1]
@@ -149,4 +160,5 @@ def evaluate_and_save(model, args: FinetuneArgs, result: dict, eval_pairs, names
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     image_processor(IMAGENET_MEAN, IMAGENET_STD).save_pretrained(out)
+    (out / "README.md").write_text(finetune_card(args, result, finetune_base_model(args.init, result["init_kind"])))
     (out / "finetune_results.json").write_text(json.dumps(json_safe(result), indent=2))

@@ -182,10 +182,14 @@ class SEPForSemanticSegmentation(SEPPreTrainedModel):
 
     def export(self, subset: str, path) -> Path:
         """Write ``subset``'s model as a plain ``UperNetForSemanticSegmentation`` checkpoint, with the
-        image processor that ``AutoImageProcessor``/``pipeline`` load."""
+        image processor that ``AutoImageProcessor``/``pipeline`` load and a model card (README.md) that
+        carries the SEP folder's datasets and ``subset``'s scores when it was loaded from one."""
+        from .card import export_card
+
         path = Path(path)
         self.to_upernet(subset).save_pretrained(path)
         image_processor(self.config.image_mean, self.config.image_std).save_pretrained(path)
+        (path / "README.md").write_text(export_card(self.config, subset, self.name_or_path or None))
         return path
 
 
@@ -241,6 +245,22 @@ def from_sep(path_or_model, num_labels: int, id2label: dict | None = None, *,
         return model
     model = UperNetForSemanticSegmentation(sep.upernet_config(None, num_labels, id2label))
     _copy_shared(sep, model)
+    return model
+
+
+def load_sep(spec: str, heads=()) -> SEPForSemanticSegmentation:
+    """An SEP model folder or Hub id (cache first) that has every head in ``heads``. Any other checkpoint
+    (an exported or fine-tuned UperNet) is refused: it would load into SEP with fresh default heads."""
+    from transformers import AutoConfig
+
+    model_type = from_cache_or_hub(AutoConfig.from_pretrained, spec).model_type
+    if model_type != SEPConfig.model_type:
+        raise ValueError(f"model {spec} is a {model_type!r} checkpoint, not an SEP model "
+                         f"(the save_pretrained output of train_sep.py)")
+    model = from_cache_or_hub(SEPForSemanticSegmentation.from_pretrained, spec)
+    missing = [s for s in heads if s not in model.config.heads]
+    if missing:
+        raise ValueError(f"model {spec} has no head for {missing}; its heads are {sorted(model.config.heads)}")
     return model
 
 
