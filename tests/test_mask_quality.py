@@ -5,7 +5,6 @@ and thresholds that drop objects at packaging (maps repainted) and at loading (m
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 
@@ -225,3 +224,28 @@ def test_coco_export_carries_quality_keys(hub, tmp_path):
     anns = json.loads((tmp_path / "coco.json").read_text())["annotations"]
     assert [a["box_iou"] for a in anns[:4]] == pytest.approx([o[4] for o in OBJECTS])
     assert [a["fill"] for a in anns[:4]] == pytest.approx([o[5] for o in OBJECTS])
+
+
+def test_convert_release_computes_quality_and_applies_thresholds(old_build, tmp_path):
+    """The official release has no box_iou/fill (nor scores): they come from its masks and boxes."""
+    import pickle
+    import shutil
+
+    from samrs_hf.hub.release import convert_release
+
+    rel = tmp_path / "release"
+    for folder in ("images", "gray", "color"):
+        shutil.copytree(old_build / folder, rel / folder)
+    (rel / "ins").mkdir()
+    for p in sorted((old_build / "ins").glob("*.json")):
+        entries = [{"mask": i["segmentation"], "bbox": np.asarray(i["bbox"], np.float32), "category": i["category"],
+                    "label": np.int64(i["label"]), "size": i["area"]} for i in json.loads(p.read_text())["instances"]]
+        (rel / "ins" / f"{p.stem}.pkl").write_bytes(pickle.dumps(entries))
+    result = convert_release(rel, "sota", tmp_path / "hub", val_fraction=0.0, progress=False, stats=None,
+                             min_score=0.99, min_box_iou=0.45)
+    assert result.quality_drops.to_dict(TABLE.names)["per_class"] == {
+        "plane": {"dropped": 2, "low_score": 0, "low_box_iou": 2}}  # no score: min_score keeps them
+    for row in rows(tmp_path / "hub"):
+        assert [TABLE.names[c] for c in row["objects"]["category"]] == ["ship", "harbor", "small-vehicle"]
+        assert row["objects"]["box_iou"] == pytest.approx([1.0, 1.0, 0.5])
+        assert row["objects"]["fill"] == pytest.approx([1.0, 1.0, 0.5])
