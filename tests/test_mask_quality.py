@@ -181,6 +181,10 @@ def test_loader_drops_objects_and_keeps_the_semantic_map(hub):
         assert np.array_equal(np.asarray(a["semantic"]), np.asarray(b["semantic"]))  # as stored
     streamed = load(hub, split="train", streaming=True, min_box_iou=0.45)
     assert [len(r["objects"]["id"]) for r in streamed] == [3, 3]
+    for kwargs in ({}, {"streaming": True}):  # every split of a DatasetDict / IterableDatasetDict
+        dd = load(hub, min_box_iou=0.45, **kwargs)
+        assert dd["train"].class_table.subset == "sota" and dd["train"].features == full.features
+        assert [len(r["objects"]["id"]) for r in dd["train"]] == [3, 3]
 
 
 def test_stats_figure_and_csv_per_class(hub, tmp_path):

@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def _rle(segmentation: dict) -> dict:
+def coco_rle(segmentation: dict) -> dict:
+    """The RLE as pycocotools takes it (``bytes`` counts, int size)."""
     counts = segmentation["counts"]
     return {"size": [int(s) for s in segmentation["size"]],
             "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
@@ -32,7 +33,7 @@ def mask_quality(segmentations: list[dict], boxes_xyxy) -> tuple[np.ndarray, np.
     n = len(segmentations)
     if n == 0:
         return np.zeros(0), np.zeros(0)
-    rles = [_rle(s) for s in segmentations]
+    rles = [coco_rle(s) for s in segmentations]
     tight = np.asarray(mask_utils.toBbox(rles), dtype=np.float64).reshape(n, 4)  # xywh
     area = np.asarray(mask_utils.area(rles), dtype=np.float64).reshape(n)
     box = np.asarray(boxes_xyxy, dtype=np.float64).reshape(n, 4)

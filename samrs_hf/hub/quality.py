@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..build.layout import png_bytes
-from ..build.quality import mask_quality
+from ..build.quality import coco_rle, mask_quality
 from .features import xywh_to_xyxy
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -100,9 +100,7 @@ def repaint(gray: np.ndarray, objects: dict, keep: np.ndarray) -> np.ndarray:
     from pycocotools import mask as mask_utils
 
     def decode(seg):
-        counts = seg["counts"]
-        rle = {"size": list(seg["size"]), "counts": counts.encode() if isinstance(counts, str) else counts}
-        return mask_utils.decode(rle).astype(bool)
+        return mask_utils.decode(coco_rle(seg)).astype(bool)
 
     cleared = np.zeros(gray.shape, bool)
     for seg, kept in zip(objects["segmentation"], keep):
@@ -158,12 +156,11 @@ def _filter_batch(objects_batch: list[dict], filt: QualityFilter) -> dict:
 
 def drop_objects(ds, filt: QualityFilter):
     """``ds`` (a Dataset, DatasetDict or their iterable forms) with objects below ``filt`` removed from
-    the ``objects`` columns by a batched ``map``; the semantic map is not changed."""
-    features = getattr(ds, "features", None)
-    if features is None and hasattr(ds, "values"):
-        features = next(iter(ds.values())).features
+    the ``objects`` columns by a batched ``map`` per split (features kept); the semantic map is not changed."""
+    if hasattr(ds, "values"):  # (Iterable)DatasetDict: its map does not take features in every form
+        return type(ds)({name: drop_objects(part, filt) for name, part in ds.items()})
     return ds.map(_filter_batch, batched=True, input_columns=["objects"], fn_kwargs={"filt": filt},
-                  features=features)
+                  features=ds.features)
 
 
 @dataclass
