@@ -33,7 +33,8 @@ from samrs_hf.sources.tiling import TILING_PRESETS, load_patches, plan_patches
 REPO = Path(__file__).resolve().parents[1]
 LAYOUT_DIRS = ("images", "gray", "color", "ins")
 INS_KEYS = ["image", "source_image", "offset", "width", "height", "split", "instances"]
-INSTANCE_KEYS = ["category", "label", "bbox", "rbox", "segmentation", "area", "score", "truncated", "difficult"]
+INSTANCE_KEYS = ["category", "label", "bbox", "rbox", "segmentation", "area", "score", "truncated", "difficult",
+                 "box_iou", "fill"]
 
 
 def samrs_build(*argv) -> int:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..common.files import atomic_write
+from ..hub.quality import QUANTILES, QualityTally
 from ..hub.reader import DatasetFolder, NotADatasetFolder, is_package_dir, open_folder  # noqa: F401  (stats' names)
 from ..sources.classes import ABBREVIATIONS, IGNORE_INDEX, color_of
 from ..sources.records import SourceError
@@ -35,6 +36,7 @@ SIZE_EDGES = (0, 100, 500, 1_000, 5_000, 10_000, 50_000, 100_000)
 SIZE_LABELS = ("<100", "100-500", "500-1k", "1k-5k", "5k-10k", "10k-50k", "50k-100k", ">=100k")
 
 FIG5, FIG6 = "class_pixels_instances.png", "mask_sizes.png"
+FIG_QUALITY, CSV_QUALITY = "mask_quality.png", "mask_quality.csv"
 
 
 def size_bin(area: int) -> int:
@@ -70,6 +72,7 @@ def compute_stats(path, split: str | None = None, *, progress: bool = False) -> 
     total_pixels = 0
     sizes: dict[tuple[int, int], int] = {}
     per_split: dict[str, int] = {}
+    quality = QualityTally()
     for ex in tqdm(folder.rows(split, images=False), desc="stats", unit="img", disable=not progress):
         images += 1
         per_split[ex["split"] or "-"] = per_split.get(ex["split"] or "-", 0) + 1
@@ -81,6 +84,7 @@ def compute_stats(path, split: str | None = None, *, progress: bool = False) -> 
             raise SourceError(f"{ex['file_name']}: semantic map is {semantic.shape[1]}x{semantic.shape[0]}, "
                               f"image is {w}x{h}")
         pixels += np.bincount(semantic.ravel(), minlength=256)
+        quality.add(ex["objects"])
         for seg, category in zip(ex["objects"]["segmentation"], ex["objects"]["category"]):
             counts = seg["counts"]
             rle = {"size": list(seg["size"]), "counts": counts.encode() if isinstance(counts, str) else counts}
@@ -111,6 +115,7 @@ def compute_stats(path, split: str | None = None, *, progress: bool = False) -> 
             for i, n in enumerate(folder.class_names)
         ],
         "mask_sizes": {"bins": list(SIZE_LABELS), "lower_edges": list(SIZE_EDGES), "counts": bins.tolist()},
+        "mask_quality": quality.summary(folder.class_names),
         "empty_masks": empty,
         "images_per_split": per_split,
         "image_sizes": {f"{w}x{h}": n for (w, h), n in sorted(sizes.items())},
@@ -197,6 +202,35 @@ def figure_mask_sizes(stats: dict):
     return fig
 
 
+def figure_mask_quality(stats: dict):
+    """``box_iou`` (top) and ``fill`` (bottom) per class: boxes at the 25/50/75 % quantiles, whiskers at
+    5/95 % (from the quantiles in ``stats``, so the figure needs no per-object values)."""
+    rows = stats["mask_quality"]
+    fig = new_figure(max(4.0, 0.3 * len(rows) + 1.5), 6.0)
+    axes = fig.subplots(2, 1)
+    abbr = {r["id"]: r["abbreviation"] for r in stats["per_class"]}
+    for ax, key in zip(axes, ("box_iou", "fill")):
+        boxes = [{"label": abbr[r["id"]], "whislo": r[key]["p05"], "q1": r[key]["p25"], "med": r[key]["p50"],
+                  "q3": r[key]["p75"], "whishi": r[key]["p95"]} if r[key] else
+                 {"label": abbr[r["id"]], "whislo": np.nan, "q1": np.nan, "med": np.nan, "q3": np.nan, "whishi": np.nan}
+                 for r in rows]
+        ax.bxp(boxes, showfliers=False)
+        ax.tick_params(axis="x", labelrotation=90, labelsize=7)
+        ax.set_ylabel(key)
+    axes[0].set_ylim(0, 1.02)
+    axes[0].set_title(f"{stats['table2']['dataset']}: mask quality per class (whiskers 5-95 %)")
+    fig.tight_layout()
+    return fig
+
+
+def _quality_csv_rows(stats: dict) -> tuple[list[str], list[list]]:
+    names = [f"p{round(q * 100):02d}" for q in QUANTILES]
+    header = ["id", "name", "objects"] + [f"box_iou_{n}" for n in names] + [f"fill_{n}" for n in names]
+    rows = [[r["id"], r["name"], r["objects"]]
+            + [(r[key] or {}).get(n, "") for key in ("box_iou", "fill") for n in names] for r in stats["mask_quality"]]
+    return header, rows
+
+
 def _csv_bytes(header, rows) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -215,6 +249,8 @@ def write_stats(path, out_dir, split: str | None = None, *, progress: bool = Fal
     out.mkdir(parents=True, exist_ok=True)
     save_png(figure_per_class(stats), out / FIG5)
     save_png(figure_mask_sizes(stats), out / FIG6)
+    save_png(figure_mask_quality(stats), out / FIG_QUALITY)
+    atomic_write(out / CSV_QUALITY, _csv_bytes(*_quality_csv_rows(stats)))
     atomic_write(out / "per_class.csv", _csv_bytes(
         ["id", "name", "abbreviation", "pixels", "instances"],
         [[r["id"], r["name"], r["abbreviation"], r["pixels"], r["instances"]] for r in stats["per_class"]],
@@ -228,7 +264,8 @@ def write_stats(path, out_dir, split: str | None = None, *, progress: bool = Fal
         "| " + " | ".join(t2) + " |\n|" + "---|" * len(t2) + "\n| "
         + " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in t2.values()) + " |\n").encode())
     stats["files"] = {"per_class_figure": FIG5, "mask_sizes_figure": FIG6, "per_class_csv": "per_class.csv",
-                      "mask_sizes_csv": "mask_sizes.csv", "table2_csv": "table2.csv", "table2_md": "table2.md",
+                      "mask_sizes_csv": "mask_sizes.csv", "mask_quality_figure": FIG_QUALITY,
+                      "mask_quality_csv": CSV_QUALITY, "table2_csv": "table2.csv", "table2_md": "table2.md",
                       "json": "stats.json"}
     atomic_write(out / "stats.json", (json.dumps(stats, indent=2, ensure_ascii=False) + "\n").encode())
     return stats

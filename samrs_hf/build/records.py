@@ -35,6 +35,10 @@ class InstanceRecord:
     score: float | None
     truncated: bool = False
     difficult: bool = False
+    box_iou: float | None = None
+    """IoU of the mask's tight box with ``bbox`` (:mod:`.quality`); None in builds made before it existed."""
+    fill: float | None = None
+    """Mask area / ``bbox`` area (:mod:`.quality`); None in builds made before it existed."""
 
     def to_json(self) -> dict:
         return {
@@ -48,6 +52,8 @@ class InstanceRecord:
             "score": None if self.score is None else float(self.score),
             "truncated": bool(self.truncated),
             "difficult": bool(self.difficult),
+            "box_iou": _rounded(self.box_iou),
+            "fill": _rounded(self.fill),
         }
 
     @classmethod
@@ -59,7 +65,18 @@ class InstanceRecord:
             category=data["category"], label=data.get("label"), bbox=data["bbox"], rbox=data.get("rbox"),
             segmentation=data["segmentation"], area=data["area"], score=data.get("score"),
             truncated=bool(data.get("truncated", False)), difficult=bool(data.get("difficult", False)),
+            box_iou=_optional_float(data.get("box_iou")), fill=_optional_float(data.get("fill")),
         )
+
+
+def _rounded(value: float | None) -> float | None:
+    """6 decimals: far below float32's resolution near 1, and the files stay short."""
+    return None if value is None else round(float(value), 6)
+
+
+def _optional_float(value) -> float | None:
+    """Older builds lack the key (None); a non-number raises, so the instance counts as garbled."""
+    return None if value is None else float(value)
 
 
 @dataclass

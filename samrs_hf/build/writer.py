@@ -19,18 +19,22 @@ from ..sources.records import Problem, SourceImage
 from ..sources.tiling import Patch
 from .layout import COLOR, GRAY, IMAGE_EXTENSIONS, IMAGES, INS, png_bytes
 from .outdir import write_file
+from .quality import mask_quality, quality_of
 from .records import InstanceRecord, PatchRecord
 
 
-def instance_record(obj, rle: dict, area: int, score: float, box: np.ndarray) -> InstanceRecord:
+def instance_record(obj, rle: dict, area: int, score: float, box: np.ndarray,
+                    quality: tuple[float, float] | None = None) -> InstanceRecord:
     """``rle``: COCO RLE with ``str`` counts, as the engine's ``output="rle"`` gives it; ``box``: the
-    (4,) float64 xyxy box SAM was prompted with (the H-Box or RH-Box of the prompt batch)."""
+    (4,) float64 xyxy box SAM was prompted with (the H-Box or RH-Box of the prompt batch); ``quality``:
+    its ``(box_iou, fill)`` (:func:`.quality.mask_quality`), computed here when not given."""
     has_corners = obj.polygon is not None or obj.rbox is not None
+    box_iou, fill = quality if quality is not None else quality_of(rle, box)
     return InstanceRecord(
         category=obj.category, label=int(obj.label), bbox=[float(v) for v in box],
         rbox=[float(v) for v in object_corners(obj).reshape(-1)] if has_corners else None,
         segmentation=rle, area=int(area), score=float(score), truncated=bool(obj.truncated),
-        difficult=bool(obj.difficult),
+        difficult=bool(obj.difficult), box_iou=float(box_iou), fill=float(fill),
     )
 
 
@@ -122,8 +126,9 @@ class PatchWriter:
             raise RuntimeError(f"{patch.name}: SAM returned {len(rles)} masks for {len(objects)} prompts")
         box_kind = item.prompts.box_kind
         boxes = item.prompts.boxes if item.prompts.boxes is not None else [o.hbox for o in objects]
-        instances = [instance_record(o, r, a, s, b)
-                     for o, r, a, s, b in zip(objects, rles, result.areas, result.scores, boxes)]
+        box_iou, fill = mask_quality(rles, boxes)
+        instances = [instance_record(o, r, a, s, b, q) for o, r, a, s, b, q
+                     in zip(objects, rles, result.areas, result.scores, boxes, zip(box_iou, fill))]
         ext, image_bytes = _image_file(patch, item.pixels, self.uncut)
         write_file(out / IMAGES / f"{patch.name}{ext}", image_bytes)
         write_file(out / GRAY / f"{patch.name}.png", png_bytes(gray, "L"))

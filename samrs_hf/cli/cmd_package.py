@@ -19,6 +19,11 @@ class HubFolderArgs:
     seed: int = option(0, help="seed of the split hash (0)")
     strict: bool = option(False, help="fail on the first unusable image or object instead of skipping it")
     stats: bool = option(True, help="do not draw statistics figures")
+    min_score: float | None = option(None, metavar="S", help=(
+        "drop objects whose SAM score (predicted IoU) is below S (objects without a score are kept)"))
+    min_box_iou: float | None = option(None, metavar="T", help=(
+        "drop objects whose box_iou (IoU of the mask's tight box with the prompt box) is below T; the semantic "
+        "map is painted again where their masks were"))
 
 
 @dataclass(kw_only=True)
@@ -45,6 +50,10 @@ def print_result(result) -> None:
         print(f"packaging skipped {result.skips.describe()}; listed in README.md")
         for p in result.report.skips[:10]:
             print(f"  {p}")
+    drops = result.quality_drops
+    if drops is not None and drops.total:
+        per_class = ", ".join(f"{result.table.names[c]}: {n}" for c, n in sorted(drops.dropped.items()))
+        print(f"dropped {drops.total} objects below {result.quality_filter.describe()} ({per_class}); listed in README.md")
 
 
 def package_kwargs(args: HubFolderArgs) -> dict:
@@ -52,7 +61,8 @@ def package_kwargs(args: HubFolderArgs) -> dict:
     from ..analysis.stats import write_stats
 
     return dict(name=args.name, shard_size=args.shard_size, val_fraction=args.val_fraction, seed=args.seed,
-                strict=args.strict, stats=write_stats if args.stats else None)
+                strict=args.strict, stats=write_stats if args.stats else None, min_score=args.min_score,
+                min_box_iou=args.min_box_iou)
 
 
 def run(args: PackageArgs) -> int:

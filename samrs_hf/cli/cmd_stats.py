@@ -15,11 +15,12 @@ class StatsArgs:
     split: str | None = option(None, help="only this split (default: all)")
 
 
-HELP = "per-class pixel/instance counts, mask sizes and the Table 2 row (PNG + CSV + JSON)"
+HELP = "per-class pixel/instance counts, mask sizes, mask quality and the Table 2 row (PNG + CSV + JSON)"
 DESCRIPTION = (
     "Statistics of a `samrs build` output or a `samrs package` folder, as in the paper's Figs. 5-6 and "
     "Table 2: class_pixels_instances.png, mask_sizes.png, per_class.csv, mask_sizes.csv, table2.csv/.md "
-    "and stats.json."
+    "and stats.json; mask_quality.png/.csv: per-class quantiles of box_iou and fill (mask quality without "
+    "ground truth)."
 )
 OPTIONS = StatsArgs
 

@@ -15,6 +15,7 @@ import numpy as np
 from ..sources.classes import ABBREVIATIONS, ClassTable
 from ..build.layout import png_bytes
 from ..common.files import atomic_write
+from .quality import card_lines as quality_lines
 
 SWATCH_DIR = "palette"
 LICENSE_NOTE = (
@@ -160,6 +161,8 @@ def body(result, features) -> str:
             f"{rgb[0]},{rgb[1]},{rgb[2]} | {result.instances.get(i, 0)} |"
         )
     lines.append("| 255 | (unlabelled) | | | 255,255,255 | |")
+    if result.quality is not None:
+        lines += ["", "## Mask quality", ""] + quality_lines(result.quality, result.quality_filter, result.quality_drops)
     stats_figs = [f for f in result.figures if not f.startswith(f"figures/{SWATCH_DIR}/")]
     lines += ["", "## Statistics", ""]
     if stats_figs:
@@ -236,6 +239,8 @@ FEATURE_ROWS = (
     ("objects.area", "list of int64", "mask pixel count"),
     ("objects.score", "list of (float32 or null)", "SAM's predicted IoU"),
     ("objects.truncated", "list of (bool or null)", "object cut by the patch border"),
+    ("objects.box_iou", "list of float32", "IoU of the mask's tight box with the prompt box (see Mask quality)"),
+    ("objects.fill", "list of float32", "mask area / prompt box area (see Mask quality)"),
     ("image_id", "int64", "unique in the dataset, the same in every packaging: 63 bits of the SHA-256 of `file_name`"),
     ("file_name", "string", "patch / image name"),
     ("source_image", "string", "id of the source image the patch was cut from"),

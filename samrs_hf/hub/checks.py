@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..build.quality import quality_of
 from ..common.errors import SamrsError
 from ..sam.rle import check_rle
 from ..sources import imageio as _pillow_limit  # noqa: F401  (lifts Pillow's pixel limit for remote-sensing scenes)
@@ -36,9 +37,13 @@ class PackagingError(SamrsError, ValueError):
     """Inputs that cannot become one dataset (mixed subsets, nothing to package, a folder not ours...)."""
 
 
-def make_object(obj_id: int, class_id: int, bbox_xyxy, rbox, segmentation: dict, area, score, truncated) -> dict:
-    """One entry of the ``objects`` feature (COCO ``[x, y, w, h]`` box)."""
+def make_object(obj_id: int, class_id: int, bbox_xyxy, rbox, segmentation: dict, area, score, truncated,
+                box_iou=None, fill=None) -> dict:
+    """One entry of the ``objects`` feature (COCO ``[x, y, w, h]`` box). ``box_iou`` and ``fill`` are
+    computed from the mask and the prompt box when not given (builds before them, the official release)."""
     x0, y0, x1, y1 = (float(v) for v in bbox_xyxy)
+    if box_iou is None or fill is None:
+        box_iou, fill = quality_of(segmentation, (x0, y0, x1, y1))
     return {
         "id": int(obj_id),
         "category": int(class_id),
@@ -48,6 +53,8 @@ def make_object(obj_id: int, class_id: int, bbox_xyxy, rbox, segmentation: dict,
         "area": int(area),
         "score": None if score is None else float(score),
         "truncated": None if truncated is None else bool(truncated),
+        "box_iou": float(box_iou),
+        "fill": float(fill),
     }
 
 
@@ -145,9 +152,11 @@ def instance_ok(table: ClassTable, class_id, category, segmentation: dict, size:
 
 def values_ok(obj: dict, at: str, report: Report) -> bool:
     """Finite numbers and a box of non-negative extent: a NaN passes parquet but breaks every user."""
-    numbers = [*obj["bbox"], *(obj["rbox"] or ()), *(() if obj["score"] is None else (obj["score"],))]
+    numbers = [*obj["bbox"], *(obj["rbox"] or ()), *(() if obj["score"] is None else (obj["score"],)),
+               obj["box_iou"], obj["fill"]]
     if not np.isfinite(numbers).all():
-        report.skip(NON_FINITE, at, f"non-finite value in bbox {obj['bbox']}, rbox {obj['rbox']} or score {obj['score']}")
+        report.skip(NON_FINITE, at, f"non-finite value in bbox {obj['bbox']}, rbox {obj['rbox']}, score {obj['score']}, "
+                                    f"box_iou {obj['box_iou']} or fill {obj['fill']}")
         return False
     if obj["bbox"][2] < 0 or obj["bbox"][3] < 0:
         report.skip(DEGENERATE_BOX, at, f"box has negative extent: COCO [x, y, w, h] = {obj['bbox']}")

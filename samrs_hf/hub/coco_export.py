@@ -4,6 +4,7 @@ Image ids are the dataset's ``image_id`` (int64, from the patch name, which is `
 ids are the dataset's object ids, unique over the whole dataset (the SAMRS reference
 writer restarted them at 0 per image, which breaks pycocotools' ``anns`` index). Category ids
 are the class ids of the class table (0-based, the values of the ``semantic`` maps).
+Annotations carry the mask quality (``box_iou``, ``fill``) as extra keys where the dataset has it.
 The JSON is written in one pass through temp files, so memory does not grow with the split.
 With ``images_dir`` the image files are written there too (the stored bytes, nothing re-encoded) and
 ``file_name`` is relative to it, so the JSON and that folder are a self-contained COCO dataset.
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..common.files import atomic_write
-from .features import objects_as_list
+from .features import QUALITY_FIELDS, objects_as_list
 from .reader import open_folder
 
 
@@ -62,6 +63,7 @@ def export_coco(src, split: str, out, *, val_fraction: float = 0.05, seed: int =
                            "segmentation": {"size": list(o["segmentation"]["size"]),
                                             "counts": o["segmentation"]["counts"]},
                            "area": int(o["area"]), "bbox": [_short(v) for v in o["bbox"]], "iscrowd": 0}
+                    ann.update({k: _short(o[k]) for k in QUALITY_FIELDS if o.get(k) is not None})
                     ann_f.write(("," if counts["annotations"] else "") + json.dumps(ann))
                     counts["annotations"] += 1
         categories = json.dumps([{"id": i, "name": n, "supercategory": "object"} for i, n in enumerate(names)])

@@ -13,6 +13,7 @@ import hashlib
 import numpy as np
 from datasets import ClassLabel, Features, Image, List, Value
 
+from ..build.quality import mask_quality
 from ..sources.classes import ClassTable, get_class_table
 
 FIRST_OBJECT_ID = 1
@@ -38,6 +39,8 @@ def samrs_features(table: ClassTable | str) -> Features:
                 "area": List(Value("int64")),
                 "score": List(Value("float32")),
                 "truncated": List(Value("bool")),
+                "box_iou": List(Value("float32")),
+                "fill": List(Value("float32")),
             },
             "image_id": Value("int64"),
             "file_name": Value("string"),
@@ -49,8 +52,11 @@ def samrs_features(table: ClassTable | str) -> Features:
     )
 
 
-OBJECT_FIELDS = ("id", "category", "bbox", "rbox", "segmentation", "area", "score", "truncated")
-"""The per-object fields: the keys of ``objects``, each a list with one entry per object."""
+OBJECT_FIELDS = ("id", "category", "bbox", "rbox", "segmentation", "area", "score", "truncated", "box_iou", "fill")
+"""The per-object fields: the keys of ``objects``, each a list with one entry per object (``box_iou`` and
+``fill``, the mask quality of :mod:`samrs_hf.build.quality`, are absent from packages made before them)."""
+
+QUALITY_FIELDS = ("box_iou", "fill")
 
 
 def image_id_of(name: str) -> int:
@@ -60,8 +66,21 @@ def image_id_of(name: str) -> int:
 
 
 def objects_as_columns(objects: list[dict]) -> dict[str, list]:
-    """Per-object dicts (as :func:`samrs_hf.hub.checks.make_object` makes them) -> the ``objects`` feature."""
-    return {k: [o[k] for o in objects] for k in OBJECT_FIELDS}
+    """Per-object dicts (as :func:`samrs_hf.hub.checks.make_object` makes them) -> the ``objects`` feature;
+    ``box_iou``/``fill`` are computed from ``segmentation`` and ``bbox`` where a dict lacks them."""
+    columns = {k: [o.get(k) if k in QUALITY_FIELDS else o[k] for o in objects] for k in OBJECT_FIELDS}
+    missing = [i for i, o in enumerate(objects) if o.get("box_iou") is None or o.get("fill") is None]
+    if missing:
+        box_iou, fill = mask_quality([objects[i]["segmentation"] for i in missing],
+                                     [xywh_to_xyxy(objects[i]["bbox"]) for i in missing])
+        for i, q, f in zip(missing, box_iou.tolist(), fill.tolist()):
+            columns["box_iou"][i], columns["fill"][i] = q, f
+    return columns
+
+
+def xywh_to_xyxy(box) -> list[float]:
+    x, y, w, h = (float(v) for v in box)
+    return [x, y, x + w, y + h]
 
 
 def objects_as_list(objects: dict[str, list]) -> list[dict]:

@@ -43,6 +43,7 @@ from .checks import (  # noqa: F401  (re-exported: the names packaging had befor
     values_ok,
 )
 from .features import samrs_features
+from .quality import QualityDrops, QualityFilter, QualityTally, filter_rows
 from .rows import (  # noqa: F401
     CHECK_WORKERS,
     ClassCounter,
@@ -140,6 +141,11 @@ class PackageResult:
     """Images and objects packaging dropped (None: convert-release, whose reader counts items)."""
     split_rule: str | None = None
     """How the splits were made when not by the hash rule (a release's own split lists), for the card."""
+    quality: list[dict] | None = None
+    """Per class: quantiles of the published objects' ``box_iou`` and ``fill`` (:meth:`QualityTally.summary`)."""
+    quality_filter: QualityFilter | None = None
+    quality_drops: QualityDrops | None = None
+    """Objects dropped below the ``quality_filter`` thresholds, per class (not skips: the user asked for it)."""
 
     @property
     def num_rows(self) -> int:
@@ -160,6 +166,7 @@ class PackageResult:
             "dropped": None if self.dropped is None else {"images": self.dropped["images"],
                                                           "objects": self.dropped["objects"]},
             "figures": self.figures,
+            "quality_dropped": None if self.quality_drops is None else self.quality_drops.to_dict(self.table.names),
         }
 
 
@@ -188,9 +195,11 @@ def write_id2label(table: ClassTable, folder: Path) -> str:
 def write_hub_dir(rows: Iterable[Row], to, *, name: str, table: ClassTable, builds: list[dict],
                   report: Report, shard_size=DEFAULT_SHARD_SIZE, val_fraction: float = 0.05, seed: int = 0,
                   stats: StatsWriter | None = None, dropped: Counter | None = None,
-                  row_group_size=DEFAULT_ROW_GROUP_SIZE, split_rule: str | None = None) -> PackageResult:
+                  row_group_size=DEFAULT_ROW_GROUP_SIZE, split_rule: str | None = None,
+                  min_score: float | None = None, min_box_iou: float | None = None) -> PackageResult:
     """Write rows as parquet shards + ``id2label.json`` + figures + README into ``to`` (shared by package
     and convert-release); shards of at most ``shard_size`` bytes in row groups of at most ``row_group_size``.
+    Objects below ``min_score`` / ``min_box_iou`` are dropped (:mod:`.quality`), counted per class.
 
     ``to`` is new, empty or an earlier package (:data:`MANIFEST`): then only the files that package
     wrote are replaced and all others are kept (see :func:`previous_package` for the refusals).
@@ -208,12 +217,14 @@ def write_hub_dir(rows: Iterable[Row], to, *, name: str, table: ClassTable, buil
         shutil.rmtree(work)
     writer = ShardedWriter(work / DATA_DIR, features, parse_size(shard_size), parse_size(row_group_size))
     counter, image_ids = ClassCounter(), UniqueImageIds()
+    quality_filter, drops, tally = QualityFilter(min_score, min_box_iou), QualityDrops(), QualityTally()
     try:
         try:
-            for row in prefetch(rows):
+            for row in prefetch(filter_rows(rows, quality_filter, drops)):
                 image_ids.add(row)
                 writer.add(row.split, row.example)
                 counter.add(row)
+                tally.add(row.example["objects"])
             files = writer.close()
         except BaseException:
             writer.abort()
@@ -234,6 +245,7 @@ def write_hub_dir(rows: Iterable[Row], to, *, name: str, table: ClassTable, buil
             files={s: [f"{DATA_DIR}/{p.name}" for p in files[s]] for s in splits.SPLITS if s in files},
             instances=dict(sorted(counter.instances.items())), report=report, builds=builds,
             figures=figures, val_fraction=val_fraction, seed=seed, dropped=dropped, split_rule=split_rule,
+            quality=tally.summary(table.names), quality_filter=quality_filter, quality_drops=drops,
         )
         # The statistics read ``to`` through its README's configs: a README left by an earlier package
         # (other splits) would make them miss a split or fail, so the new card goes in first.
@@ -263,8 +275,11 @@ def _stats_figures(stats: StatsWriter, to: Path, work: Path) -> list[str]:
 
 def package(build_dirs, to, *, name: str | None = None, shard_size=DEFAULT_SHARD_SIZE, val_fraction: float = 0.05,
             seed: int = 0, strict: bool = False, progress: bool = True,
-            stats: StatsWriter | None = None, row_group_size=DEFAULT_ROW_GROUP_SIZE) -> PackageResult:
-    """``samrs package``: build folders of one subset -> a Hub dataset folder."""
+            stats: StatsWriter | None = None, row_group_size=DEFAULT_ROW_GROUP_SIZE,
+            min_score: float | None = None, min_box_iou: float | None = None) -> PackageResult:
+    """``samrs package``: build folders of one subset -> a Hub dataset folder (objects with a SAM score
+    below ``min_score`` or a ``box_iou`` below ``min_box_iou`` left out, see :mod:`.quality`)."""
+    QualityFilter(min_score, min_box_iou)  # bad thresholds fail before any folder is read
     if not 0.0 <= val_fraction <= 1.0:
         raise ValueError(f"--val-fraction must lie in [0, 1], got {val_fraction}")
     parse_size(shard_size), parse_size(row_group_size)
@@ -276,4 +291,4 @@ def package(build_dirs, to, *, name: str | None = None, shard_size=DEFAULT_SHARD
                             progress=progress, dropped=dropped)
     return write_hub_dir(rows, to, name=name or table.subset, table=table, builds=infos, report=report,
                          shard_size=shard_size, val_fraction=val_fraction, seed=seed, stats=stats, dropped=dropped,
-                         row_group_size=row_group_size)
+                         row_group_size=row_group_size, min_score=min_score, min_box_iou=min_box_iou)

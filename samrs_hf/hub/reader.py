@@ -3,7 +3,7 @@
 Statistics, overlays, the COCO export and :func:`samrs_hf.load` all open folders here, so they agree
 on what a dataset folder is and see one shape of row whatever was given: ``image``, ``semantic`` and
 ``label`` (PIL), ``objects`` (per-field lists: ``{id, category (int), bbox xywh, rbox, segmentation RLE,
-area, score, truncated}``), ``image_id`` (int64), ``file_name`` (the patch name), ``source_image``,
+area, score, truncated, box_iou, fill}``; packages made before ``box_iou``/``fill`` lack those two), ``image_id`` (int64), ``file_name`` (the patch name), ``source_image``,
 ``width``, ``height``, ``subset``, plus ``split`` and ``image_file`` (the image's path relative to the
 folder, as a COCO file names it).
 
@@ -24,6 +24,7 @@ from ..build import layout
 from ..build.records import InstanceRecord, PatchRecord
 from ..sources.classes import CLASS_TABLES, ClassTable, class_table_from_names, get_class_table
 from ..sources.records import Report, SourceError
+from .checks import make_object
 from .features import FIRST_OBJECT_ID, category_feature, image_id_of, objects_as_columns
 
 BUILD, PACKAGE = "build", "hub"
@@ -58,10 +59,8 @@ def _build_object(inst: InstanceRecord, obj_id: int, names: tuple[str, ...]) -> 
     label = inst.label if inst.label is not None else names.index(inst.category)
     if not 0 <= int(label) < len(names):
         raise ValueError(f"label {label} outside the {len(names)}-class table")
-    x0, y0, x1, y1 = (float(v) for v in inst.bbox)
-    return {"id": obj_id, "category": int(label), "bbox": [x0, y0, x1 - x0, y1 - y0], "rbox": inst.rbox,
-            "segmentation": inst.segmentation, "area": int(inst.area),
-            "score": None if inst.score is None else float(inst.score), "truncated": bool(inst.truncated)}
+    return make_object(obj_id, int(label), inst.bbox, inst.rbox, inst.segmentation, inst.area, inst.score,
+                       bool(inst.truncated), inst.box_iou, inst.fill)
 
 
 @dataclass

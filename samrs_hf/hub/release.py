@@ -315,7 +315,8 @@ def release_examples(root, items, subset: str, report: Report) -> Iterator[tuple
 
 def convert_release(root, subset: str, to, *, name: str | None = None, shard_size="500MB",
                     val_fraction: float = 0.05, seed: int = 0, strict: bool = False, progress: bool = True,
-                    stats=None, images_dir=None, labels_dir=None, variant: str = "auto"):
+                    stats=None, images_dir=None, labels_dir=None, variant: str = "auto",
+                    min_score: float | None = None, min_box_iou: float | None = None):
     """``samrs convert-release``: release folder -> the same parquet + README layout as ``package``.
 
     ``images_dir`` / ``labels_dir`` replace the search for the image and label folders
@@ -347,4 +348,4 @@ def convert_release(root, subset: str, to, *, name: str | None = None, shard_siz
                 "model": {"spec": "SAM ViT-H (sam_vit_h_4b8939.pth, official release)", "random": False}}
     return write_hub_dir(rows(), to, name=name or subset, table=get_class_table(subset), builds=[info],
                          report=report, shard_size=shard_size, val_fraction=val_fraction, seed=seed, stats=stats,
-                         split_rule=plan.split_rule)
+                         split_rule=plan.split_rule, min_score=min_score, min_box_iou=min_box_iou)

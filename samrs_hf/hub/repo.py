@@ -13,6 +13,7 @@ from unittest import mock
 from ..sources.classes import ClassTable
 from ..common.errors import SamrsError
 from ..common.hub_ids import HubError, HubUnreachableError, check_hub, offline
+from .quality import QualityFilter, drop_objects
 from .reader import card_says_random, class_table_of, is_package_dir
 
 
@@ -154,16 +155,21 @@ def _load_dataset(name, kwargs):
             raise error from None
 
 
-def load(name_or_path, **kwargs):
+def load(name_or_path, *, min_score: float | None = None, min_box_iou: float | None = None, **kwargs):
     """``datasets.load_dataset(name_or_path, **kwargs)`` with ``class_table``, ``palette``,
     ``id2label``, ``label2id`` and ``random_weights`` (the card's tag: masks from a random-weight SAM)
     attributes on the result (and on each split of a DatasetDict).
+
+    ``min_score`` / ``min_box_iou`` drop objects below them from the ``objects`` columns (a batched
+    ``datasets`` ``map``, see :mod:`.quality`); the ``semantic``/``label`` maps are NOT changed (package
+    with ``samrs package --min-score/--min-box-iou`` for maps that agree with the kept objects).
 
     Attributes do not survive ``map``/``filter`` (they make new objects); re-read them from the
     original or call :func:`class_table_of` on the new ``features``.
     """
     import datasets
 
+    quality_filter = QualityFilter(min_score, min_box_iou)
     if Path(name_or_path).is_dir() and "cache_dir" not in kwargs:
         kwargs["cache_dir"] = local_cache_dir(name_or_path)
     ds = _load_dataset(str(name_or_path) if isinstance(name_or_path, Path) else name_or_path, kwargs)
@@ -173,6 +179,9 @@ def load(name_or_path, **kwargs):
         return ds  # not SAMRS-shaped: callers (e.g. SEP's feature check) say what is wrong
     table = class_table_of(features, _subset_of(parts))
     random_weights = _card_random(name_or_path, kwargs.get("revision"))
+    if quality_filter.active:
+        ds = drop_objects(ds, quality_filter)
+        parts = list(ds.values()) if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)) else [ds]
     for part in parts:
         _attach(part, table, random_weights)
     _attach(ds, table, random_weights)

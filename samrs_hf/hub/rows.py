@@ -104,7 +104,7 @@ def object_from_instance(data: dict, table: ClassTable, size: tuple[int, int], a
         if len(inst.bbox) != 4:
             raise ValueError(f"bbox has {len(inst.bbox)} values, expected 4")
         obj = make_object(0, class_id, inst.bbox, inst.rbox, inst.segmentation, inst.area, inst.score,
-                          data.get("truncated"))
+                          data.get("truncated"), inst.box_iou, inst.fill)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         report.skip(GARBLED_ANNOTATION, at, f"bad instance ({exc!r})")
         return None

@@ -37,7 +37,7 @@ def _example(rng: np.random.Generator, subset: str, index: int, size: int, num_c
             "id": k, "category": cls, "bbox": [float(x), float(y), float(w), float(h)],
             "rbox": [float(x), float(y), float(x + w), float(y), float(x + w), float(y + h), float(x), float(y + h)],
             "segmentation": {"size": [size, size], "counts": rle["counts"].decode()},
-            "area": int(w * h), "score": 1.0, "truncated": False,
+            "area": int(w * h), "score": 1.0, "truncated": False, "box_iou": 1.0, "fill": 1.0,
         })
     name = f"{subset}_{index:05d}"
     return dataset_example(image=Image.fromarray(image), semantic=Image.fromarray(semantic, mode="L"), objects=objects,
