@@ -1,7 +1,6 @@
 """SEP training: proportional sampling, learning on a learnable dataset, exact resume, NaN stop, bad input,
 and ``samrs eval-sep``."""
 
-import argparse
 import importlib.util
 import json
 from pathlib import Path
@@ -15,6 +14,8 @@ from samrs_hf.sep.data import ProportionalBatchSampler, SEPTrainDataset, proport
 from samrs_hf.sep.synthetic import write_synthetic_subset
 from samrs_hf.sep.pretrain import SEPTrainer, TrainArgs
 from samrs_hf.sep.training import NonFiniteLossError
+from samrs_hf.cli import build_parser
+from samrs_hf.common.options import from_args
 
 REPO = Path(__file__).resolve().parents[1]
 SUBSETS = ("sota", "sior", "fast")
@@ -53,6 +54,12 @@ def test_proportional_sizes_hand_examples():
     with pytest.raises(ValueError, match="at least one example"):
         proportional_sizes([5, 0], 4)
 
+
+
+def eval_sep(argv):
+    """`samrs eval-sep ARGV` with its errors raised (the CLI would print them and exit 2)."""
+    args = build_parser().parse_args(["eval-sep", *argv])
+    return args.func(from_args(args.options, args))
 
 def test_sampler_is_a_pure_function_of_step_and_covers_each_epoch():
     full = ProportionalBatchSampler([5, 7], 4, seed=3, num_steps=20)
@@ -118,43 +125,30 @@ def test_learnable_dataset_trains_well_above_chance_via_builder(data, tmp_path):
     assert "tiny-resnet" in card and "| sota |" in card and "120 x batch 12" in card
 
     # samrs eval-sep on the trained model reproduces the validation scores and writes JSON.
-    from samrs_hf.cli import cmd_eval_sep
-
-    parser = argparse.ArgumentParser()
-    cmd_eval_sep.register(parser.add_subparsers())
-    args = parser.parse_args(["eval-sep", str(out), "--dataset", f"sior={data['sior']}", "--crop-size", "64",
-                              "--json", str(tmp_path / "eval.json")])
-    assert args.func(args) == 0
+    assert eval_sep([str(out), "--dataset", f"sior={data['sior']}", "--crop-size", "64",
+                     "--json", str(tmp_path / "eval.json")]) == 0
     got = json.loads((tmp_path / "eval.json").read_text())["results"]["sior"]
     assert got["mIoU"] == pytest.approx(scores["sior"]["mIoU"])
     assert got["IoU"]["windmill"] is None  # class absent from data and prediction
-    bad = parser.parse_args(["eval-sep", str(out), "--dataset", f"dior={data['sior']}"])
     with pytest.raises(ValueError, match="no head for"):
-        bad.func(bad)
+        eval_sep([str(out), "--dataset", f"dior={data['sior']}"])
 
 
 def test_eval_sep_refuses_a_checkpoint_that_is_not_sep(data, tmp_path):
     # An exported (or fine-tuned) plain UperNet would load into SEP with freshly initialised
     # default heads (sota/sior/fast) and score random noise; it must be refused instead.
-    from samrs_hf.cli import cmd_eval_sep
     from samrs_hf.sep import SEPConfig, SEPForSemanticSegmentation
 
     SEPForSemanticSegmentation(SEPConfig(hidden_size=8)).export("sota", tmp_path / "upernet")
-    parser = argparse.ArgumentParser()
-    cmd_eval_sep.register(parser.add_subparsers())
-    args = parser.parse_args(["eval-sep", str(tmp_path / "upernet"), "--dataset", f"sota={data['sota']}",
-                              "--crop-size", "64"])
     with pytest.raises(ValueError, match=r"upernet.* not an SEP model"):
-        args.func(args)
+        eval_sep([str(tmp_path / "upernet"), "--dataset", f"sota={data['sota']}", "--crop-size", "64"])
 
     # Same number of classes, other names (another label table or order): not comparable.
     names = [f"class{i}" for i in range(18)]
     SEPForSemanticSegmentation(SEPConfig(heads={"sota": 18}, head_labels={"sota": names},
                                          hidden_size=8)).save_pretrained(tmp_path / "sep")
-    args = parser.parse_args(["eval-sep", str(tmp_path / "sep"), "--dataset", f"sota={data['sota']}",
-                              "--crop-size", "64"])
     with pytest.raises(ValueError, match=r"sota: the dataset's classes .*large-vehicle.* differ from the model's"):
-        args.func(args)
+        eval_sep([str(tmp_path / "sep"), "--dataset", f"sota={data['sota']}", "--crop-size", "64"])
 
 
 def test_eval_sep_on_a_device_that_is_not_there_is_one_clear_error(data, tmp_path, monkeypatch, capsys):
