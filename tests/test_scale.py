@@ -111,3 +111,52 @@ def test_streaming_option_on_the_command_line(data, tmp_path):
     assert args.streaming and args.shuffle_buffer == 64
     with pytest.raises(ValueError, match="--shuffle-buffer must be positive"):
         small_args(data, tmp_path, shuffle_buffer=0)
+
+
+# -- 2-machine labeling launch ------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def build_files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes()
+            for d in ("images", "gray", "color", "ins") for p in sorted((out / d).iterdir())}
+
+
+def test_two_machines_on_one_host_write_what_one_process_writes(tmp_path, torch_one_thread):
+    import torch.distributed
+
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("torch.distributed with the gloo backend is not available in this torch build")
+    from samrs_hf import cli
+    from samrs_hf.sources.samples import write_dior_sample
+
+    source = write_dior_sample(tmp_path / "dior")
+    common = ["--source", str(source), "--model", "tiny-random", "--device", "cpu", "--no-progress"]
+    one = tmp_path / "one"
+    assert cli.main(["build", "sior", "--out", str(one), *common]) == 0
+
+    two, port = tmp_path / "two", str(free_port())
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2", "--machine_rank",
+         str(rank), "--num_processes", "2", "--main_process_ip", "127.0.0.1", "--main_process_port", port,
+         "--mixed_precision", "no", "--dynamo_backend", "no",
+         str(REPO / "builders" / "build_sior.py"), "--out", str(two), *common],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) for rank in (0, 1)]
+    try:
+        logs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(log[-2000:] for log in logs)
+
+    assert build_files(two) == build_files(one)
+    r1, r2 = (json.loads((d / "build.json").read_text()) for d in (one, two))
+    assert r2["run"]["num_processes"] == 2 and len(r2["run"]["timings"]["per_process"]) == 2
+    assert Counter(k for k in r1 if r1[k] != r2[k]) == Counter({"run": 1})  # only the run section differs
+    assert not (two / ".samrs_parts").exists()
