@@ -62,8 +62,10 @@ def rss_bytes() -> int:
             return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
 
 
-def _variants(size: int, n_objects: int, distinct: int):
-    """``distinct`` (image, gray, color PNG bytes, instance records) of ``size``² with ``n_objects`` boxes each."""
+def variants(size: int, n_objects: int, distinct: int, box: tuple[int, int] | None = None):
+    """(class table, ``distinct`` (image, gray, color PNG bytes, instance records) of ``size``² with
+    ``n_objects`` boxes each, sides in ``box`` (default 3 .. size/3)); smooth texture + mild noise, so the
+    PNGs compress like aerial tiles, not like white noise. bench_packaging.py uses it too."""
     table = get_class_table("sota")
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:size, 0:size]
@@ -74,7 +76,7 @@ def _variants(size: int, n_objects: int, distinct: int):
         gray = np.full((size, size), 255, np.uint8)
         instances = []
         for _ in range(n_objects):
-            w, h = (int(x) for x in rng.integers(3, size // 3, 2))
+            w, h = (int(x) for x in rng.integers(*(box or (3, size // 3)), 2))
             x0, y0 = int(rng.integers(0, size - w)), int(rng.integers(0, size - h))
             m = np.zeros((size, size), np.uint8)
             m[y0:y0 + h, x0:x0 + w] = 1
@@ -91,19 +93,20 @@ def _variants(size: int, n_objects: int, distinct: int):
     return table, out
 
 
-def generate_build(out: Path, n: int, size: int, n_objects: int, distinct: int = 16) -> Path:
+def generate_build(out: Path, n: int, size: int, n_objects: int, distinct: int = 16,
+                   box: tuple[int, int] | None = None, split: str | None = None) -> Path:
     """A build folder of ``n`` images (see the module docstring); ``ins/*.json`` through :class:`PatchRecord`."""
-    table, variants = _variants(size, n_objects, distinct)
+    table, images = variants(size, n_objects, distinct, box)
     for d in (layout.IMAGES, layout.GRAY, layout.COLOR, layout.INS):
         (out / d).mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        image, gray, color, instances = variants[i % distinct]
+        image, gray, color, instances = images[i % distinct]
         name = f"P{i // 4:06d}__{size}__{(i % 4) * size}___0"
         (out / layout.IMAGES / f"{name}.png").write_bytes(image)
         (out / layout.GRAY / f"{name}.png").write_bytes(gray)
         (out / layout.COLOR / f"{name}.png").write_bytes(color)
         record = PatchRecord(image=name, source_image=name.split("__")[0], offset=((i % 4) * size, 0), width=size,
-                             height=size, split=None, instances=instances)
+                             height=size, split=split, instances=instances)
         (out / layout.INS / f"{name}.json").write_bytes(record.to_bytes())
     (out / layout.REPORT).write_bytes(layout.json_bytes({
         "subset": "sota", "classes": list(table.names), "model": {"spec": "synthetic", "random": True},
