@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from samrs_hf.sep.pretrain import SEPTrainer, TrainArgs
-from samrs_hf.sep.streaming import StreamingBatchSampler, open_streams, split_size
+from samrs_hf.sep.streaming import StreamingBatchSampler, open_streams, shuffled, split_size
 from samrs_hf.sep.synthetic import write_synthetic_subset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,8 +52,8 @@ def test_streaming_sampler_draws_b_i_rows_per_subset_and_each_row_once_per_epoch
     streams = open_streams({s: ds.select_columns(["image", "semantic", "file_name"]) for s, ds in subsets.items()},
                            seed=0, buffer_size=4, rank=0, world_size=1)
     # open_streams keeps image/semantic only; the file names tell which rows were drawn
-    named = [ds.select_columns(["file_name"]).shuffle(seed=0, buffer_size=4) for ds in subsets.values()]
-    batches = list(StreamingBatchSampler(named, sizes, num_steps=6))
+    named = [shuffled(ds.select_columns(["file_name"]), 0, 4) for ds in subsets.values()]
+    batches = list(StreamingBatchSampler(named, sizes, num_steps=4))  # 1-2 epochs of each subset
     for batch in batches:
         assert [k[0] for k in batch] == [0] * 2 + [1] * 3 + [2] * 5  # grouped by subset, B_i each
         assert [k[3] for k in batch] == list(range(10))
@@ -66,9 +66,9 @@ def test_streaming_sampler_draws_b_i_rows_per_subset_and_each_row_once_per_epoch
     first = next(iter(StreamingBatchSampler(streams, sizes, num_steps=1)))
     assert set(first[0][1]) == {"image", "semantic"} and isinstance(first[0][1]["image"]["bytes"], bytes)
     # a resumed sampler replays the same keys
-    resumed = list(StreamingBatchSampler(named, sizes, start_step=4, num_steps=2))
+    resumed = list(StreamingBatchSampler(named, sizes, start_step=3, num_steps=1))
     assert [[(k[0], k[1]["file_name"], k[2]) for k in b] for b in resumed] == \
-        [[(k[0], k[1]["file_name"], k[2]) for k in b] for b in batches[4:]]
+        [[(k[0], k[1]["file_name"], k[2]) for k in b] for b in batches[3:]]
 
 
 def test_two_processes_stream_disjoint_rows(data):
@@ -79,7 +79,7 @@ def test_two_processes_stream_disjoint_rows(data):
     for rank in (0, 1):
         from datasets.distributed import split_dataset_by_node
 
-        stream = split_dataset_by_node(ds["fast"].shuffle(seed=0, buffer_size=4), rank=rank, world_size=2)
+        stream = split_dataset_by_node(shuffled(ds["fast"], 0, 4), rank=rank, world_size=2)
         parts.append({r["file_name"] for r in stream})
     assert not parts[0] & parts[1] and len(parts[0] | parts[1]) == SIZES["fast"]
 
