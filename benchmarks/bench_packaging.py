@@ -12,60 +12,19 @@ loaded with ``datasets.load_dataset`` and iterated with ``decode_masks``.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import bench_package_scale as scale
 import numpy as np
-from pycocotools import mask as mask_utils
-
-from samrs_hf.build import layout
-from samrs_hf.sources.classes import get_class_table
 
 
 def generate_build(out: Path, n: int, size: int, n_objects: int, distinct: int = 8) -> Path:
-    table = get_class_table("sota")
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:size, 0:size]
-    variants = []
-    for v in range(distinct):
-        # Smooth texture + mild noise: compresses like an aerial PNG (~1 MB), not like white noise.
-        base = (np.sin(xx / (17 + v)) + np.cos(yy / (23 + v))) * 60 + 128
-        image = np.clip(base[..., None] + rng.normal(0, 6, (size, size, 3)), 0, 255).astype(np.uint8)
-        gray = np.full((size, size), 255, np.uint8)
-        instances = []
-        for k in range(n_objects):
-            x0, y0 = rng.integers(0, size - 80, 2)
-            w, h = rng.integers(10, 80, 2)
-            m = np.zeros((size, size), np.uint8)
-            m[y0:y0 + h, x0:x0 + w] = 1
-            cls = int(rng.integers(0, len(table)))
-            gray[m.astype(bool)] = cls
-            rle = mask_utils.encode(np.asfortranarray(m))
-            instances.append({"category": table.names[cls], "label": cls,
-                              "bbox": [float(x0), float(y0), float(x0 + w), float(y0 + h)], "rbox": None,
-                              "segmentation": {"size": [size, size], "counts": rle["counts"].decode()},
-                              "area": int(m.sum()), "score": 0.9, "truncated": False})
-        variants.append((layout.png_bytes(image), layout.png_bytes(gray), layout.png_bytes(gray, "L", table.flat_palette()),
-                         instances))
-    for d in ("images", "gray", "color", "ins"):
-        (out / d).mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        image, gray, color, instances = variants[i % distinct]
-        name = f"P{i // 4:05d}__1024__{(i % 4) * 824}___0"
-        (out / "images" / f"{name}.png").write_bytes(image)
-        (out / "gray" / f"{name}.png").write_bytes(gray)
-        (out / "color" / f"{name}.png").write_bytes(color)
-        record = {"image": name, "source_image": name.split("__")[0], "offset": [0, 0], "width": size,
-                  "height": size, "split": "train", "instances": instances}
-        (out / "ins" / f"{name}.json").write_text(json.dumps(record))
-    (out / "build.json").write_text(json.dumps({
-        "subset": "sota", "classes": list(table.names), "model": {"spec": "synthetic", "random": True},
-        "prompt": "H-Box", "source": "generated", "format": "dota"}))
-    return out
+    """Objects of 10-80 px, all rows in the train split (what the figures below were taken with)."""
+    return scale.generate_build(out, n, size, n_objects, distinct, box=(10, 80), split="train")
 
 
 def main(argv=None) -> int:

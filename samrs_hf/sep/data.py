@@ -116,9 +116,13 @@ class SEPTrainDataset(torch.utils.data.Dataset):
         self.subsets = [ds.select_columns(["image", "semantic"]) for ds in subsets]
         self.crop_size, self.mean, self.std, self.seed = crop_size, mean, std, seed
 
+    def row(self, subset: int, index) -> dict:
+        """The decoded image and semantic map a key names (the streaming twin gets the row itself)."""
+        return self.subsets[subset][index]
+
     def __getitem__(self, key):
         subset, index, chunk, slot = key
-        row = self.subsets[subset][index]
+        row = self.row(subset, index)
         rng = np.random.default_rng([self.seed, chunk, slot, 7919])
         img, lab = augment(row["image"], row["semantic"], self.crop_size, rng)
         return subset, to_tensor(img, self.mean, self.std), torch.from_numpy(lab)
@@ -193,20 +197,21 @@ def class_names_of(ds, subset: str, spec: str) -> list[str]:
     return list(category.names)
 
 
-def load_subsets(specs: dict[str, str], split: str) -> tuple[dict, dict[str, list[str]]]:
-    """``{subset: Dataset}`` for ``split`` and ``{subset: class names}``, checked before use."""
+def load_subsets(specs: dict[str, str], split: str, streaming: bool = False) -> tuple[dict, dict[str, list[str]]]:
+    """``{subset: Dataset}`` (``IterableDataset`` when ``streaming``) for ``split`` and ``{subset: class
+    names}``, checked before use."""
     from ..hub.repo import load
 
     data, names = {}, {}
     for subset, spec in specs.items():
         try:
-            dsd = load(spec)
+            dsd = load(spec, streaming=True) if streaming else load(spec)
         except Exception as exc:  # datasets raises many types for a bad path / offline repo
             raise ValueError(f"dataset {subset}={spec}: cannot load it ({type(exc).__name__}: {exc})") from None
         if split not in dsd:
             raise ValueError(f"dataset {subset}={spec} has no split {split!r} (has {sorted(dsd)})")
         data[subset] = dsd[split]
-        if len(data[subset]) == 0:
+        if not streaming and len(data[subset]) == 0:
             raise ValueError(f"dataset {subset}={spec}: split {split!r} is empty")
         names[subset] = class_names_of(data[subset], subset, spec)
     return data, names

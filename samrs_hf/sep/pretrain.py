@@ -30,6 +30,7 @@ from .evaluation import json_safe
 from .modeling_sep import SEPForSemanticSegmentation, load_backbone_weights
 from .options import AppendString, RunArgs, check_at_least, parse_eval_schedule
 from .param_groups import param_groups, rule_of
+from .streaming import StreamingSEPDataset, load_streaming, open_streams, streaming_loader
 from .training import (NonFiniteLossError, build_optimizer, log_due, micro_batch_size, optimizer_step,
                        proportional_loader, resolve_hparams, run_steps)
 
@@ -74,13 +75,18 @@ class TrainArgs(RunArgs):
     report_to: str = field(default="none", metadata={"help": "Accelerate tracker: tensorboard, wandb, all, none"})
     push_to_hub: str | None = field(default=None, metadata={
         "metavar": "REPO", "help": "upload the final model folder to this Hub repo"})
+    streaming: bool = field(default=False, metadata={
+        "help": "read the datasets with load_dataset(..., streaming=True): no local Arrow copy; the per-subset "
+                "batch sizes come from the split sizes in the dataset info; validation holds the first "
+                "--eval-max-samples (default 500) rows per subset in memory"})
+    shuffle_buffer: int = field(default=1000, metadata={"help": "--streaming: shuffle buffer (rows per subset)"})
 
     def __post_init__(self):
         super().__post_init__()
         if not isinstance(self.datasets, dict):  # the --dataset strings
             self.datasets = parse_dataset_args(self.datasets)
         check_at_least(self, 1, "batch_size", "crop_size", "hidden_size", "eval_crop_size", "eval_batch_size",
-                       "eval_max_samples")
+                       "eval_max_samples", "shuffle_buffer")
         check_at_least(self, 0, "checkpoint_every", "keep_checkpoints", "log_every", "max_grad_norm")
         self.eval_every = str(self.eval_every)
         parse_eval_schedule(self.eval_every)
@@ -129,6 +135,11 @@ class SEPTrainer:
         self.best = ckpt.read_best(self.output_dir, self.start_step) if args.resume else None
 
     def _load_data(self):
+        if self.args.streaming:
+            self.train_sets, self.class_names, self.lengths, self.val_sets = load_streaming(
+                self.args.datasets, self.args.eval_max_samples)
+            self.subsets = list(self.train_sets)
+            return
         with self.accelerator.main_process_first():  # one process builds the datasets cache, the others reuse it
             self.train_sets, self.class_names = load_subsets(self.args.datasets, "train")
             self.val_sets = {}
@@ -204,7 +215,8 @@ class SEPTrainer:
                 "gradient_accumulation_steps": a.gradient_accumulation_steps,
                 "num_processes": self.accelerator.num_processes, "mixed_precision": a.mixed_precision,
                 "max_grad_norm": a.max_grad_norm, "forward": a.forward, "batch_rounding": a.batch_rounding,
-                "param_groups": rule_of(self.family), "layer_decay": a.layer_decay}
+                "param_groups": rule_of(self.family), "layer_decay": a.layer_decay,
+                **({"streaming": {"shuffle_buffer": a.shuffle_buffer}} if a.streaming else {})}
 
     def recipe(self) -> dict:
         """What the run trains with beyond its options (resolved lr, parameter groups, per-subset batch,
@@ -226,7 +238,11 @@ class SEPTrainer:
 
     def batches(self, start_step: int):
         """Micro-batches from optimizer step ``start_step`` on, for this process."""
-        a, config = self.args, self.unwrapped.config
+        a, config, acc = self.args, self.unwrapped.config, self.accelerator
+        if a.streaming:
+            streams = open_streams(self.train_sets, a.seed, a.shuffle_buffer, acc.process_index, acc.num_processes)
+            dataset = StreamingSEPDataset(a.crop_size, config.image_mean, config.image_std, seed=a.seed)
+            return streaming_loader(streams, self.sizes, dataset, a, acc, collate, start_step)
         dataset = SEPTrainDataset([self.train_sets[s] for s in self.subsets], a.crop_size, config.image_mean,
                                   config.image_std, seed=a.seed)
         return proportional_loader(dataset, self.lengths, self.micro_batch, a, self.accelerator, collate,
