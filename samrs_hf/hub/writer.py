@@ -96,8 +96,7 @@ class ShardedWriter:
         path = self.out_dir / f"{split}-{len(self.files.setdefault(split, [])):05d}.parquet.partial"
         self.files[split].append(path)
         # ``add`` buffers the rows and writes each group when its bytes say so.
-        writer = _parquet_writer_class()(features=self.features, path=str(path), writer_batch_size=MAX_ROWS_PER_ROW_GROUP)
-        self._open[split] = _Shard(writer, size=FOOTER_BYTES)
+        self._open[split] = _Shard(_ParquetFile(path, self.features), size=FOOTER_BYTES)
         return self._open[split]
 
     def add(self, split: str, example: dict) -> None:
@@ -137,9 +136,8 @@ class ShardedWriter:
     def _close(self, split: str) -> None:
         shard = self._open.pop(split)
         self._write_group(shard)
-        _, num_bytes = shard.writer.finalize()
         shard.writer.close()
-        self.num_bytes[split] += num_bytes
+        self.num_bytes[split] += shard.writer.num_bytes
 
     def close(self) -> dict[str, list[Path]]:
         """Finish all shards; rename to ``<split>-XXXXX-of-YYYYY.parquet``."""
@@ -161,33 +159,34 @@ class ShardedWriter:
         self._open.clear()
 
 
-def _parquet_writer_class():
-    """``datasets``' ParquetWriter (features metadata, content-defined chunks, per-column options)
-    without min/max statistics on the embedded image bytes: they cost ~4 ms per 800x800 image
-    and no reader uses them."""
-    import json
+class _ParquetFile:
+    """One shard file, written with pyarrow as ``datasets``' ParquetWriter writes it (the features in the
+    schema's metadata, its per-column options, content-defined chunks, a page index) but without min/max
+    statistics on the embedded image bytes: they cost ~4 ms per 800x800 image and no reader uses them.
+    Rows arrive as Arrow tables already in the features' schema."""
 
-    import pyarrow.parquet as pq
-    from datasets import config
-    from datasets.arrow_writer import ParquetWriter, get_parquet_column_options
+    def __init__(self, path: Path, features):
+        import pyarrow.parquet as pq
+        from datasets import config
+        from datasets.arrow_writer import get_parquet_column_options
 
-    class StatlessImageParquetWriter(ParquetWriter):
-        def _build_writer(self, inferred_schema):
-            self._schema, self._features = self._build_schema(inferred_schema)
-            options = get_parquet_column_options(self._features, self._schema)
-            self.pa_writer = pq.ParquetWriter(
-                self.stream, self._schema,
-                use_content_defined_chunking=self.use_content_defined_chunking,
-                write_page_index=self.write_page_index,
-                write_statistics=list(options["use_dictionary"]),  # the non-embedded leaves
-                **options,
-            )
-            if self.use_content_defined_chunking is not False:
-                self.pa_writer.add_key_value_metadata(
-                    {"content_defined_chunking": json.dumps(self.use_content_defined_chunking or config.DEFAULT_CDC_OPTIONS)}
-                )
+        schema = features.arrow_schema
+        options = get_parquet_column_options(features, schema)
+        self.num_bytes = 0
+        self.writer = pq.ParquetWriter(
+            str(path), schema, use_content_defined_chunking=config.DEFAULT_CDC_OPTIONS, write_page_index=True,
+            write_statistics=list(options["use_dictionary"]),  # the non-embedded leaves
+            **options,
+        )
+        self.writer.add_key_value_metadata({"content_defined_chunking": json.dumps(config.DEFAULT_CDC_OPTIONS)})
 
-    return StatlessImageParquetWriter
+    def write_table(self, table, row_group_size: int) -> None:
+        table = table.combine_chunks()
+        self.num_bytes += table.nbytes
+        self.writer.write_table(table, row_group_size)
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 ROW_OVERHEAD, OBJECT_OVERHEAD = 1024, 160
