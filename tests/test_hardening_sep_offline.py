@@ -12,8 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from samrs_hf.sep.synthetic import write_synthetic_subset
 from samrs_hf.sep.pretrain import SEPTrainer, TrainArgs
+import support_sep
+from support_sep import sep_subsets
 
 REPO = Path(__file__).resolve().parents[1]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -23,17 +24,11 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sep-data")
-    return {s: str(write_synthetic_subset(root / s, s, num_train=n, num_val=4, seed=i))
-            for i, (s, n) in enumerate({"sota": 12, "sior": 16}.items())}
+    return sep_subsets(tmp_path_factory.mktemp("sep-data"))
 
 
 def small_args(data, out, **kw) -> TrainArgs:
-    base = dict(datasets=dict(data), output_dir=str(out), backbone="tiny-resnet", max_steps=4, batch_size=4,
-                crop_size=32, hidden_size=8, lr=3e-3, num_workers=0, checkpoint_every=2, eval_crop_size=32,
-                eval_max_samples=2, log_every=1)
-    base.update(kw)
-    return TrainArgs(**base)
+    return support_sep.small_args(data, out, **{"lr": 3e-3, "checkpoint_every": 2, **kw})
 
 
 def builder(name):

@@ -17,8 +17,8 @@ from samrs_hf.sep.data import proportional_sizes
 from samrs_hf.sep.options import parse_eval_schedule
 from samrs_hf.sep.param_groups import layer_id, param_groups
 from samrs_hf.sep.pretrain import SEPTrainer, TrainArgs
-from samrs_hf.sep.synthetic import write_synthetic_subset
 from samrs_hf.sep.training import build_optimizer, optimizer_step
+from support_sep import sep_subsets, small_args
 
 OFFICIAL = {"sota": 17480, "sior": 11725, "fast": 64147}  # training images of the authors' run
 
@@ -27,17 +27,9 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sep-recipe")
-    return {s: str(write_synthetic_subset(root / s, s, num_train=n, num_val=4, seed=i))
-            for i, (s, n) in enumerate({"sota": 12, "sior": 16}.items())}
+    return sep_subsets(tmp_path_factory.mktemp("sep-recipe"))
 
 
-def small_args(data, out, **kw) -> TrainArgs:
-    base = dict(datasets=dict(data), output_dir=str(out), backbone="tiny-resnet", max_steps=4, batch_size=4,
-                crop_size=32, hidden_size=8, num_workers=0, checkpoint_every=0, eval_crop_size=32,
-                eval_max_samples=2, log_every=1)
-    base.update(kw)
-    return TrainArgs(**base)
 
 
 # -- 1. gradient clipping -----------------------------------------------------------------------------
