@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..common import hub_ids
 from ..common.options import option
-from ..sam.tiny_random import TINY_RANDOM
+from ..sam.tiny_random import tiny_random_spec_family
 from ..sam.options import ATTN_IMPLEMENTATIONS, DTYPES
 from ..sam.prompts import canonical_prompt_name
 from ..sources.tiling import TILING_PRESETS, TilingConfig, tiling_config
@@ -149,7 +149,7 @@ def model_weights_id(spec: str) -> str | None:
     of its config and weight files. A Hub id: the commit it resolves to now (offline: the cached one).
     None where nothing can be said before loading (tiny-random is seeded; a missing path fails to load).
     """
-    if spec == TINY_RANDOM:
+    if tiny_random_spec_family(spec) is not None:  # tiny-random, tiny-random-<family>: seeded
         return None
     path = Path(spec).expanduser()
     try:
