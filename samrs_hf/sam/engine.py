@@ -197,8 +197,10 @@ class SamLabeler:
                                  f"square=labeler.square_input))")
         return points, labels, boxes, masks
 
-    def _decode_chunk(self, emb: torch.Tensor, feats, points, labels, boxes, masks, orig, inp):
-        """Low-res logits -> masks at the original size; returns (bool masks on device, scores)."""
+    def _decode_chunk(self, emb, points, labels, boxes, masks, orig, inp):
+        """Low-res logits -> masks at the original size; returns (bool masks on device, scores).
+        ``emb``: the image's embedding, or (embedding, the family's extra features)."""
+        emb, feats = emb if isinstance(emb, tuple) else (emb, ())
         n = next(t.shape[0] for t in (points, boxes, masks) if t is not None)
         sparse, dense = self.model.prompt_encoder(
             input_points=points, input_labels=labels, input_boxes=boxes, input_masks=masks
@@ -244,7 +246,7 @@ class SamLabeler:
             stop = min(n, start + chunk)
             part = [None if t is None else t[start:stop] for t in tensors]
             try:
-                m, s = self._decode_chunk(emb, feats, *part, orig, inp)
+                m, s = self._decode_chunk((emb, feats) if feats else emb, *part, orig, inp)
                 chunk_runs = rle.mask_runs(m) if output == "rle" else None
             except (OutOfMemoryError, RuntimeError) as exc:
                 if not is_oom(exc) or chunk == 1:

@@ -8,7 +8,7 @@ Each mirrors its family's reference predictor with ``multimask_output=False``:
   cropped, resized to the image.
 * **HQ-SAM** (segment-anything-hq ``SamPredictor``, ``hq_token_only=False``): as SAM; the decoder also
   reads the first global ViT block's features and returns SAM's single mask logits plus the HQ
-  token's.
+  token's (:mod:`.hq_decoder`: transformers' own forward departs from the reference).
 * **SAM 2.1 / SAM 3 tracker / EdgeTAM** (``SAM2ImagePredictor`` / ``SAM3InteractiveImagePredictor``):
   image stretched to the square input (bilinear, antialiased, on 0..1 pixels), the encoder's two
   high-resolution levels feed the decoder, the single mask falls back to the best of the three
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .families import Family, family_of
+from .hq_decoder import hq_decode
 from .resize import ResizeLongestSide
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)  # segment-anything's constants (ImageNet's, on 0..255 pixels)
@@ -60,16 +61,15 @@ class SamOps:
 
     def decode(self, emb, features, sparse, dense):
         """(N, 1, 256, 256) low-res logits and (N,) predicted IoU, one mask per prompt."""
-        n = dense.shape[0]
-        kwargs = {}
         if self.hq:
-            kwargs = dict(hq_token_only=False, intermediate_embeddings=[features[0]])
-        out = self.model.mask_decoder(
+            return hq_decode(self.model.mask_decoder, emb, self.image_pe, sparse, dense, features[0])
+        n = dense.shape[0]
+        low_res, iou = self.model.mask_decoder(
             image_embeddings=emb.expand(n, -1, -1, -1),
             image_positional_embeddings=self.image_pe.expand(n, -1, -1, -1),
-            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False, **kwargs,
+            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False,
         )
-        return out[0][:, 0], out[1][:, 0, 0]
+        return low_res[:, 0], iou[:, 0, 0]
 
     def postprocess(self, low_res: torch.Tensor, orig, inp) -> torch.Tensor:
         """sam.postprocess_masks: (N,1,256,256) logits -> (N,1,H,W) logits."""
