@@ -125,6 +125,30 @@ def _randomize(model, seed: int) -> None:
                 p.add_(torch.randn(p.shape, generator=gen) * 0.1)
 
 
+SAM2_TINY = [  # sam2.1_hiera_t's stages, heads, windows and global blocks at a few channels
+    "++model.image_encoder.trunk.embed_dim=8", "++model.image_encoder.neck.d_model=32",
+    "++model.image_encoder.neck.backbone_channel_list=[64,32,16,8]",
+    "++model.image_encoder.neck.position_encoding.num_pos_feats=32",
+]
+
+
+def build_reference_sam2(seed: int = 0):
+    """SAM 2.1 by sam2's own ``build_sam2`` from its sam2.1_hiera_t config (widths overridden),
+    random init, no checkpoint."""
+    import torch
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    _, build = import_reference("sam2", "build_sam")
+    if not GlobalHydra.instance().is_initialized():
+        initialize_config_module("sam2", version_base="1.2")
+    torch.manual_seed(seed)
+    model = build.build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu",
+                             hydra_overrides_extra=SAM2_TINY)
+    _randomize(model, seed)
+    return model.eval()
+
+
 def reference_predictor(family: str, model):
     if family == "sam_hq":
         _, pred = import_reference("sam_hq", "predictor")

@@ -37,6 +37,15 @@ def test_tiny_random_specs_load_their_family_flagged_random(tiny):
     assert info.to_dict()["family"] == family and info.config["parameters"] > 0
 
 
+@pytest.mark.parametrize("family", sorted(TINY))
+def test_tiny_random_weights_do_not_depend_on_the_global_generator(family):
+    torch.manual_seed(1)
+    a = load_sam(TINY[family])[0].state_dict()
+    torch.manual_seed(2)
+    b = load_sam(TINY[family])[0].state_dict()
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+
+
 def test_plain_tiny_random_stays_sam():
     _, info = load_sam("tiny-random")
     assert info.family == "sam" and info.to_dict()["family"] == "sam"
@@ -145,3 +154,33 @@ def test_build_with_a_tiny_sam2_records_the_family(tmp_path):
     assert report["model"]["family"] == "sam2" and report["model"]["config"]["model_type"] == "sam2"
     assert report["model"]["config"]["backbone"]["model_type"] == "sam2_hiera_det_model"
     assert report["model"]["weights"] is None  # seeded: nothing to hash, no Hub request
+
+
+def test_ablate_models_compares_generations_in_one_table(tmp_path, capsys):
+    from samrs_hf.analysis.ablation_models import parse_models
+
+    root = write_hrsc2016_sample(tmp_path / "hrsc")
+    out = tmp_path / "abl"
+    models = "tiny-random,tiny-random-sam2"
+    assert cli.main(["ablate", "--source", str(root), "--split", "test", "--models", models, "--out", str(out),
+                     "--prompts", "H-Box,CP,RH-Box+RH-Box-M"]) == 0
+    data = json.loads((out / "models.json").read_text())
+    assert [m["model"] for m in data["models"]] == models.split(",")
+    assert [m["family"] for m in data["models"]] == ["sam", "sam2"]
+    for m in data["models"]:
+        assert m["images"] == 1 and m["instances"] == 2 and m["images_per_s"] > 0
+        assert set(m["scores"]) == {"H-Box", "CP", "RH-Box+RH-Box-M"}
+        best = max(m["scores"].items(), key=lambda kv: (kv[1][0], kv[1][1]))
+        assert m["best"]["prompt"] == best[0] and m["best"]["mIoU_I"] == best[1][0]
+    # each model's own Table 1 beside the comparison, equal to a single-model run
+    single = tmp_path / "single"
+    assert cli.main(["ablate", "--source", str(root), "--split", "test", "--model", "tiny-random-sam2",
+                     "--out", str(single), "--prompts", "H-Box,CP,RH-Box+RH-Box-M"]) == 0
+    assert (out / "02-tiny-random-sam2" / "table1.csv").read_text() == (single / "table1.csv").read_text()
+    md = (out / "models.md").read_text()
+    assert "| Prompt | tiny-random mIoU_I | tiny-random mIoU_P | tiny-random-sam2 mIoU_I |" in md
+    assert "random weights" in md and "images/s" in md
+    header = (out / "models.csv").read_text().splitlines()[0]
+    assert header == "prompt,tiny-random:mIoU_I,tiny-random:mIoU_P,tiny-random-sam2:mIoU_I,tiny-random-sam2:mIoU_P"
+    with pytest.raises(ValueError, match="names tiny-random twice"):
+        parse_models("tiny-random, tiny-random")

@@ -45,6 +45,7 @@ def pair(request, tmp_path_factory):
     return family, reference_predictor(family, reference), SamLabeler(ours, dtype=torch.float32)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("hw", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_engine_matches_the_reference_predictor(pair, hw):
     family, predictor, labeler = pair

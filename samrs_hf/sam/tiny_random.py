@@ -82,6 +82,13 @@ def _seeded_init(model, seed: int) -> None:
                 fan_in = max(1, param[0].numel()) if param.dim() > 1 else 1
                 value = torch.randn(param.shape, generator=gen) / fan_in**0.5
             param.copy_(value)
+        # SAM 2's random-Fourier tables are buffers drawn from the global generator at construction:
+        # seed them too, one table for the image and the prompts, as a converted checkpoint has.
+        tables = [b for n, b in sorted(model.named_buffers()) if n.endswith("positional_embedding")]
+        if tables:
+            table = torch.randn(tables[0].shape, generator=gen)
+            for buf in tables:
+                buf.copy_(table)
 
 
 def tiny_random_model(seed: int = 0, family: str = "sam"):
