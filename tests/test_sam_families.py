@@ -184,3 +184,23 @@ def test_ablate_models_compares_generations_in_one_table(tmp_path, capsys):
     assert header == "prompt,tiny-random:mIoU_I,tiny-random:mIoU_P,tiny-random-sam2:mIoU_I,tiny-random-sam2:mIoU_P"
     with pytest.raises(ValueError, match="names tiny-random twice"):
         parse_models("tiny-random, tiny-random")
+
+
+def test_bfloat16_runs_every_family_close_to_float32(tiny):
+    family, _, _ = tiny
+    model, info = load_sam(TINY[family], dtype="bfloat16")
+    assert info.config["dtype"] == "bfloat16"
+    image = _image(180, 240, 4)
+    labeler = SamLabeler(model, dtype=torch.bfloat16)
+    prompts = make_prompts("H-Box+H-Box-M", OBJECTS, image.shape[:2], **labeler.prompt_frame())
+    got = labeler.label([image], [prompts])[0]
+    ref = SamLabeler(load_sam(TINY[family])[0]).label([image], [prompts])[0]
+    assert got.masks.shape == ref.masks.shape and (got.masks == ref.masks).mean() > 0.9
+    np.testing.assert_allclose(got.scores, ref.scores, atol=0.05)
+
+
+def test_reference_checkpoint_without_a_converter_names_the_file(tmp_path):
+    path = tmp_path / "sam3.pt"
+    torch.save({"model": {"detector.backbone.x": torch.zeros(1), "tracker.sam_mask_decoder.y": torch.zeros(1)}}, path)
+    with pytest.raises(ModelLoadError, match=r"sam3.pt: SAM 3 \(tracker\) reference checkpoints are not converted"):
+        load_sam(str(path))

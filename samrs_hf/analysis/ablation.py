@@ -63,13 +63,19 @@ def parse_settings(spec: str | None) -> tuple[str, ...]:
     """``"all"``/None -> the 15 Table 1 rows; else comma-separated names in canonical spelling."""
     if spec is None or spec.strip().lower() == "all":
         return TABLE1_PROMPTS
-    names = tuple(canonical_prompt_name(s) for s in spec.split(",") if s.strip())
-    if not names:
-        raise ValueError("--prompts lists no prompt setting")
-    dup = [n for n, c in Counter(names).items() if c > 1]
+    return comma_list(spec, "--prompts", "prompt setting", canonical_prompt_name)
+
+
+def comma_list(spec: str, option: str, what: str, convert=str) -> tuple[str, ...]:
+    """An option's comma-separated values, in order, each through ``convert``; an empty list or a
+    value given twice is a ValueError naming the option."""
+    values = tuple(convert(s.strip()) for s in str(spec).split(",") if s.strip())
+    if not values:
+        raise ValueError(f"{option} lists no {what}")
+    dup = [v for v, c in Counter(values).items() if c > 1]
     if dup:
-        raise ValueError(f"--prompts names {dup[0]} twice")
-    return names
+        raise ValueError(f"{option} names {dup[0]} twice")
+    return values
 
 
 def group_of(name: str) -> str:

@@ -20,18 +20,12 @@ from collections import Counter
 from pathlib import Path
 
 from ..common.files import atomic_write
-from .ablation import AblationResult, aggregate, parse_settings, run_ablation, table_markdown, write_outputs
+from .ablation import AblationResult, aggregate, comma_list, parse_settings, run_ablation, table_markdown, write_outputs
 
 
 def parse_models(spec: str) -> list[str]:
     """``"M1,M2"`` -> the --model values, in order (duplicates and empty lists refused)."""
-    models = [m.strip() for m in str(spec).split(",") if m.strip()]
-    if not models:
-        raise ValueError("--models lists no model")
-    dup = [m for m, c in Counter(models).items() if c > 1]
-    if dup:
-        raise ValueError(f"--models names {dup[0]} twice")
-    return models
+    return list(comma_list(spec, "--models", "model"))
 
 
 def model_folder(index: int, spec: str) -> str:
@@ -40,7 +34,7 @@ def model_folder(index: int, spec: str) -> str:
 
 
 def _one_model(args, spec: str, accelerator, source, settings, split):
-    """The study for one model: (result on the main process else None, seconds, images)."""
+    """The study for one model: (result on the main process else None, seconds)."""
     import torch
     from accelerate.utils import gather_object
 
@@ -64,12 +58,12 @@ def _one_model(args, spec: str, accelerator, source, settings, split):
         seconds = max(gather_object([seconds]))
     del model, labeler
     if not accelerator.is_main_process:
-        return None, seconds, images
+        return None, seconds
     result = aggregate(records, settings, images, exclusions)
     result.source, result.fmt, result.split = str(args.source), args.format, split
     result.model = info.to_dict()
     result.source_problems = dict(sorted(problems.items()))
-    return result, seconds, images
+    return result, seconds
 
 
 def main(args) -> AblationResult | dict | None:
@@ -89,7 +83,7 @@ def main(args) -> AblationResult | dict | None:
                          images_dir=args.images_dir)
     len(source)  # lists the source now: a wrong layout or split fails before SAM loads
     if specs is None:
-        result, _, _ = _one_model(args, args.model, accelerator, source, settings, split)
+        result, _ = _one_model(args, args.model, accelerator, source, settings, split)
         if result is not None:
             files = write_outputs(result, args.out)
             print(table_markdown(result))
@@ -97,7 +91,7 @@ def main(args) -> AblationResult | dict | None:
         return result
     runs = []
     for i, spec in enumerate(specs):
-        result, seconds, images = _one_model(args, spec, accelerator, source, settings, split)
+        result, seconds = _one_model(args, spec, accelerator, source, settings, split)
         if result is not None:
             write_outputs(result, Path(args.out) / model_folder(i, spec))
             runs.append((spec, result, seconds))
@@ -160,8 +154,8 @@ def comparison_markdown(c: dict) -> str:
         lines.append(f"| `{m['model']}` | {m['family']} | {best['prompt']} | {_f(best['mIoU_I'])} | "
                      f"{_f(best['mIoU_P'])} | {m['images']} | {_f(m['images_per_s'])} |")
     machine = c["machine"]
-    lines += ["", f"images/s: the whole study per model (decode, encode once, {len(c['settings'])} settings, "
-              f"scoring) on {machine['device']} ({machine['cpu']}), {machine['processes']} process(es)."]
+    lines += ["", (f"images/s: the whole study per model (decode, encode once, {len(c['settings'])} settings, "
+                   f"scoring) on {machine['device']} ({machine['cpu']}), {machine['processes']} process(es).")]
     return "\n".join(lines) + "\n"
 
 

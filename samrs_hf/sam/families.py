@@ -102,6 +102,6 @@ def family_of_state_dict(state_dict: dict, where: str = "checkpoint") -> Family:
         if any(k.startswith("image_encoder.trunk.body.") for k in keys):
             return FAMILIES["edgetam"]
         return FAMILIES["sam2"]
-    if any(k.startswith("detector.") or k.startswith("tracker.") for k in keys):
+    if any(k.startswith(("detector.", "tracker.")) for k in keys):
         return FAMILIES["sam3"]
     return FAMILIES["sam"]  # the SAM converter names the tensor it misses if this is no SAM either
