@@ -5,6 +5,9 @@ Reference: segment-anything ``SamPredictor``, fp32, one image at a time, 20 boxe
 dtype / image batch / attention. Both get the same random-weight SAM of the chosen shape.
 
     PYTHONPATH=. python benchmarks/bench_labeling.py --model-size vit_b --images 4 --boxes 150 --dtype bfloat16
+
+``--family sam_hq|sam2|sam3|edgetam`` measures another SAM generation against its own reference
+predictor instead (:mod:`bench_families`; ``--model-size`` then names that family's sizes).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sam_reference import (  # noqa: E402
 )
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+FAMILY_SIZES = ("hiera_t", "hiera_s", "hiera_b+", "hiera_l")  # SAM 2.1's (bench_families.SAM2_SIZES)
 KNOWN_PEAKS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 TFLOP/s
 
 
@@ -276,7 +280,10 @@ def _time_encoder(args, labeler, batch, device, results: dict) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model-size", choices=sorted(SHAPES), default="vit_b")
+    p.add_argument("--family", default="sam", help="sam (default), sam_hq, sam2, sam3 or edgetam (bench_families)")
+    p.add_argument("--model-size", choices=[*sorted(SHAPES), *FAMILY_SIZES], default=None,
+                   help="SAM / HQ-SAM: tiny, vit_b (default), vit_l, vit_h; SAM 2.1: tiny, hiera_t (default), "
+                        "hiera_s, hiera_b+, hiera_l")
     p.add_argument("--images", type=int, default=4)
     p.add_argument("--boxes", type=int, default=150, help="boxes per image (150 ~ a DOTA car park tile)")
     p.add_argument("--size", type=int, default=1024, help="image side in pixels")
@@ -302,5 +309,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def main(args) -> dict:
+    """The SAM benchmark, or (``--family``) another generation's."""
+    if args.family != "sam":
+        from bench_families import run_family
+
+        return run_family(args)
+    if args.model_size is None:
+        args.model_size = "vit_b"
+    if args.model_size not in SHAPES:
+        raise SystemExit(f"--model-size {args.model_size} is not a SAM size ({', '.join(sorted(SHAPES))})")
+    return run(args)
+
+
 if __name__ == "__main__":
-    run(parser().parse_args())
+    main(parser().parse_args())

@@ -106,7 +106,7 @@ REFERENCE: dict = {}  # the reference loop's images/s, measured once, for later 
 def section_bench(argv: list[str], label: str):
     if REFERENCE and "--skip-reference" in argv:
         argv = [*argv, "--reference-images-per-s", str(REFERENCE["images_per_s"])]
-    res = bench_labeling.run(bench_labeling.parser().parse_args(argv))
+    res = bench_labeling.main(bench_labeling.parser().parse_args(argv))
     if "ref_images_per_s" in res:
         REFERENCE["images_per_s"] = res["ref_images_per_s"]
     parts = [f"{label}: ours {res['images_per_s']:.2f} images/s, peak {res['peak_mb']:.0f} MiB"]

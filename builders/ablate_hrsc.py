@@ -11,7 +11,7 @@ intersections/unions and writes table1.{md,csv,json} and instances.csv (see samr
 import argparse
 import sys
 
-from samrs_hf.analysis.ablation import main
+from samrs_hf.analysis.ablation_models import main
 from samrs_hf.cli.cmd_ablate import AblationArgs
 from samrs_hf.common.errors import run_command
 from samrs_hf.common.options import add_options, from_args

@@ -2,7 +2,8 @@
 
 Every image is encoded ONCE and its embedding decoded with all requested settings, so 15 settings
 cost one encoder pass plus 15 cheap decoder passes per image. Scores follow Eq. 1 through
-:class:`metrics.InstanceIoU`.
+:class:`metrics.InstanceIoU`. The command (one model, or several compared) is
+:func:`samrs_hf.analysis.ablation_models.main`.
 
 Ground truth: HRSC2016 ships whose ``seg_color`` marks pixels of the segmentation image (the
 paper's 124 test images), or COCO annotations with polygon/RLE ``segmentation`` (mask quality of
@@ -62,13 +63,19 @@ def parse_settings(spec: str | None) -> tuple[str, ...]:
     """``"all"``/None -> the 15 Table 1 rows; else comma-separated names in canonical spelling."""
     if spec is None or spec.strip().lower() == "all":
         return TABLE1_PROMPTS
-    names = tuple(canonical_prompt_name(s) for s in spec.split(",") if s.strip())
-    if not names:
-        raise ValueError("--prompts lists no prompt setting")
-    dup = [n for n, c in Counter(names).items() if c > 1]
+    return comma_list(spec, "--prompts", "prompt setting", canonical_prompt_name)
+
+
+def comma_list(spec: str, option: str, what: str, convert=str) -> tuple[str, ...]:
+    """An option's comma-separated values, in order, each through ``convert``; an empty list or a
+    value given twice is a ValueError naming the option."""
+    values = tuple(convert(s.strip()) for s in str(spec).split(",") if s.strip())
+    if not values:
+        raise ValueError(f"{option} lists no {what}")
+    dup = [v for v, c in Counter(values).items() if c > 1]
     if dup:
-        raise ValueError(f"--prompts names {dup[0]} twice")
-    return names
+        raise ValueError(f"{option} names {dup[0]} twice")
+    return values
 
 
 def group_of(name: str) -> str:
@@ -181,10 +188,11 @@ def ground_truth_images(source, fmt: str, exclusions: Exclusions, *, process_ind
 def evaluate_image(labeler, image: np.ndarray, objects, gt_masks, settings) -> dict[str, list[tuple[int, int]]]:
     """(intersection, union) per object for each setting; the image is encoded once."""
     h, w = image.shape[:2]
+    frame = labeler.prompt_frame() if hasattr(labeler, "prompt_frame") else {}  # mask prompts: the model's frame
     embeddings = labeler.embed([image])
     out = {}
     for name in settings:
-        result = labeler.decode(embeddings, 0, make_prompts(name, objects, (h, w)))
+        result = labeler.decode(embeddings, 0, make_prompts(name, objects, (h, w), **frame))
         if len(result.masks) != len(objects):
             raise RuntimeError(f"{name}: the model returned {len(result.masks)} masks for {len(objects)} prompts")
         pairs = []
@@ -351,46 +359,3 @@ def write_outputs(result: AblationResult, out_dir) -> dict[str, Path]:
                          "" if r["iou"] is None else f"{r['iou']:.6f}"])
     atomic_write(files["instances"], buf.getvalue().encode())
     return files
-
-
-# --------------------------------------------------------------------------- the command
-
-
-def main(args) -> AblationResult | None:
-    """Run the study with Accelerate (one or many processes); the main process writes the table."""
-    import torch
-    from accelerate import Accelerator
-    from accelerate.utils import gather_object
-
-    from ..sam.engine import SamLabeler
-    from ..sources.readers import open_source
-    from ..sam.loading import load_sam
-
-    settings = parse_settings(args.prompts)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    split = None if args.split in (None, "", "all") else args.split
-    source = open_source(args.format, args.source, strict=args.strict, splits=[split] if split else None,
-                         images_dir=args.images_dir)
-    len(source)  # lists the source now: a wrong layout or split fails before SAM loads
-    dtype = getattr(torch, args.dtype)
-    model, info = load_sam(args.model, device=accelerator.device, dtype=dtype)
-    labeler = SamLabeler(model, device=accelerator.device, dtype=dtype)
-    records, images, exclusions = run_ablation(
-        source, args.format, labeler, settings, process_index=accelerator.process_index,
-        num_processes=accelerator.num_processes, progress=accelerator.is_main_process)
-    problems = source.report.counts()
-    if accelerator.num_processes > 1:
-        records = gather_object(records)
-        images = sum(gather_object([images]))
-        exclusions = sum((Counter(c) for c in gather_object([exclusions])), Counter())
-        problems = sum((Counter(c) for c in gather_object([problems])), Counter())
-    if not accelerator.is_main_process:
-        return None
-    result = aggregate(records, settings, images, exclusions)
-    result.source, result.fmt, result.split = str(args.source), args.format, split
-    result.model = info.to_dict()
-    result.source_problems = dict(sorted(problems.items()))
-    files = write_outputs(result, args.out)
-    print(table_markdown(result))
-    print("wrote " + ", ".join(str(p) for p in files.values()))
-    return result

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..common import hub_ids
 from ..common.options import option
-from ..sam.tiny_random import TINY_RANDOM
+from ..sam.tiny_random import tiny_random_spec_family
 from ..sam.options import ATTN_IMPLEMENTATIONS, AUTO_DTYPE, DTYPE_CHOICES, resolve_dtype
 from ..sam.prompts import canonical_prompt_name
 from ..sources.tiling import TILING_PRESETS, TilingConfig, tiling_config
@@ -43,7 +43,8 @@ class BuildConfig:
     gap: int | None = option(None, metavar="PX", help="overlap between windows")
     iof_thr: float | None = option(None, metavar="F", help="share of an object a window must hold to keep it")
     model: str = option("facebook/sam-vit-huge", help=(
-        "Hub id, save_pretrained folder, segment-anything .pth, or tiny-random (default: %(default)s)"))
+        "any SAM generation (SAM, HQ-SAM, SAM 2.1, SAM 3 tracker, EdgeTAM): Hub id, save_pretrained folder, "
+        "segment-anything / HQ-SAM .pth, SAM 2.1 .pt, or tiny-random[-sam-hq|-sam2|-sam3] (default: %(default)s)"))
     dtype: str = option(AUTO_DTYPE, choices=DTYPE_CHOICES, help=(
         "SAM compute dtype (default: auto = bfloat16 on a CPU with native bf16, i.e. avx512_bf16 or amx_bf16, "
         "float32 elsewhere; recorded in build.json)"))
@@ -151,7 +152,7 @@ def model_weights_id(spec: str) -> str | None:
     of its config and weight files. A Hub id: the commit it resolves to now (offline: the cached one).
     None where nothing can be said before loading (tiny-random is seeded; a missing path fails to load).
     """
-    if spec == TINY_RANDOM:
+    if tiny_random_spec_family(spec) is not None:  # tiny-random, tiny-random-<family>: seeded
         return None
     path = Path(spec).expanduser()
     try:

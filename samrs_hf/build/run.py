@@ -120,6 +120,7 @@ class _BuildRun:
         """The report on the main process, else ``{}``."""
         t = time.perf_counter()
         labeler, info, device = self._load_model()
+        self.prompt_frame = labeler.prompt_frame()  # mask prompts in the model family's input frame
         model_load_s = time.perf_counter() - t
         self.state.wait_for_everyone()
         if self.state.is_main_process:
@@ -179,7 +180,7 @@ class _BuildRun:
                 local.skip(kind, self.source.rel(image.image_path), str(exc).split(": ", 1)[-1])
                 prep.failed = True
                 return prep
-            prep.items = _items(index, first, stream, self.plan.prompt)
+            prep.items = _items(index, first, stream, self.plan.prompt, self.prompt_frame)
         return prep
 
     def _count(self, prep: PreparedImage) -> None:
@@ -250,8 +251,8 @@ class _BuildRun:
         return report
 
 
-def _items(index: int, first, stream, prompt: str) -> Iterator[PatchItem]:
+def _items(index: int, first, stream, prompt: str, frame: dict) -> Iterator[PatchItem]:
     from ..sam.prompts import make_prompts
 
     for patch, pixels in itertools.chain([first], stream):
-        yield PatchItem(index, patch, pixels, make_prompts(prompt, patch.objects, pixels.shape[:2]))
+        yield PatchItem(index, patch, pixels, make_prompts(prompt, patch.objects, pixels.shape[:2], **frame))

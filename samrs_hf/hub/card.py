@@ -140,7 +140,7 @@ def body(result, features) -> str:
         model = b.get("model") or {}
         lines.append(
             f"| `{Path(b.get('path', '?')).name}` | {b.get('format', '?')} | {b.get('prompt', '?')} | "
-            f"`{model.get('spec', '?')}` | {'**YES**' if model.get('random') else 'no'} |"
+            f"`{model.get('spec', '?')}` ({model.get('family', 'sam')}) | {'**YES**' if model.get('random') else 'no'} |"
         )
     lines += ["", split_sentence(result), ""]
     lines += [

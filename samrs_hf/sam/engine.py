@@ -1,6 +1,7 @@
 """SAM labelling engine: images + prompts in, boolean masks and SAM's predicted IoU out.
 
-Reproduces ``segment_anything.SamPredictor`` (``multimask_output=False``) step by step, but
+Reproduces ``segment_anything.SamPredictor`` (``multimask_output=False``) step by step, and each
+other generation's reference predictor through its :mod:`.family_ops` steps, but
 encodes images in batches, decodes all prompts of an image in memory-sized chunks instead of 20 at a
 time, and upsamples/thresholds on the device. ``output="masks"`` brings boolean masks back to the
 CPU; ``output="rle"`` brings back only COCO RLE run boundaries (and, given the labels, the painted
@@ -16,17 +17,15 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import rle
 from ..sources.classes import IGNORE_INDEX
+from .family_ops import PIXEL_MEAN, PIXEL_STD, ops_for  # noqa: F401 (PIXEL_*: re-export)
 from .loading import prepare_model
 from .resize import ResizeLongestSide, preprocess_shape  # noqa: F401 (preprocess_shape: re-export)
 
 log = logging.getLogger(__name__)
 
-PIXEL_MEAN = (123.675, 116.28, 103.53)
-PIXEL_STD = (58.395, 57.12, 57.375)
 MASK_THRESHOLD = 0.0
 OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch < 2.5
 OUTPUTS = ("masks", "rle")
@@ -48,6 +47,7 @@ class ImageEmbeddings:
     embeddings: torch.Tensor  # (B, C, h, w)
     original_sizes: list[tuple[int, int]]
     input_sizes: list[tuple[int, int]]
+    features: tuple[torch.Tensor, ...] = ()  # (B, ...) each: HQ-SAM's ViT tokens, SAM 2's high-res levels
 
     def __len__(self) -> int:
         return len(self.original_sizes)
@@ -85,14 +85,15 @@ class SamLabeler:
         self.max_masks_per_chunk = max_masks_per_chunk
         prepare_model(model, self.device, dtype)
         self.model = model
-        cfg = model.config
-        self.image_size = int(cfg.vision_config.image_size)
-        self.transform = ResizeLongestSide(self.image_size)
-        self.decoder_hidden = int(cfg.mask_decoder_config.hidden_size)
-        self._mean = torch.tensor(PIXEL_MEAN, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(PIXEL_STD, device=self.device).view(1, 3, 1, 1)
-        with torch.no_grad():
-            self._image_pe = model.get_image_wide_positional_embeddings().to(dtype)
+        self.ops = ops_for(model, self.device, dtype)  # the family's image, encoder and decoder steps
+        self.family = self.ops.family.name
+        self.square_input = self.ops.square  # mask prompts: make_prompts(..., square=True)
+        self.image_size = self.ops.image_size
+        self.transform = self.ops.transform
+        self.mask_input_size = tuple(model.prompt_encoder.mask_input_size if hasattr(
+            model.prompt_encoder, "mask_input_size") else (4 * self.image_size // 16,) * 2)
+        self.decoder_hidden = int(model.config.mask_decoder_config.hidden_size)
+        self._image_pe = self.ops.image_pe
         self._chunk_cap: int | None = None  # lowered for good after an out-of-memory
         # masks mode: chunks reach the host through two reused staging buffers (pinned on CUDA), so
         # no image allocates pinned memory and a chunk's copy overlaps the next chunk's compute.
@@ -104,33 +105,35 @@ class SamLabeler:
         self._encoder = torch.compile(model.vision_encoder) if compile else model.vision_encoder
         self._masks_from_prompts = torch.compile(self._decode_masks) if compile else self._decode_masks
 
+    def prompt_frame(self) -> dict:
+        """``make_prompts`` keywords that draw mask prompts in this model's input frame."""
+        return {"target_length": self.image_size, "square": self.square_input, "mask_size": self.mask_input_size[0]}
+
     # ------------------------------------------------------------------ encoding
     def _to_input(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
-        """ResizeLongestSide + normalize + pad, like SamPredictor.set_image, on the device."""
+        """The family's resize + normalize (+ pad), like its predictor's set_image, on the device."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 image, got {image.dtype} {image.shape}")
         h, w = image.shape[:2]
-        nh, nw = self.transform.shape(h, w) if h and w else (h, w)
+        nh, nw = self.ops.input_size(h, w) if h and w else (h, w)
         if min(nh, nw) < 1:
             raise ValueError(f"a {h}x{w} image resizes to {nh}x{nw} for SAM's {self.image_size} input")
         # Decoded PIL images are read-only arrays; torch only reads them here, so no copy is needed.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
-        x = self.transform.apply_image_torch(x.permute(2, 0, 1).unsqueeze(0), (nh, nw))
-        x = (x.float() - self._mean) / self._std
-        x = F.pad(x, (0, self.image_size - nw, 0, self.image_size - nh))
+        x = self.ops.to_input(x.permute(2, 0, 1).unsqueeze(0), (nh, nw))
         return x.contiguous(), (h, w), (nh, nw)
 
     @torch.no_grad()
     def embed(self, images: list[np.ndarray]) -> ImageEmbeddings:
         """Encode images (in batches of ``image_batch_size``) once, for any number of decodes."""
         inputs = [self._to_input(im) for im in images]
-        outs, start = [], 0
+        outs, feats, start = [], [], 0
         while start < len(inputs):
             batch = torch.cat([t for t, _, _ in inputs[start : start + self.image_batch_size]])
             try:
-                outs.append(self._encoder(batch.to(self.dtype)).last_hidden_state)
+                emb, extra = self.ops.encode(self._encoder, batch.to(self.dtype))
             except (OutOfMemoryError, RuntimeError) as exc:
                 if not is_oom(exc) or self.image_batch_size == 1:
                     raise
@@ -139,11 +142,14 @@ class SamLabeler:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 continue
+            outs.append(emb)
+            feats.append(extra)
             start += len(batch)
         return ImageEmbeddings(
             embeddings=torch.cat(outs) if outs else torch.empty(0),
             original_sizes=[o for _, o, _ in inputs],
             input_sizes=[s for _, _, s in inputs],
+            features=tuple(torch.cat(level) for level in zip(*feats)),
         )
 
     # ------------------------------------------------------------------ decoding
@@ -185,10 +191,16 @@ class SamLabeler:
         masks = None
         if prompts.masks is not None:
             masks = torch.as_tensor(np.asarray(prompts.masks), dtype=torch.float32, device=self.device)
+            if tuple(masks.shape[-2:]) != self.mask_input_size:
+                raise ValueError(f"mask prompts of {tuple(masks.shape[-2:])} for a model taking "
+                                 f"{self.mask_input_size} (make_prompts(..., target_length=labeler.image_size, "
+                                 f"square=labeler.square_input))")
         return points, labels, boxes, masks
 
-    def _decode_chunk(self, emb: torch.Tensor, points, labels, boxes, masks, orig, inp):
-        """Low-res logits -> masks at the original size; returns (bool masks on device, scores)."""
+    def _decode_chunk(self, emb, points, labels, boxes, masks, orig, inp):
+        """Low-res logits -> masks at the original size; returns (bool masks on device, scores).
+        ``emb``: the image's embedding, or (embedding, the family's extra features)."""
+        emb, feats = emb if isinstance(emb, tuple) else (emb, ())
         n = next(t.shape[0] for t in (points, boxes, masks) if t is not None)
         sparse, dense = self.model.prompt_encoder(
             input_points=points, input_labels=labels, input_boxes=boxes, input_masks=masks
@@ -196,28 +208,17 @@ class SamLabeler:
         if sparse is not None:
             sparse = sparse.to(self.dtype)
         dense = dense.to(self.dtype).expand(n, -1, -1, -1)
-        return self._masks_from_prompts(emb, sparse, dense, orig, inp)
+        return self._masks_from_prompts(emb, feats, sparse, dense, orig, inp)
 
-    def _decode_masks(self, emb, sparse, dense, orig, inp):
+    def _decode_masks(self, emb, feats, sparse, dense, orig, inp):
         """Decoder + upsampling + threshold: one function so ``compile`` fuses across all three."""
-        n = dense.shape[0]
-        low_res, iou = self.model.mask_decoder(
-            image_embeddings=emb.expand(n, -1, -1, -1),
-            image_positional_embeddings=self._image_pe.expand(n, -1, -1, -1),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=False,
-        )
-        logits = self.postprocess(low_res[:, 0].float(), orig, inp)
-        return logits[:, 0] > MASK_THRESHOLD, iou[:, 0, 0].float()
+        low_res, iou = self.ops.decode(emb, feats, sparse, dense)
+        logits = self.postprocess(low_res.float(), orig, inp)
+        return logits[:, 0] > MASK_THRESHOLD, iou.float()
 
     def postprocess(self, low_res: torch.Tensor, orig, inp) -> torch.Tensor:
-        """sam.postprocess_masks: (N,1,256,256) logits -> (N,1,H,W) logits."""
-        x = F.interpolate(low_res, (self.image_size, self.image_size), mode="bilinear", align_corners=False)
-        x = x[..., : inp[0], : inp[1]]
-        if tuple(orig) == tuple(inp):  # same-size bilinear (align_corners=False) is the identity
-            return x
-        return F.interpolate(x, orig, mode="bilinear", align_corners=False)
+        """The family's (N,1,256,256) logits -> (N,1,H,W) logits (sam.postprocess_masks for SAM)."""
+        return self.ops.postprocess(low_res, orig, inp)
 
     @torch.no_grad()
     def decode(self, embeddings: ImageEmbeddings, index: int, prompts, output: str = "masks",
@@ -233,6 +234,7 @@ class SamLabeler:
         n = len(prompts)
         labels = None if labels is None else self._check_labels(labels, n)
         emb = embeddings.embeddings[index : index + 1]
+        feats = tuple(f[index : index + 1] for f in embeddings.features)
         tensors = self._prompt_tensors(prompts, orig, inp) if n else ()
         host = np.empty((n, *orig), bool) if output == "masks" else None
         sink = _HostCopy(self, host) if output == "masks" else None
@@ -244,7 +246,7 @@ class SamLabeler:
             stop = min(n, start + chunk)
             part = [None if t is None else t[start:stop] for t in tensors]
             try:
-                m, s = self._decode_chunk(emb, *part, orig, inp)
+                m, s = self._decode_chunk((emb, feats) if feats else emb, *part, orig, inp)
                 chunk_runs = rle.mask_runs(m) if output == "rle" else None
             except (OutOfMemoryError, RuntimeError) as exc:
                 if not is_oom(exc) or chunk == 1:

@@ -317,13 +317,20 @@ def _centre(obj) -> tuple[float, float]:
     return (x0 + x1) / 2.0, (y0 + y1) / 2.0
 
 
-def make_prompts(name: str, objects, image_hw: tuple[int, int], target_length: int = 1024) -> PromptBatch:
-    """Prompts of kind ``name`` for ``objects`` of an image of size ``image_hw`` = (h, w)."""
+def make_prompts(name: str, objects, image_hw: tuple[int, int], target_length: int = 1024,
+                 square: bool = False, mask_size: int | None = None) -> PromptBatch:
+    """Prompts of kind ``name`` for ``objects`` of an image of size ``image_hw`` = (h, w).
+
+    Mask prompts are drawn in the model's input frame: SAM's (longest side ``target_length``, padded)
+    or, ``square``, the SAM 2 lineage's (stretched to ``target_length`` x ``target_length``), then
+    resized to ``mask_size`` (default target_length / 4; SAM 3: 288 for its 1008 input). A labeler
+    names its own: ``target_length=labeler.image_size, square=labeler.square_input,
+    mask_size=labeler.mask_input_size[0]``."""
     parts = parse_prompt(name)
     h, w = (int(v) for v in image_hw)
     if h <= 0 or w <= 0:
         raise ValueError(f"image size must be positive, got h={h} w={w}")
-    if target_length <= 0 or target_length % 4:
+    if target_length <= 0 or (target_length % 4 and mask_size is None):
         raise ValueError(f"target_length must be a positive multiple of 4, got {target_length}")
     objects = list(objects)
     n = len(objects)
@@ -342,7 +349,7 @@ def make_prompts(name: str, objects, image_hw: tuple[int, int], target_length: i
         boxes, box_kind = rhboxes, "RH-Box"
     mask_part = next((p for p in parts if p in MASK_PROMPTS), None)
     if mask_part is not None:
-        ops = ResizeLongestSide(target_length).mask_operators(h, w)
+        ops = ResizeLongestSide(target_length).mask_operators(h, w, square, mask_size)
         if mask_part == "R-Box-M":
             masks = _polygon_masks(corners, h, w, ops)
         else:

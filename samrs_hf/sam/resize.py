@@ -42,9 +42,13 @@ def _linear_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def _low_res_operators(h: int, w: int, target_length: int) -> tuple[np.ndarray, np.ndarray]:
-    nh, nw = preprocess_shape(h, w, target_length)
-    down = _linear_resize_matrix(target_length, target_length // 4)
+def _low_res_operators(h: int, w: int, target_length: int, square: bool = False,
+                       low: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(L, h), (L, w) operators: bilinear to the model's input frame (longest side ``target_length``
+    and zero padding; or, ``square``, stretched to target_length x target_length), then bilinear down
+    to L = ``low`` (default target_length / 4)."""
+    nh, nw = (target_length, target_length) if square else preprocess_shape(h, w, target_length)
+    down = _linear_resize_matrix(target_length, low or target_length // 4)
 
     def compose(n_src: int, n_mid: int) -> np.ndarray:
         # down[:, :n_mid] @ up(n_src -> n_mid); up has two taps per row, so scatter its columns.
@@ -96,7 +100,8 @@ class ResizeLongestSide:
         out = F.interpolate(image.float(), new_size, mode="bilinear", align_corners=False, antialias=True)
         return out.round_().clamp_(0, 255)
 
-    def mask_operators(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-        """(L, h) and (L, w) matrices (L = target_length / 4) taking an h x w indicator to SAM's L x L
-        mask-prompt frame: bilinear to the resized frame, zero padding, bilinear down to L."""
-        return _low_res_operators(int(h), int(w), self.target_length)
+    def mask_operators(self, h: int, w: int, square: bool = False, low: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(L, h) and (L, w) matrices (L = ``low``, default target_length / 4) taking an h x w indicator
+        to SAM's L x L mask-prompt frame: bilinear to the resized frame, zero padding, bilinear down
+        to L. ``square``: the SAM 2 lineage's frame, the image stretched to the square input."""
+        return _low_res_operators(int(h), int(w), self.target_length, bool(square), low)

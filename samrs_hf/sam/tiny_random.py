@@ -1,9 +1,11 @@
-"""``tiny-random``: a small seeded SAM for offline demos and tests, with identical weights in every
-process and machine, flagged random so outputs say so."""
+"""``tiny-random`` (and ``tiny-random-<family>``): small seeded models of each SAM generation for
+offline demos and tests, with identical weights in every process and machine, flagged random so outputs
+say so. Each keeps its family's geometry (input size, embedding grid, low-res mask size)."""
 
 from __future__ import annotations
 
 TINY_RANDOM = "tiny-random"
+TINY_FAMILIES = ("sam", "sam_hq", "sam2", "sam3")
 RANDOM_MARK = "samrs_random_weights"  # config attribute: survives save_pretrained, so copies stay flagged
 
 def tiny_random_config():
@@ -22,6 +24,42 @@ def tiny_random_config():
     )
 
 
+def _tiny_family_config(family: str):
+    """Small configs of the other generations (EdgeTAM's RepViT trunk comes from timm: not here)."""
+    import transformers
+
+    decoder = dict(hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32)
+    if family == "sam_hq":
+        cfg = tiny_random_config().to_dict()
+        return transformers.SamHQConfig(vision_config=cfg["vision_config"],
+                                        prompt_encoder_config=cfg["prompt_encoder_config"],
+                                        mask_decoder_config={**cfg["mask_decoder_config"], "vit_dim": 32})
+    if family == "sam2":
+        hiera = dict(model_type="sam2_hiera_det_model", hidden_size=8, num_attention_heads=1,
+                     blocks_per_stage=[1, 1, 2, 1], embed_dim_per_stage=[8, 16, 32, 64],
+                     num_attention_heads_per_stage=[1, 2, 4, 8], window_size_per_stage=[8, 4, 14, 7],
+                     global_attention_blocks=[3])
+        return transformers.Sam2Config(
+            vision_config=dict(backbone_config=hiera, backbone_channel_list=[64, 32, 16, 8], fpn_hidden_size=32),
+            prompt_encoder_config=dict(hidden_size=32), mask_decoder_config=decoder)
+    if family == "sam3":
+        vit = dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                   num_attention_heads=2, window_size=24, global_attn_indexes=[1])
+        return transformers.Sam3TrackerConfig(vision_config=dict(backbone_config=vit, fpn_hidden_size=32),
+                                              prompt_encoder_config=dict(hidden_size=32), mask_decoder_config=decoder)
+    raise ValueError(f"no tiny-random config for the {family} family (tiny-random-<family>: "
+                     f"{', '.join(TINY_FAMILIES)})")
+
+
+def tiny_random_spec_family(spec: str) -> str | None:
+    """``tiny-random`` -> "sam", ``tiny-random-sam2`` -> "sam2"; None for any other spec."""
+    if spec == TINY_RANDOM:
+        return "sam"
+    if spec.startswith(TINY_RANDOM + "-"):
+        return spec[len(TINY_RANDOM) + 1:].lower().replace("-", "_")
+    return None
+
+
 def _seeded_init(model, seed: int) -> None:
     """Fill every parameter from one CPU generator in name order: identical in every process/machine.
 
@@ -34,7 +72,8 @@ def _seeded_init(model, seed: int) -> None:
     with torch.no_grad():
         for name, param in sorted(model.named_parameters(), key=lambda kv: kv[0]):
             leaf = name.rsplit(".", 1)[-1]
-            is_norm = "layer_norm" in name or "norm" in name.rsplit(".", 2)[-2]
+            owner = name.rsplit(".", 2)[-2] if name.count(".") else ""
+            is_norm = "layer_norm" in name or "norm" in owner
             if is_norm and leaf == "weight":
                 value = torch.ones(param.shape)
             elif leaf == "bias" or is_norm:
@@ -43,13 +82,26 @@ def _seeded_init(model, seed: int) -> None:
                 fan_in = max(1, param[0].numel()) if param.dim() > 1 else 1
                 value = torch.randn(param.shape, generator=gen) / fan_in**0.5
             param.copy_(value)
+        # SAM 2's random-Fourier tables are buffers drawn from the global generator at construction:
+        # seed them too, one table for the image and the prompts, as a converted checkpoint has.
+        tables = [b for n, b in sorted(model.named_buffers()) if n.endswith("positional_embedding")]
+        if tables:
+            table = torch.randn(tables[0].shape, generator=gen)
+            for buf in tables:
+                buf.copy_(table)
 
 
-def tiny_random_model(seed: int = 0):
-    """The seeded tiny SamModel, flagged random in its config."""
-    from transformers import SamModel
+def tiny_random_model(seed: int = 0, family: str = "sam"):
+    """The seeded tiny model of ``family`` (SamModel by default), flagged random in its config."""
+    import transformers
 
-    model = SamModel(tiny_random_config())
+    if family == "sam":
+        model = transformers.SamModel(tiny_random_config())
+    else:
+        from .families import get_family
+
+        fam = get_family(family)
+        model = fam.model_cls()(_tiny_family_config(fam.name))
     _seeded_init(model, seed)
     setattr(model.config, RANDOM_MARK, True)
     return model

@@ -1,0 +1,131 @@
+"""Per-generation steps of the labelling engine: image in, encoder features, prompts to low-res logits,
+logits to the image's size. :class:`~samrs_hf.sam.engine.SamLabeler` keeps one interface (prompts in,
+masks + scores + RLE/gray out, batched encode, chunked decode) and calls these for the model's family.
+
+Each mirrors its family's reference predictor with ``multimask_output=False``:
+
+* **SAM** (segment-anything ``SamPredictor``): longest side to 1024, pad; logits upsampled to 1024,
+  cropped, resized to the image.
+* **HQ-SAM** (segment-anything-hq ``SamPredictor``, ``hq_token_only=False``): as SAM; the decoder also
+  reads the first global ViT block's features and returns SAM's single mask logits plus the HQ
+  token's (:mod:`.hq_decoder`: transformers' own forward departs from the reference).
+* **SAM 2.1 / SAM 3 tracker / EdgeTAM** (``SAM2ImagePredictor`` / ``SAM3InteractiveImagePredictor``):
+  image stretched to the square input (bilinear, antialiased, on 0..1 pixels), the encoder's two
+  high-resolution levels feed the decoder, the single mask falls back to the best of the three
+  multimask outputs when unstable (the decoder's ``dynamic_multimask_via_stability``), and the
+  256x256 logits are resized straight to the image.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .families import Family, family_of
+from .hq_decoder import hq_decode
+from .resize import ResizeLongestSide
+
+PIXEL_MEAN = (123.675, 116.28, 103.53)  # segment-anything's constants (ImageNet's, on 0..255 pixels)
+PIXEL_STD = (58.395, 57.12, 57.375)
+
+
+class SamOps:
+    """SAM and HQ-SAM: ResizeLongestSide + zero padding, ViT features."""
+
+    square = False
+
+    def __init__(self, model, family: Family, device, dtype):
+        self.model, self.family, self.dtype = model, family, dtype
+        self.image_size = int(model.config.prompt_encoder_config.image_size)
+        self.transform = ResizeLongestSide(self.image_size)
+        self.hq = family.name == "sam_hq"
+        self.mean = torch.tensor(PIXEL_MEAN, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(PIXEL_STD, device=device).view(1, 3, 1, 1)
+        with torch.no_grad():
+            self.image_pe = model.get_image_wide_positional_embeddings().to(dtype)
+
+    def input_size(self, h: int, w: int) -> tuple[int, int]:
+        return self.transform.shape(h, w)
+
+    def to_input(self, x: torch.Tensor, new_size: tuple[int, int]) -> torch.Tensor:
+        """(1, 3, h, w) uint8 -> normalised, padded (1, 3, S, S) float32."""
+        x = self.transform.apply_image_torch(x, new_size)
+        x = (x.float() - self.mean) / self.std
+        return F.pad(x, (0, self.image_size - new_size[1], 0, self.image_size - new_size[0]))
+
+    def encode(self, encoder, batch: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        out = encoder(batch)
+        if self.hq:  # HQ-SAM's decoder reads the first global block's tokens
+            return out.last_hidden_state, (out.intermediate_embeddings[0],)
+        return out.last_hidden_state, ()
+
+    def decode(self, emb, features, sparse, dense):
+        """(N, 1, 256, 256) low-res logits and (N,) predicted IoU, one mask per prompt."""
+        if self.hq:
+            return hq_decode(self.model.mask_decoder, emb, self.image_pe, sparse, dense, features[0])
+        n = dense.shape[0]
+        low_res, iou = self.model.mask_decoder(
+            image_embeddings=emb.expand(n, -1, -1, -1),
+            image_positional_embeddings=self.image_pe.expand(n, -1, -1, -1),
+            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False,
+        )
+        return low_res[:, 0], iou[:, 0, 0]
+
+    def postprocess(self, low_res: torch.Tensor, orig, inp) -> torch.Tensor:
+        """sam.postprocess_masks: (N,1,256,256) logits -> (N,1,H,W) logits."""
+        x = F.interpolate(low_res, (self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        x = x[..., : inp[0], : inp[1]]
+        if tuple(orig) == tuple(inp):  # same-size bilinear (align_corners=False) is the identity
+            return x
+        return F.interpolate(x, orig, mode="bilinear", align_corners=False)
+
+
+class Sam2Ops(SamOps):
+    """The SAM 2 lineage (SAM 2.1, SAM 3's tracker, EdgeTAM): square input, multi-level features."""
+
+    square = True
+
+    def __init__(self, model, family: Family, device, dtype):
+        super().__init__(model, family, device, dtype)
+        # SAM2Transforms: ToTensor (0..1), Resize, Normalize with the family's statistics
+        self.mean = torch.tensor(family.pixel_mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(family.pixel_std, device=device).view(1, 3, 1, 1)
+        self.sizes = [tuple(s) for s in model.config.vision_config.backbone_feature_sizes]
+
+    def input_size(self, h: int, w: int) -> tuple[int, int]:
+        return self.image_size, self.image_size
+
+    def to_input(self, x: torch.Tensor, new_size: tuple[int, int]) -> torch.Tensor:
+        x = x.float() / 255.0
+        x = F.interpolate(x, new_size, mode="bilinear", align_corners=False, antialias=True)
+        return (x - self.mean) / self.std
+
+    def encode(self, encoder, batch: torch.Tensor):
+        """Sam2Model.get_image_embeddings, through the (maybe compiled) vision encoder."""
+        b = batch.shape[0]
+        levels = list(encoder(batch).fpn_hidden_states)
+        levels[0] = self.model.mask_decoder.conv_s0(levels[0])
+        levels[1] = self.model.mask_decoder.conv_s1(levels[1])
+        levels[-1] = levels[-1] + self.model.no_memory_embedding.view(1, -1, 1, 1).to(levels[-1].dtype)
+        levels = [lv.reshape(b, -1, *size) for lv, size in zip(levels, self.sizes)]
+        return levels[-1], tuple(levels[:-1])
+
+    def decode(self, emb, features, sparse, dense):
+        # One prompt per batch row, like SAM: a mask prompt's dense embedding is per prompt. The
+        # high-resolution levels stay one image and broadcast in the decoder's additions.
+        n = dense.shape[0]
+        masks, iou, _, _ = self.model.mask_decoder(
+            image_embeddings=emb.expand(n, -1, -1, -1), image_positional_embeddings=self.image_pe.expand(n, -1, -1, -1),
+            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False,
+            high_resolution_features=list(features),
+        )
+        return masks[:, 0], iou[:, 0, 0]
+
+    def postprocess(self, low_res: torch.Tensor, orig, inp) -> torch.Tensor:
+        """SAM2Transforms.postprocess_masks (no hole filling): straight to the image's size."""
+        return F.interpolate(low_res, orig, mode="bilinear", align_corners=False)
+
+
+def ops_for(model, device, dtype) -> SamOps:
+    family = family_of(model)
+    return (Sam2Ops if family.square_input else SamOps)(model, family, device, dtype)
