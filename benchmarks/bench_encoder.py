@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_labeling import ATTN_CHOICES, DTYPES, Report, _sync, benchmark_options, chip_peak_tflops, encoder_flops  # noqa: E402
-from sam_reference import SHAPES, build_reference_sam  # noqa: E402
+from samrs_hf.sam.reference.segment_anything import SHAPES, build_reference_sam  # noqa: E402
 
 BACKENDS = ("auto", "cudnn", "efficient", "math")
 

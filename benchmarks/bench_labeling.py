@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sam_reference import (  # noqa: E402
+from samrs_hf.sam.reference.segment_anything import (  # noqa: E402
     SHAPES, build_reference_sam, column_runs, import_segment_anything, mask_ious, random_boxes, reference_label,
     textured_image,
 )

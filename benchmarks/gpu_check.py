@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench_encoder  # noqa: E402
 import bench_labeling  # noqa: E402
 import bench_relpos_attention  # noqa: E402
-from sam_reference import (  # noqa: E402
+from samrs_hf.sam.reference.segment_anything import (  # noqa: E402
     SHAPES, build_reference_sam, import_segment_anything, mask_ious, random_objects, reference_prompts, textured_image,
 )
 

@@ -1,8 +1,6 @@
 """segment-anything's ViT block beside our layer with the same weights (shared by the attention and kernel
 tests; not a test file)."""
 
-import sys
-from pathlib import Path
 
 import torch
 
@@ -14,9 +12,7 @@ def sam_block_and_layer(dim, heads, window, grid, use_rel_pos=True, seed=0, attn
     """segment-anything's ViT ``Block`` (SAM's reference code) with random weights, nonzero qkv bias and
     rel-pos tables, and the same weights in our layer built for ``attn``."""
     import functools
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from sam_reference import import_segment_anything
+    from samrs_hf.sam.reference.segment_anything import import_segment_anything
     from transformers import SamVisionConfig
 
     import_segment_anything()

@@ -11,7 +11,7 @@ from samrs_hf.sam.options import SamAttentionOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_labeling import ATTN_CHOICES, benchmark_options, encoder_flops  # noqa: E402
-from sam_reference import SHAPES  # noqa: E402
+from samrs_hf.sam.reference.segment_anything import SHAPES  # noqa: E402
 
 
 def hand_count(dim: int, depth: int, global_idx: list[int]) -> int:

@@ -251,9 +251,7 @@ def test_fast_fair1m_rh_box_and_limit(tmp_path):
 
 def test_segment_anything_pth_model(tmp_path, dior):
     import torch
-
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from sam_reference import build_reference_sam
+    from samrs_hf.sam.reference.segment_anything import build_reference_sam
 
     pth = tmp_path / "sam_tiny.pth"
     torch.save(build_reference_sam("tiny").state_dict(), pth)

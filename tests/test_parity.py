@@ -4,8 +4,6 @@ The weights are a small random ViT made by segment-anything's own builder, saved
 loaded through ``load_sam`` (so the checkpoint conversion is part of what is checked). fp32 on CPU.
 """
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +12,7 @@ import torch
 from samrs_hf.sam.engine import SamLabeler
 from samrs_hf.sam.prompts import make_prompts
 from samrs_hf.sam.loading import load_sam
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from sam_reference import (  # noqa: E402
+from samrs_hf.sam.reference.segment_anything import (
     build_reference_sam, import_segment_anything, mask_ious, random_objects, reference_prompts, textured_image,
 )
 

@@ -227,8 +227,7 @@ def test_kernel_compiles_for_cuda_without_a_gpu(dtype, capability, window, confi
     wgmma; a global layer, and padded windows two key rows a block) and A100 (float32, the parity
     runs' dtype) with triton's own toolchain and the signature SAM's tensors give the JIT, no GPU needed."""
     pytest.importorskip("triton", reason=TRITON_ABSENT)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from relpos_kernel_resources import compile_kernel
+    from samrs_hf.sam.relpos_compile import compile_kernel
 
     config = config or relpos_flash.FLOAT32_CONFIGS[0]
     assert config in relpos_flash.tuning_configs(dtype, window)

@@ -7,7 +7,6 @@ must stay loadable by stock transformers.
 """
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +24,7 @@ from samrs_hf.sam.attention import SamVisionFlexAttention, SamVisionRelPosAttent
 from samrs_hf.sam.loading import ATTN_MARK, OPTIONS_MARK, load_sam, sam_model_from_checkpoint
 from samrs_hf.sam.options import SamAttentionOptions
 from samrs_hf.sources.samples import write_dior_sample
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from sam_reference import build_reference_sam, import_segment_anything  # noqa: E402
+from samrs_hf.sam.reference.segment_anything import build_reference_sam, import_segment_anything
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 

@@ -5,8 +5,6 @@ prompt, on a square and a non-square image. Skips, naming the package, where it 
 (``pip install .[generations]``)."""
 
 import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,12 +13,10 @@ import torch
 from samrs_hf.sam.engine import SamLabeler
 from samrs_hf.sam.loading import load_sam
 from samrs_hf.sam.prompts import make_prompts
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from family_reference import (  # noqa: E402
+from samrs_hf.sam.reference.families import (
     REFERENCE_PACKAGES, build_reference, reference_predict, reference_predictor,
 )
-from sam_reference import mask_ious, random_objects, textured_image  # noqa: E402
+from samrs_hf.sam.reference.segment_anything import mask_ious, random_objects, textured_image
 
 SIZES = [(300, 300), (240, 400)]
 PROMPTS = ["H-Box", "CP", "H-Box+H-Box-M"]

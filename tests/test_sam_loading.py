@@ -1,16 +1,12 @@
 """Every ``--model`` form: tiny-random, save_pretrained folders, segment-anything .pth, Hub ids."""
 
 import hashlib
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from samrs_hf.sam.loading import ModelLoadError, convert_sam_checkpoint, load_sam
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from sam_reference import build_reference_sam, import_segment_anything  # noqa: E402
+from samrs_hf.sam.reference.segment_anything import build_reference_sam, import_segment_anything
 
 def _digest(model) -> str:
     h = hashlib.sha256()

@@ -187,7 +187,7 @@ def random_boxes(h: int, w: int, n: int, seed: int = 0) -> np.ndarray:
 
 def random_objects(h: int, w: int, n: int, seed: int = 0):
     """Oriented rectangles as SourceObjects (polygon + an H-Box padded a little, as annotators draw)."""
-    from samrs_hf.sources.records import SourceObject
+    from ...sources.records import SourceObject
 
     rng = np.random.default_rng(seed)
     objs = []

@@ -17,7 +17,7 @@ import types
 
 import numpy as np
 
-from sam_reference import _torchvision_stub
+from .segment_anything import _torchvision_stub
 
 REFERENCE_PACKAGES = {"sam_hq": "segment_anything_hq", "sam2": "sam2"}
 
