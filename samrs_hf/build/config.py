@@ -66,8 +66,8 @@ class BuildConfig:
     max_masks_per_chunk: int | None = option(None, metavar="N",
                                              help="boxes per mask-decoder call (default: sized to free memory)")
     compile: bool = option(False, help=(
-        "torch.compile the SAM image encoder and mask decoder: ~1.8x the images/s on a GPU after one to two "
-        "minutes of compiling"))
+        "torch.compile the SAM image encoder and mask decoder: faster on a GPU (benchmarks/README.md) after one "
+        "to two minutes of compiling"))
     num_workers: int = option(2, metavar="N", help=(
         "threads decoding, cutting and making prompts ahead of SAM (default: %(default)s)"))
     writer_threads: int | None = option(None, metavar="N", help=(

@@ -54,7 +54,7 @@ def parse_dtype(dtype: Any):
 def native_cpu_bf16() -> bool:
     """Whether this CPU computes bfloat16 in hardware (an x86 ``avx512_bf16`` or ``amx_bf16`` flag in
     /proc/cpuinfo; False where that cannot be read). Without it torch emulates bf16, and SAM's encoder
-    runs about 2x slower than in float32 (figures in benchmarks/README.md)."""
+    runs slower than in float32 (measured per CPU in benchmarks/README.md)."""
     try:
         with open(CPUINFO) as f:
             return any(line.startswith("flags") and set(line.split()) & set(NATIVE_BF16_FLAGS) for line in f)
@@ -63,8 +63,8 @@ def native_cpu_bf16() -> bool:
 
 
 def resolve_dtype(dtype: str, device_type: str) -> str:
-    """The dtype a build computes in: ``auto`` is bfloat16 on a CPU with native bf16 (2.5x faster than
-    float32 there) and float32 elsewhere, GPUs included (segment-anything's own precision; ask for
+    """The dtype a build computes in: ``auto`` is bfloat16 on a CPU with native bf16 (faster than float32
+    there) and float32 elsewhere, GPUs included (segment-anything's own precision; ask for
     bfloat16 on a GPU for speed)."""
     if dtype != AUTO_DTYPE:
         return dtype
@@ -75,7 +75,7 @@ def slow_dtype_warning(dtype: str, device_type: str) -> str | None:
     """The one-line warning for bfloat16 on a CPU that emulates it, else None."""
     if dtype == "bfloat16" and device_type == "cpu" and not native_cpu_bf16():
         return ("--dtype bfloat16 on a CPU without native bf16 (no avx512_bf16/amx_bf16): torch emulates it, so "
-                "labeling will be about 2x slower than --dtype float32 (or --dtype auto)")
+                "labeling will be slower than with --dtype float32 (or --dtype auto)")
     return None
 
 
