@@ -8,11 +8,16 @@ from ..common.options import option
 
 
 @dataclass(kw_only=True)
-class StatsArgs:
+class FolderArgs:
+    """The options of the commands that read a build or packaged folder and write files (stats, visualize)."""
+
     path: str = option(positional=True, metavar="BUILD_OR_HUB_DIR",
                        help="a samrs build folder or a packaged dataset folder")
-    out: str = option(help="folder for figures and tables")
-    split: str | None = option(None, help="only this split (default: all)")
+    out: str = option(help="output folder (figures, tables, PNGs)")
+    split: str | None = option(None, help="only this split (default: all, in train/validation/test order)")
+
+
+StatsArgs = FolderArgs
 
 
 HELP = "per-class pixel/instance counts, mask sizes, mask quality and the Table 2 row (PNG + CSV + JSON)"

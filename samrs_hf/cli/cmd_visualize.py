@@ -5,17 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..common.options import option
+from .cmd_stats import FolderArgs
 
 
 @dataclass(kw_only=True)
-class VisualizeArgs:
-    path: str = option(positional=True, metavar="BUILD_OR_HUB_DIR",
-                       help="a samrs build folder or a packaged dataset folder")
-    out: str = option(help="folder for the PNGs")
-    split: str | None = option(None, help="only this split (default: all, in train/validation/test order)")
+class VisualizeArgs(FolderArgs):
     n: int = option(8, help="number of examples (default 8)")
     show_names: bool = option(True, negate="--no-names", help=(
         "draw no class names (dense scenes); names that would overlap are left out anyway"))
+
 
 HELP = "write image | semantic | instance overlay PNGs of a build or packaged dataset"
 DESCRIPTION = (
