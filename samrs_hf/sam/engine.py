@@ -208,11 +208,12 @@ class SamLabeler:
         if sparse is not None:
             sparse = sparse.to(self.dtype)
         dense = dense.to(self.dtype).expand(n, -1, -1, -1)
-        return self._masks_from_prompts(emb, feats, sparse, dense, orig, inp)
+        return self._masks_from_prompts(emb, feats, sparse, dense, orig, inp, masks is None)
 
-    def _decode_masks(self, emb, feats, sparse, dense, orig, inp):
-        """Decoder + upsampling + threshold: one function so ``compile`` fuses across all three."""
-        low_res, iou = self.ops.decode(emb, feats, sparse, dense)
+    def _decode_masks(self, emb, feats, sparse, dense, orig, inp, shared_dense: bool = False):
+        """Decoder + upsampling + threshold: one function so ``compile`` fuses across all three.
+        ``shared_dense`` (no mask prompts): the family may share image-side work across prompts."""
+        low_res, iou = self.ops.decode(emb, feats, sparse, dense, shared_dense)
         logits = self.postprocess(low_res.float(), orig, inp)
         return logits[:, 0] > MASK_THRESHOLD, iou.float()
 
