@@ -27,6 +27,7 @@ from .resize import ResizeLongestSide, preprocess_shape  # noqa: F401 (preproces
 log = logging.getLogger(__name__)
 
 MASK_THRESHOLD = 0.0
+CPU_POSTPROCESS_GROUP = 2  # masks upsampled + thresholded together on CPU (4 MB of float logits each)
 OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch < 2.5
 OUTPUTS = ("masks", "rle")
 
@@ -214,8 +215,15 @@ class SamLabeler:
         """Decoder + upsampling + threshold: one function so ``compile`` fuses across all three.
         ``shared_dense`` (no mask prompts): the family may share image-side work across prompts."""
         low_res, iou = self.ops.decode(emb, feats, sparse, dense, shared_dense)
-        logits = self.postprocess(low_res.float(), orig, inp)
-        return logits[:, 0] > MASK_THRESHOLD, iou.float()
+        low_res = low_res.float()
+        if self.device.type != "cpu":
+            return self.postprocess(low_res, orig, inp)[:, 0] > MASK_THRESHOLD, iou.float()
+        # CPU: a few masks at a time, so each mask's float logits stay in cache until thresholded
+        masks = torch.empty((low_res.shape[0], *orig), dtype=torch.bool)
+        for i in range(0, len(masks), CPU_POSTPROCESS_GROUP):
+            part = slice(i, i + CPU_POSTPROCESS_GROUP)
+            torch.gt(self.postprocess(low_res[part], orig, inp)[:, 0], MASK_THRESHOLD, out=masks[part])
+        return masks, iou.float()
 
     def postprocess(self, low_res: torch.Tensor, orig, inp) -> torch.Tensor:
         """The family's (N,1,256,256) logits -> (N,1,H,W) logits (sam.postprocess_masks for SAM)."""
