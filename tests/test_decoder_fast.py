@@ -10,9 +10,8 @@ from samrs_hf.sam.engine import SamLabeler
 from samrs_hf.sam.fast_decoder import SharedImageDecoder
 from samrs_hf.sam.loading import load_sam
 from samrs_hf.sam.prompts import make_prompts
-from samrs_hf.sam.reference.segment_anything import (
-    build_reference_sam, import_segment_anything, mask_ious, random_objects, reference_prompts, textured_image,
-)
+from samrs_hf.sam.reference.segment_anything import mask_ious, random_objects, reference_prompts, textured_image
+from support_sam import predictor_and_labeler
 
 SIZES = [(1024, 1024), (600, 900), (700, 500)]
 BOX_PROMPTS = ["H-Box", "CP", "CP+H-Box", "RH-Box"]
@@ -20,12 +19,7 @@ BOX_PROMPTS = ["H-Box", "CP", "CP+H-Box", "RH-Box"]
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    sa = import_segment_anything()
-    sam = build_reference_sam("tiny", seed=0)
-    path = tmp_path_factory.mktemp("fast_decoder") / "sam_tiny.pth"
-    torch.save(sam.state_dict(), path)
-    ours = load_sam(str(path))[0]
-    return sa.SamPredictor(sam), SamLabeler(ours, dtype=torch.float32)
+    return predictor_and_labeler(tmp_path_factory.mktemp("fast_decoder"))
 
 
 class _Counting:

@@ -219,11 +219,10 @@ class SamLabeler:
         if self.device.type != "cpu":
             return self.postprocess(low_res, orig, inp)[:, 0] > MASK_THRESHOLD, iou.float()
         # CPU: a few masks at a time, so each mask's float logits stay in cache until thresholded
-        masks = torch.empty((low_res.shape[0], *orig), dtype=torch.bool)
-        for i in range(0, len(masks), CPU_POSTPROCESS_GROUP):
-            part = slice(i, i + CPU_POSTPROCESS_GROUP)
-            torch.gt(self.postprocess(low_res[part], orig, inp)[:, 0], MASK_THRESHOLD, out=masks[part])
-        return masks, iou.float()
+        step = CPU_POSTPROCESS_GROUP
+        masks = [self.postprocess(low_res[i : i + step], orig, inp)[:, 0] > MASK_THRESHOLD
+                 for i in range(0, low_res.shape[0], step)]
+        return torch.cat(masks) if masks else torch.zeros((0, *orig), dtype=torch.bool), iou.float()
 
     def postprocess(self, low_res: torch.Tensor, orig, inp) -> torch.Tensor:
         """The family's (N,1,256,256) logits -> (N,1,H,W) logits (sam.postprocess_masks for SAM)."""
