@@ -174,7 +174,7 @@ def run(args) -> dict:
     print(f"model {args.model_size} shapes (random weights): dim {dim}, depth {depth}, heads {heads}; "
           f"{args.images} images {args.size}x{args.size}, {args.boxes} boxes each; ours: {args.dtype}, "
           f"image batch {args.image_batch_size}, attention {choice}, output {args.output}, {args.masks} masks"
-          + (", compiled" if args.compile else ""))
+          + (", compiled" if args.compile else "") + f", decoder {args.decoder}")
 
     t0 = time.perf_counter()
     sam = reference_sam(args.model_size, args.masks == "smooth")
@@ -188,6 +188,8 @@ def run(args) -> dict:
     model = sam_model_from_checkpoint(sam.state_dict(), options)
     labeler = SamLabeler(model, device=device, dtype=dtype, image_batch_size=args.image_batch_size,
                          max_masks_per_chunk=args.chunk, compile=args.compile)
+    if args.decoder == "transformers":  # the decoder as before #20: N copies of the image side
+        labeler.ops.shared_decoder = None
     from samrs_hf.sam.prompts import PromptBatch
 
     prompts = [PromptBatch(boxes=b, points=None, point_labels=None, masks=None, box_kind="H-Box") for b in boxes]
@@ -306,6 +308,9 @@ def parser() -> argparse.ArgumentParser:
                    help="ours returns full bool masks, or (as `samrs build` does) RLE runs + the gray map")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the image encoder and the mask decoder (the warm-up compiles)")
+    p.add_argument("--decoder", choices=["shared", "transformers"], default="shared",
+                   help="SAM without mask prompts: the shared-image decoder (default, sam.fast_decoder) or "
+                        "transformers' SamMaskDecoder forward, to measure the difference")
     return p
 
 

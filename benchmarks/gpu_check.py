@@ -14,7 +14,8 @@ that would not fit the budget is skipped):
      SamPredictor reference loop, then ours with the default (triton) attention, encoder and decoder
      compiled, RLE + gray map out (what ``samrs build --compile`` runs on CUDA): ratio (target >= 5x)
      and encoder MFU;
-  5. the same with --attn sdpa, against that reference figure;
+  5. the same with --attn sdpa, against that reference figure; then triton with transformers' mask
+     decoder instead of the shared-image one (#20 round 3: the decoder's share of the time);
   6. CUDA fp32 parity, SamPredictor vs SamLabeler (tiny random ViT from segment-anything's builder,
      3 image sizes x H-Box/RH-Box/CP/H-Box-M; per-mask IoU >= 0.99, mean >= 0.995): triton, sdpa;
   7. flex attention and its parity; boolean masks out; no compile.
@@ -172,6 +173,9 @@ def main():
          bench(["--attn", "triton", "--compile", "--output", "rle"], "triton, compiled, RLE out")),
         ("ours: sdpa attention, compiled, RLE out", 100,
          bench(["--attn", "sdpa", "--compile", "--output", "rle", "--skip-reference"], "sdpa, compiled, RLE out")),
+        ("ours: transformers' mask decoder (not the shared-image one), compiled, RLE out", 100,
+         bench(["--attn", "triton", "--compile", "--output", "rle", "--skip-reference", "--decoder", "transformers"],
+               "triton, compiled, RLE out, transformers' decoder")),
         ("parity fp32 (triton)", 20, lambda: section_parity(device, "triton")),
         ("parity fp32 (sdpa)", 20, lambda: section_parity(device, "sdpa")),
         ("ours: flex attention, compiled, RLE out", 150,

@@ -36,3 +36,19 @@ def sam_block_and_layer(dim, heads, window, grid, use_rel_pos=True, seed=0, attn
 # (batch, height, width, window, heads, head dim): SAM's 64 -> 70 padding, odd grids padded on one or
 # both sides, a window larger than the grid, several batches and heads
 BLOCK_CASES = [(1, 64, 64, 14, 2, 16), (2, 20, 23, 7, 3, 16), (1, 9, 12, 5, 2, 32), (2, 5, 5, 7, 1, 16)]
+
+
+def predictor_and_labeler(folder):
+    """segment-anything's SamPredictor on a tiny random SAM from its own builder, and our fp32
+    SamLabeler on the same weights loaded from the saved .pth (the conversion is part of the check)."""
+    from samrs_hf.sam.engine import SamLabeler
+    from samrs_hf.sam.loading import load_sam
+    from samrs_hf.sam.reference.segment_anything import build_reference_sam, import_segment_anything
+
+    sa = import_segment_anything()
+    sam = build_reference_sam("tiny", seed=0)
+    path = folder / "sam_tiny.pth"
+    torch.save(sam.state_dict(), path)
+    ours, info = load_sam(str(path))
+    assert info.kind == "pth"
+    return sa.SamPredictor(sam), SamLabeler(ours, dtype=torch.float32)

@@ -7,14 +7,10 @@ loaded through ``load_sam`` (so the checkpoint conversion is part of what is che
 
 import numpy as np
 import pytest
-import torch
 
-from samrs_hf.sam.engine import SamLabeler
 from samrs_hf.sam.prompts import make_prompts
-from samrs_hf.sam.loading import load_sam
-from samrs_hf.sam.reference.segment_anything import (
-    build_reference_sam, import_segment_anything, mask_ious, random_objects, reference_prompts, textured_image,
-)
+from samrs_hf.sam.reference.segment_anything import mask_ious, random_objects, reference_prompts, textured_image
+from support_sam import predictor_and_labeler
 
 SIZES = [(600, 600), (800, 800), (1024, 1024), (700, 1000)]
 PROMPTS = ["H-Box", "RH-Box", "CP", "H-Box-M"]
@@ -22,13 +18,7 @@ PROMPTS = ["H-Box", "RH-Box", "CP", "H-Box-M"]
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    sa = import_segment_anything()
-    sam = build_reference_sam("tiny", seed=0)
-    path = tmp_path_factory.mktemp("parity") / "sam_tiny.pth"
-    torch.save(sam.state_dict(), path)
-    ours, info = load_sam(str(path))
-    assert info.kind == "pth"
-    return sa.SamPredictor(sam), SamLabeler(ours, dtype=torch.float32)
+    return predictor_and_labeler(tmp_path_factory.mktemp("parity"))
 
 
 @pytest.mark.parametrize("hw", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

@@ -27,6 +27,7 @@ from .resize import ResizeLongestSide, preprocess_shape  # noqa: F401 (preproces
 log = logging.getLogger(__name__)
 
 MASK_THRESHOLD = 0.0
+CPU_POSTPROCESS_GROUP = 2  # masks upsampled + thresholded together on CPU (4 MB of float logits each)
 OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch < 2.5
 OUTPUTS = ("masks", "rle")
 
@@ -208,13 +209,20 @@ class SamLabeler:
         if sparse is not None:
             sparse = sparse.to(self.dtype)
         dense = dense.to(self.dtype).expand(n, -1, -1, -1)
-        return self._masks_from_prompts(emb, feats, sparse, dense, orig, inp)
+        return self._masks_from_prompts(emb, feats, sparse, dense, orig, inp, masks is None)
 
-    def _decode_masks(self, emb, feats, sparse, dense, orig, inp):
-        """Decoder + upsampling + threshold: one function so ``compile`` fuses across all three."""
-        low_res, iou = self.ops.decode(emb, feats, sparse, dense)
-        logits = self.postprocess(low_res.float(), orig, inp)
-        return logits[:, 0] > MASK_THRESHOLD, iou.float()
+    def _decode_masks(self, emb, feats, sparse, dense, orig, inp, shared_dense: bool = False):
+        """Decoder + upsampling + threshold: one function so ``compile`` fuses across all three.
+        ``shared_dense`` (no mask prompts): the family may share image-side work across prompts."""
+        low_res, iou = self.ops.decode(emb, feats, sparse, dense, shared_dense)
+        low_res = low_res.float()
+        if self.device.type != "cpu":
+            return self.postprocess(low_res, orig, inp)[:, 0] > MASK_THRESHOLD, iou.float()
+        # CPU: a few masks at a time, so each mask's float logits stay in cache until thresholded
+        step = CPU_POSTPROCESS_GROUP
+        masks = [self.postprocess(low_res[i : i + step], orig, inp)[:, 0] > MASK_THRESHOLD
+                 for i in range(0, low_res.shape[0], step)]
+        return torch.cat(masks) if masks else torch.zeros((0, *orig), dtype=torch.bool), iou.float()
 
     def postprocess(self, low_res: torch.Tensor, orig, inp) -> torch.Tensor:
         """The family's (N,1,256,256) logits -> (N,1,H,W) logits (sam.postprocess_masks for SAM)."""

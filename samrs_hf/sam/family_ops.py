@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .families import Family, family_of
+from .fast_decoder import SharedImageDecoder
 from .hq_decoder import hq_decode
 from .resize import ResizeLongestSide
 
@@ -43,6 +44,8 @@ class SamOps:
         self.std = torch.tensor(PIXEL_STD, device=device).view(1, 3, 1, 1)
         with torch.no_grad():
             self.image_pe = model.get_image_wide_positional_embeddings().to(dtype)
+        # SAM without mask prompts: the first block's image-side projections once per image
+        self.shared_decoder = None if self.hq or family.square_input else SharedImageDecoder(model.mask_decoder)
 
     def input_size(self, h: int, w: int) -> tuple[int, int]:
         return self.transform.shape(h, w)
@@ -59,10 +62,13 @@ class SamOps:
             return out.last_hidden_state, (out.intermediate_embeddings[0],)
         return out.last_hidden_state, ()
 
-    def decode(self, emb, features, sparse, dense):
-        """(N, 1, 256, 256) low-res logits and (N,) predicted IoU, one mask per prompt."""
+    def decode(self, emb, features, sparse, dense, shared_dense: bool = False):
+        """(N, 1, 256, 256) low-res logits and (N,) predicted IoU, one mask per prompt.
+        ``shared_dense``: ``dense`` is the same for every prompt (no mask prompt)."""
         if self.hq:
             return hq_decode(self.model.mask_decoder, emb, self.image_pe, sparse, dense, features[0])
+        if shared_dense and sparse is not None and self.shared_decoder is not None:
+            return self.shared_decoder(emb, self.image_pe, sparse, dense[:1])
         n = dense.shape[0]
         low_res, iou = self.model.mask_decoder(
             image_embeddings=emb.expand(n, -1, -1, -1),
@@ -72,8 +78,20 @@ class SamOps:
         return low_res[:, 0], iou[:, 0, 0]
 
     def postprocess(self, low_res: torch.Tensor, orig, inp) -> torch.Tensor:
-        """sam.postprocess_masks: (N,1,256,256) logits -> (N,1,H,W) logits."""
-        x = F.interpolate(low_res, (self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        """sam.postprocess_masks: (N,1,256,256) logits -> (N,1,H,W) logits.
+
+        The upsample to the padded square is cropped to the image right after, so only the low-res
+        rows/columns the crop reads are upsampled: at a fixed integer factor f, output row i reads
+        rows floor((i + 0.5) / f - 0.5) and the next, all below ceil(inp / f) + 1; the same scale
+        (1 / f) and taps as the full upsample, so the same values, bit for bit."""
+        lh, lw = low_res.shape[-2:]
+        fy, fx = self.image_size // lh, self.image_size // lw
+        if fy * lh == fx * lw == self.image_size:
+            rows, cols = min(lh, -(-inp[0] // fy) + 1), min(lw, -(-inp[1] // fx) + 1)
+            x = F.interpolate(low_res[..., :rows, :cols], scale_factor=(fy, fx), mode="bilinear",
+                              align_corners=False, recompute_scale_factor=False)
+        else:
+            x = F.interpolate(low_res, (self.image_size, self.image_size), mode="bilinear", align_corners=False)
         x = x[..., : inp[0], : inp[1]]
         if tuple(orig) == tuple(inp):  # same-size bilinear (align_corners=False) is the identity
             return x
@@ -110,7 +128,7 @@ class Sam2Ops(SamOps):
         levels = [lv.reshape(b, -1, *size) for lv, size in zip(levels, self.sizes)]
         return levels[-1], tuple(levels[:-1])
 
-    def decode(self, emb, features, sparse, dense):
+    def decode(self, emb, features, sparse, dense, shared_dense: bool = False):
         # One prompt per batch row, like SAM: a mask prompt's dense embedding is per prompt. The
         # high-resolution levels stay one image and broadcast in the decoder's additions.
         n = dense.shape[0]

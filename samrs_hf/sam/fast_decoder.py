@@ -1,0 +1,164 @@
+"""SAM's mask decoder for N prompts of ONE image without mask prompts, over transformers'
+``SamMaskDecoder`` modules and weights.
+
+transformers repeats the image embedding (plus the dense prompt embedding and the positional
+encoding) once per prompt and runs the two-way transformer on N identical (4096 x 256) image token
+sets. Without a mask prompt the dense embedding is the same ``no_mask_embed`` for every prompt, so
+the image tokens stay identical until the first block's image->token attention updates them: this
+forward projects the first block's token->image keys/values and image->token queries once per image
+and broadcasts them (the token->image attention then runs all N prompts' queries as one sequence
+against the one image), and adds the positional encoding once per block instead of twice. The
+upscaling runs channels-last: ConvTranspose2d(k=2, s=2) is a per-pixel linear map, so the image
+tokens feed it without a (N, C, h, w) transposed copy, its LayerNorm is one fused ``layer_norm``, and
+the mask is the hypernetwork's dot product per sub-pixel, shuffled into place at the end (one
+channel, not 32). The token->image attentions drop the key bias (a per-query constant under the
+softmax) and add the value bias to their small output (the weights sum to 1) instead of to the
+(HW x internal) projections. After the shared projections the prompts run in small groups on CPU, so
+each prompt's 4 MB image-side tensors stay in cache from one op to the next (the decoder is
+memory-bound there; about 1.9x over one pass on a 35-prompt chunk). Same arithmetic as transformers'
+forward up to float summation order (tests/test_decoder_fast.py: low-res logits within 1e-5 in fp32).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(..., L, H*d) -> (..., H, L, d)."""
+    return x.unflatten(-1, (heads, -1)).transpose(-3, -2)
+
+
+def _merge(x: torch.Tensor) -> torch.Tensor:
+    """(..., H, L, d) -> (..., L, H*d)."""
+    return x.transpose(-3, -2).flatten(-2)
+
+
+def _attend(attn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """SamAttention's forward on projected inputs (..., L, internal): heads, softmax(qk*s)v, out_proj."""
+    h = attn.num_attention_heads
+    out = F.scaled_dot_product_attention(_heads(q, h), _heads(k, h), _heads(v, h), scale=attn.scaling)
+    return attn.out_proj(_merge(out))
+
+
+def _attend_image(attn, query: torch.Tensor, keyed: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Token->image attention without the two biases on the image side, exactly: the key bias adds
+    a per-query constant under the softmax, and the value bias comes out unchanged (the weights sum
+    to 1), so it is added to the small (tokens) output instead of the (HW x internal) values."""
+    h = attn.num_attention_heads
+    k, v = F.linear(keyed, attn.k_proj.weight), F.linear(image, attn.v_proj.weight)
+    out = F.scaled_dot_product_attention(_heads(attn.q_proj(query), h), _heads(k, h), _heads(v, h),
+                                         scale=attn.scaling)
+    return attn.out_proj(_merge(out) + attn.v_proj.bias)
+
+
+def _self_attention(layer, queries, point_embeddings, first: bool):
+    """The block's token self-attention (small: N x T tokens) and its norm."""
+    a = layer.self_attn
+    if first:  # skip_first_layer_pe: the tokens replace themselves
+        queries = _attend(a, a.q_proj(queries), a.k_proj(queries), a.v_proj(queries))
+    else:
+        query = queries + point_embeddings
+        queries = queries + _attend(a, a.q_proj(query), a.k_proj(query), a.v_proj(queries))
+    return layer.layer_norm1(queries)
+
+
+def _tokens_mlp(layer, queries, attn_out):
+    queries = layer.layer_norm2(queries + attn_out)
+    return layer.layer_norm3(queries + layer.mlp(queries))
+
+
+def _image_side(layer, image, image_pe):
+    """The first block's projections of the image tokens (1, HW, C) shared by every prompt: the
+    token->image keys and values, the image->token queries."""
+    keyed = image + image_pe
+    a, b = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+    k, v = F.linear(keyed, a.k_proj.weight), F.linear(image, a.v_proj.weight)  # biases: see _attend_image
+    return k, v, _heads(b.q_proj(keyed), b.num_attention_heads)
+
+
+def _shared_first_block(layer, queries, point_embeddings, image, projected):
+    """The first two-way block with ``image`` (1, HW, C) shared by all N prompts' ``queries``
+    (N, T, C), its projections ``projected`` (:func:`_image_side`); returns the tokens (N, T, C) and
+    the now per-prompt image tokens (N, HW, C)."""
+    n, t, _ = queries.shape
+    k, v, q_image = projected
+    queries = _self_attention(layer, queries, point_embeddings, first=layer.skip_first_layer_pe)
+    a = layer.cross_attn_token_to_image  # all N*T queries as one sequence against the one image
+    q = _heads(a.q_proj(queries + point_embeddings).reshape(1, n * t, -1), a.num_attention_heads)
+    out = F.scaled_dot_product_attention(q, _heads(k, a.num_attention_heads), _heads(v, a.num_attention_heads),
+                                         scale=a.scaling)
+    queries = _tokens_mlp(layer, queries, a.out_proj(_merge(out) + a.v_proj.bias).reshape(n, t, -1))
+    b = layer.cross_attn_image_to_token  # the one query projection, broadcast over the prompts
+    k = _heads(b.k_proj(queries + point_embeddings), b.num_attention_heads)  # (N, H, T, d)
+    v = _heads(b.v_proj(queries), b.num_attention_heads)
+    out = F.scaled_dot_product_attention(q_image.expand(n, -1, -1, -1), k, v, scale=b.scaling)
+    keys = layer.layer_norm4(image + b.out_proj(_merge(out)))
+    return queries, keys
+
+
+def _block(layer, queries, keys, point_embeddings, image_pe):
+    """A later two-way block on per-prompt image tokens ``keys`` (N, HW, C); the positional
+    encoding broadcasts from one image and is added once, not once per attention."""
+    queries = _self_attention(layer, queries, point_embeddings, first=layer.skip_first_layer_pe)
+    keyed = keys + image_pe
+    attn_out = _attend_image(layer.cross_attn_token_to_image, queries + point_embeddings, keyed, keys)
+    queries = _tokens_mlp(layer, queries, attn_out)
+    b = layer.cross_attn_image_to_token
+    query = queries + point_embeddings
+    keys = layer.layer_norm4(keys + _attend(b, b.q_proj(keyed), b.k_proj(query), b.v_proj(queries)))
+    return queries, keys
+
+
+class SharedImageDecoder:
+    """``SamMaskDecoder.forward(multimask_output=False)`` for N prompts of one image whose dense
+    prompt embedding is the same for all (no mask prompt). Holds transformers' modules, not copies."""
+
+    def __init__(self, decoder, group: int | None = None):
+        """``group``: prompts run together after the shared projections; small groups keep each
+        prompt's (HW x C) tensors in the CPU's cache (default: 2 on CPU, all of a chunk elsewhere)."""
+        self.decoder = decoder
+        self.group = group if group is not None else (2 if decoder.iou_token.weight.device.type == "cpu" else 0)
+
+    def __call__(self, image_embeddings, image_pe, sparse, dense):
+        """``image_embeddings``, ``image_pe`` and ``dense``: (1, C, h, w); ``sparse``: (N, 1, T', C).
+        Returns (N, 1, 4h, 4w) low-res logits and (N,) predicted IoU."""
+        tr = self.decoder.transformer
+        image = (image_embeddings + dense).flatten(2).transpose(1, 2)  # (1, HW, C)
+        pe = image_pe.flatten(2).transpose(1, 2).to(image.dtype)
+        projected = _image_side(tr.layers[0], image, pe)
+        n = sparse.shape[0]
+        step = self.group or n
+        parts = [self._prompts(image, pe, projected, sparse[i : i + step], image_embeddings.shape[-2:])
+                 for i in range(0, n, step)]
+        return torch.cat([m for m, _ in parts]), torch.cat([s for _, s in parts])
+
+    def _prompts(self, image, pe, projected, sparse, hw):
+        d = self.decoder
+        tr = d.transformer
+        tokens = torch.cat([d.iou_token.weight, d.mask_tokens.weight], dim=0)
+        point_embeddings = torch.cat([tokens.expand(len(sparse), -1, -1), sparse[:, 0].to(tokens.dtype)], dim=1)
+        queries, keys = _shared_first_block(tr.layers[0], point_embeddings, point_embeddings, image, projected)
+        for layer in tr.layers[1:]:
+            queries, keys = _block(layer, queries, keys, point_embeddings, pe)
+        f = tr.final_attn_token_to_image
+        queries = tr.layer_norm_final_attn(queries + _attend_image(f, queries + point_embeddings, keys + pe, keys))
+        iou = d.iou_prediction_head(queries[:, 0])[:, 0]
+        hyper = d.output_hypernetworks_mlps[0](queries[:, 1])  # the single-mask token: (N, C/8)
+        return self._upscaled_mask(keys, hyper, *hw), iou
+
+    def _upscaled_mask(self, keys, hyper, h: int, w: int) -> torch.Tensor:
+        """upscale_conv1 -> LayerNorm -> GELU -> upscale_conv2 -> GELU -> hypernetwork dot product,
+        channels-last: (N, HW, C) tokens -> (N, 1, 4h, 4w) logits."""
+        d = self.decoder
+        up1, up2, norm = d.upscale_conv1, d.upscale_conv2, d.upscale_layer_norm
+        n, c4 = keys.shape[0], up1.out_channels
+        # ConvTranspose2d(k=2, s=2) weight (in, out, 2, 2) -> a per-pixel linear map to (ky, kx, out)
+        w1, w2 = (m.weight.permute(0, 2, 3, 1).flatten(1) for m in (up1, up2))
+        x = torch.addmm(up1.bias.repeat(4), keys.flatten(0, 1), w1)  # (N*HW, 4*C/4)
+        x = d.activation(F.layer_norm(x.view(-1, 4, c4), (c4,), norm.weight, norm.bias, norm.eps))
+        x = d.activation(torch.addmm(up2.bias.repeat(4), x.view(-1, c4), w2))
+        x = x.view(n, h * w * 16, -1)  # (N, pixels as (y, x, ky, kx, ky2, kx2), C/8)
+        mask = torch.bmm(x, hyper.unsqueeze(2)).view(n, h, w, 2, 2, 2, 2)
+        return mask.permute(0, 1, 3, 5, 2, 4, 6).reshape(n, 1, 4 * h, 4 * w)
