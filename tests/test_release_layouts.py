@@ -391,3 +391,33 @@ def test_coco_variant_counts_unlisted_images_and_missing_files(tmp_path):
     assert garbled.where.endswith("B__1.txt") and not garbled.skipped and "B__1.txt:1" in garbled.message
     card = (tmp_path / "hub" / "README.md").read_text()
     assert "1 listed name(s) have no file" in card and "1 file(s) listed in neither" in card
+
+
+@pytest.mark.parametrize("segmentation", [[], [[1.0, 2.0]], [[0, 0, 5, 0, 5]]], ids=["empty", "one-point", "odd"])
+def test_degenerate_coco_polygons_are_counted_skips(tmp_path, segmentation):
+    """pycocotools raises IndexError / a bare Exception on these: a counted garbled-annotation skip instead."""
+    rng = np.random.default_rng(11)
+    trainval = tmp_path / "trainval"
+    names = ["A__1", "B__1"]
+    expected = make_tree(trainval / "images", [tmp_path / "unused"], names, "sota", rng)
+    write_coco(trainval, "sota", "train", names, expected)
+    path = trainval / "sota_rbb_train_ins_segmentation.json"
+    data = json.loads(path.read_text())
+    data["annotations"][0]["segmentation"] = segmentation  # an annotation of A__1
+    path.write_text(json.dumps(data))
+    result = convert(tmp_path, "sota", tmp_path / "hub")
+    (skip,) = [p for p in result.report.problems if p.kind == "garbled-annotation"]
+    assert skip.skipped and "annotation[0]" in skip.where and "polygons" in skip.message
+    assert sum(result.splits.values()) == 1  # B__1 converted
+
+
+def test_a_labels_dir_outside_the_root_reads_nothing_beside_it(tmp_path):
+    """Images and split lists come from the root (or --images-dir), never from the label folder's siblings."""
+    rng = np.random.default_rng(12)
+    root, elsewhere = tmp_path / "release", tmp_path / "scratch"
+    expected = make_tree(root / "images", [elsewhere / "hbox_segs_init"], ["P1__1"], "sota", rng)
+    make_tree(elsewhere / "other-images", [tmp_path / "unused"], ["P9__1"], "sota", rng)
+    (elsewhere / "train.txt").write_text("P9__1\n")  # a foreign split list next to the labels
+    layout = find_release(root, labels_dir=elsewhere / "hbox_segs_init")
+    assert [p.name for p in layout.images] == ["images"] and not layout.split_lists
+    assert set(expected) == {"P1__1"}

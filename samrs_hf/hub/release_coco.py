@@ -59,8 +59,11 @@ def read_coco_file(path: Path, split: str) -> list[CocoImage]:
 def _rle(segmentation, h: int, w: int) -> dict:
     from pycocotools import mask as mask_utils
 
-    if isinstance(segmentation, list):  # polygons
-        rle = mask_utils.merge(mask_utils.frPyObjects([list(map(float, p)) for p in segmentation], h, w))
+    if isinstance(segmentation, list):  # polygons; pycocotools raises IndexError/Exception on degenerate ones
+        polygons = [list(map(float, p)) for p in segmentation]
+        if not polygons or any(len(p) < 6 or len(p) % 2 for p in polygons):
+            raise ValueError(f"segmentation needs polygons of at least 3 x,y points, got {segmentation!r:.80}")
+        rle = mask_utils.merge(mask_utils.frPyObjects(polygons, h, w))
     elif isinstance(segmentation.get("counts"), list):  # uncompressed RLE
         rle = mask_utils.frPyObjects(segmentation, h, w)
     else:

@@ -183,7 +183,10 @@ def find_release(root, *, images_dir=None, labels_dir=None, variant: str = "auto
     if labels is None:
         raise ReleaseLayoutError(f"{root}: not a SAMRS release folder (needs gray/ and ins/, a *_segs_init/ "
                                  f"folder holding them, or *_ins_segmentation.json files); see --labels-dir")
-    parent = root if labels == root else labels.parent
+    # The label folder's siblings are searched only inside the root: a --labels-dir elsewhere reads nothing
+    # beside it (images and split lists come from the root, or from --images-dir).
+    inside = labels != root and labels.resolve().is_relative_to(root.resolve())
+    parent = labels.parent if inside else root
     images = given_images or image_folders(parent, exclude=[labels]) or image_folders(labels)
     return ReleaseLayout(root, "pkl", tuple(images), labels, split_lists=_split_lists(parent, root))
 
