@@ -357,3 +357,15 @@ def test_swin_t_flag_refuses_another_size_and_card_quotes_swin_t_table9(official
     card = converted_card(source=tmp_path / "s.pth", sha256="0" * 64, form="full", backbone="swin-t", init="imp",
                           meta={}, dropped={}, max_diff={"sota": 0.0}, heads=HEADS)
     assert "| IMP+SEP | 81.53 | 94.64 | 57.91 | 78.03 |" in card and "lr 6e-5" in card
+
+
+@pytest.mark.parametrize("content", [b"hello\n", bytes(range(256)) * 4, b"PK\x03\x04truncated zip"],
+                         ids=["text", "random", "truncated-zip"])
+def test_a_broken_download_is_one_line_exit_2(tmp_path, capsys, content):
+    """A truncated or wrong file: the safe loader names it, whatever torch raised (no traceback)."""
+    ckpt = tmp_path / "last_resnet50_upernet_pretrn_model.pth"
+    ckpt.write_bytes(content)
+    assert main(["convert-sep", str(ckpt), "--backbone", "resnet50", "--to", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"samrs convert-sep: error: {ckpt}: not a PyTorch checkpoint") and "\n" not in err
+    assert "weights_only" not in err and not (tmp_path / "out").exists()

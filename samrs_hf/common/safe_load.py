@@ -270,8 +270,9 @@ def load_checkpoint(path):
     official checkpoints hold (SAMRS's SEP checkpoints store ``loss_pretrain`` as a numpy array),
     through the same checked stand-ins as :func:`load_pickle`.
 
-    A global torch refuses becomes an :class:`UnsafePickleError` naming the file and the global;
-    other failures propagate as torch raised them.
+    A global torch refuses becomes an :class:`UnsafePickleError` naming the file and the global; a
+    file torch cannot read at all (truncated download, not a checkpoint) a :class:`CorruptPickleError`
+    naming the file, whatever type torch raised.
     """
     import torch
 
@@ -284,5 +285,11 @@ def load_checkpoint(path):
     except pickle.UnpicklingError as exc:
         match = _TORCH_GLOBAL.search(str(exc))
         if match is None:
-            raise
+            raise CorruptPickleError(f"{path}: not a PyTorch checkpoint (its pickled data cannot be read)") from None
         raise _refusal(path, match.group(1) or match.group(2)) from None
+    except (OSError, RuntimeError, EOFError, KeyError, ValueError) as exc:  # torch's errors for a broken file
+        raise CorruptPickleError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -192,12 +192,14 @@ def _family_of_folder(path: Path) -> Family:
 
 
 def _from_pth(path: Path, options: SamAttentionOptions):
-    from ..common.safe_load import UnsafePickleError, load_checkpoint
+    from ..common.safe_load import CorruptPickleError, UnsafePickleError, load_checkpoint
 
     try:
         state_dict = load_checkpoint(path)
     except UnsafePickleError:
         raise
+    except CorruptPickleError as exc:
+        raise ModelLoadError(str(exc)) from None
     except Exception as exc:  # torch raises many types for non-checkpoints (UnpicklingError, RuntimeError...)
         raise ModelLoadError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(state_dict, dict):
