@@ -96,7 +96,10 @@ def select_objects(objects: dict, keep: np.ndarray) -> dict:
 
 
 def repaint(gray: np.ndarray, objects: dict, keep: np.ndarray) -> np.ndarray:
-    """``gray`` with the pixels of dropped masks painted again from the kept masks, in order (last wins)."""
+    """``gray`` with the pixels of dropped masks painted again from the kept masks, in order (last wins).
+
+    Only kept masks whose RLE box meets the cleared region's box are decoded (a 1024² patch may hold
+    hundreds of objects, few of them near a dropped one)."""
     from pycocotools import mask as mask_utils
 
     def decode(seg):
@@ -108,8 +111,15 @@ def repaint(gray: np.ndarray, objects: dict, keep: np.ndarray) -> np.ndarray:
             cleared |= decode(seg)
     out = gray.copy()
     out[cleared] = 255
+    ys, xs = np.nonzero(cleared)
+    if not len(ys):
+        return out
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     for seg, category, kept in zip(objects["segmentation"], objects["category"], keep):
-        if kept:
+        if not kept:
+            continue
+        bx, by, bw, bh = mask_utils.toBbox(coco_rle(seg))
+        if bx < x1 and by < y1 and bx + bw > x0 and by + bh > y0:
             out[decode(seg) & cleared] = category
     return out
 
