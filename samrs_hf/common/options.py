@@ -34,12 +34,17 @@ def option(default: Any = dataclasses.MISSING, *, help: str, metavar: str | None
     return dataclasses.field(default=default, metadata={k: v for k, v in meta.items() if v not in (None, False)})
 
 
+def _without_none(hint: Any) -> Any:
+    """``X | None`` -> ``X``."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
 def _value_type(hint: Any) -> tuple[Any, bool]:
     """(the type argparse converts to, whether the option takes several values) of a field's hint."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    origin = typing.get_origin(hint)
-    if origin in (list, tuple):
+    hint = _without_none(hint)
+    if typing.get_origin(hint) in (list, tuple):
         return typing.get_args(hint)[0], True
     return hint, False
 
@@ -88,9 +93,10 @@ def add_options(parser: argparse.ArgumentParser, cls: type, exclude: Sequence[st
 
 def from_args(cls: type, args: argparse.Namespace, **fixed: Any):
     """``cls`` from parsed options (plus ``fixed`` values the command decides), checked by its ``__post_init__``."""
+    hints = typing.get_type_hints(cls)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
               if f.init and hasattr(args, f.name)}
-    for f in dataclasses.fields(cls):  # argparse hands lists; a tuple-typed field keeps its type
-        if f.name in values and isinstance(values[f.name], list) and "tuple" in str(f.type):
-            values[f.name] = tuple(values[f.name])
+    for name, value in values.items():  # argparse hands lists; a tuple-typed field keeps its type
+        if isinstance(value, list) and typing.get_origin(_without_none(hints[name])) is tuple:
+            values[name] = tuple(value)
     return cls(**{**values, **fixed})
