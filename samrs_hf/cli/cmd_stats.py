@@ -17,9 +17,6 @@ class FolderArgs:
     split: str | None = option(None, help="only this split (default: all, in train/validation/test order)")
 
 
-StatsArgs = FolderArgs
-
-
 HELP = "per-class pixel/instance counts, mask sizes, mask quality and the Table 2 row (PNG + CSV + JSON)"
 DESCRIPTION = (
     "Statistics of a `samrs build` output or a `samrs package` folder, as in the paper's Figs. 5-6 and "
@@ -27,10 +24,10 @@ DESCRIPTION = (
     "and stats.json; mask_quality.png/.csv: per-class quantiles of box_iou and fill (mask quality without "
     "ground truth)."
 )
-OPTIONS = StatsArgs
+OPTIONS = FolderArgs
 
 
-def run(args: StatsArgs) -> int:
+def run(args: FolderArgs) -> int:
     from ..analysis.stats import write_stats
 
     stats = write_stats(args.path, args.out, split=args.split, progress=True)
