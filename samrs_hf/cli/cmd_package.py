@@ -15,6 +15,8 @@ class HubFolderArgs:
         "output folder: new, empty, or an earlier package (only its own files are replaced)"))
     name: str | None = option(None, help="dataset name (default: the subset, e.g. sota)")
     shard_size: str = option("500MB", help="target parquet shard size (default 500MB)")
+    row_group_size: str = option("100MB", help=(
+        "largest parquet row group, what a reader holds in memory per open split (default 100MB, datasets' own)"))
     val_fraction: float = option(0.05, help="validation share of source images for the hash split (0.05)")
     seed: int = option(0, help="seed of the split hash (0)")
     strict: bool = option(False, help="fail on the first unusable image or object instead of skipping it")
@@ -60,7 +62,8 @@ def package_kwargs(args: HubFolderArgs) -> dict:
     """The keyword arguments ``package`` and ``convert_release`` share."""
     from ..analysis.stats import write_stats
 
-    return dict(name=args.name, shard_size=args.shard_size, val_fraction=args.val_fraction, seed=args.seed,
+    return dict(name=args.name, shard_size=args.shard_size, row_group_size=args.row_group_size,
+                val_fraction=args.val_fraction, seed=args.seed,
                 strict=args.strict, stats=write_stats if args.stats else None, min_score=args.min_score,
                 min_box_iou=args.min_box_iou)
 

@@ -65,6 +65,7 @@ from .writer import (  # noqa: F401
     WORK_DIR,
     ShardedWriter,
     move_files,
+    check_sizes,
     parse_size,
     previous_package,
     remove_files,
@@ -215,7 +216,7 @@ def write_hub_dir(rows: Iterable[Row], to, *, name: str, table: ClassTable, buil
     work = to / WORK_DIR
     if work.exists():
         shutil.rmtree(work)
-    writer = ShardedWriter(work / DATA_DIR, features, parse_size(shard_size), parse_size(row_group_size))
+    writer = ShardedWriter(work / DATA_DIR, features, *check_sizes(shard_size, row_group_size))
     counter, image_ids = ClassCounter(), UniqueImageIds()
     quality_filter, drops, tally = QualityFilter(min_score, min_box_iou), QualityDrops(), QualityTally()
     try:
@@ -282,7 +283,7 @@ def package(build_dirs, to, *, name: str | None = None, shard_size=DEFAULT_SHARD
     QualityFilter(min_score, min_box_iou)  # bad thresholds fail before any folder is read
     if not 0.0 <= val_fraction <= 1.0:
         raise ValueError(f"--val-fraction must lie in [0, 1], got {val_fraction}")
-    parse_size(shard_size), parse_size(row_group_size)
+    check_sizes(shard_size, row_group_size)
     table, builds = check_builds(build_dirs)
     infos = [dict(layout.read_report(d), path=str(d)) for d, _, _ in builds]
     report = Report(strict=strict)

@@ -32,6 +32,7 @@ from .release_coco import CocoImage, paint_gray, read_coco_file, release_records
 from .release_layout import GRAY, INS, ReleaseLayout, ReleaseLayoutError, find_release
 from .release_lists import OfficialSplits, list_files_splits, official_splits, shown_path
 from .rows import Row
+from .writer import DEFAULT_ROW_GROUP_SIZE, check_sizes
 from ..sources.records import (
     CORRUPT_IMAGE,
     GARBLED_ANNOTATION,
@@ -314,7 +315,7 @@ def release_examples(root, items, subset: str, report: Report) -> Iterator[tuple
 
 
 def convert_release(root, subset: str, to, *, name: str | None = None, shard_size="500MB",
-                    val_fraction: float = 0.05, seed: int = 0, strict: bool = False, progress: bool = True,
+                    row_group_size=DEFAULT_ROW_GROUP_SIZE, val_fraction: float = 0.05, seed: int = 0, strict: bool = False, progress: bool = True,
                     stats=None, images_dir=None, labels_dir=None, variant: str = "auto",
                     min_score: float | None = None, min_box_iou: float | None = None):
     """``samrs convert-release``: release folder -> the same parquet + README layout as ``package``.
@@ -325,6 +326,7 @@ def convert_release(root, subset: str, to, *, name: str | None = None, shard_siz
 
     from .packaging import write_hub_dir
 
+    check_sizes(shard_size, row_group_size)
     root = Path(root)
     report = Report(strict=strict)
     plan = make_plan(root, subset, val_fraction=val_fraction, seed=seed, report=report, images_dir=images_dir,
@@ -347,5 +349,5 @@ def convert_release(root, subset: str, to, *, name: str | None = None, shard_siz
         info = {"path": str(root), "format": f"samrs-release ({plan.layout.variant})", "prompt": "as released",
                 "model": {"spec": "SAM ViT-H (sam_vit_h_4b8939.pth, official release)", "random": False}}
     return write_hub_dir(rows(), to, name=name or subset, table=get_class_table(subset), builds=[info],
-                         report=report, shard_size=shard_size, val_fraction=val_fraction, seed=seed, stats=stats,
-                         split_rule=plan.split_rule, min_score=min_score, min_box_iou=min_box_iou)
+                         report=report, shard_size=shard_size, row_group_size=row_group_size,
+                         val_fraction=val_fraction, seed=seed, stats=stats, split_rule=plan.split_rule, min_score=min_score, min_box_iou=min_box_iou)

@@ -33,7 +33,7 @@ MAX_ROWS_PER_ROW_GROUP = 1 << 20
 by image rows)."""
 
 
-def parse_size(size) -> int:
+def parse_size(size, what: str = "shard size") -> int:
     """``"500MB"`` -> 500_000_000: the unit by ``datasets``' own parser (decimal units like the Hub,
     ``MiB`` etc. binary); the number may have decimals ("1.5GB"), which that parser does not take."""
     from datasets.utils.py_utils import convert_file_size_to_int
@@ -46,11 +46,16 @@ def parse_size(size) -> int:
     except ValueError:
         m = None
     if not m:
-        raise ValueError(f"bad shard size {size!r}; use e.g. 500MB, 2GB, 64MiB")
+        raise ValueError(f"bad {what} {size!r}; use e.g. 500MB, 2GB, 64MiB")
     value = int(float(m.group(1)) * unit)
     if value <= 0:
-        raise ValueError(f"shard size must be positive, got {size!r}")
+        raise ValueError(f"{what} must be positive, got {size!r}")
     return value
+
+
+def check_sizes(shard_size, row_group_size) -> tuple[int, int]:
+    """The two size options in bytes, checked before any folder is read (package and convert-release)."""
+    return parse_size(shard_size, "--shard-size"), parse_size(row_group_size, "--row-group-size")
 
 
 # -------------------------------------------------------------------------------------------- writer
