@@ -158,7 +158,8 @@ def test_eval_sep_on_a_device_that_is_not_there_is_one_clear_error(data, tmp_pat
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     SEPForSemanticSegmentation(SEPConfig(heads={"sior": 20}, hidden_size=8)).save_pretrained(tmp_path / "m")
     capsys.readouterr()
-    for device, message in (("cuda", "--device cuda: CUDA is not available"), ("cdua", "--device cdua: ")):
+    for device, message in (("cuda", "--device 'cuda' is not available: no CUDA device"),
+                            ("cdua", "--device 'cdua' is not a torch device")):
         assert cli_main(["eval-sep", str(tmp_path / "m"), "--dataset", f"sior={data['sior']}",
                          "--crop-size", "64", "--device", device]) == 2
         err = capsys.readouterr().err

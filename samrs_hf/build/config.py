@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..common import hub_ids
+from ..common.devices import default_device, parse_device
 from ..common.options import option
 from ..sam.tiny_random import tiny_random_spec_family
 from ..sam.options import ATTN_IMPLEMENTATIONS, AUTO_DTYPE, DTYPE_CHOICES, resolve_dtype
@@ -180,14 +181,7 @@ def build_device_type(device: str | None) -> str:
     """The kind of device the build's processes label on (``cuda``, ``cpu``...): ``--device``'s, else
     accelerate's choice (a GPU when there is one). Checks the spelling only: each process checks that the
     machine has it when SAM loads."""
-    import torch
-
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        return torch.device(device).type
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"--device {device!r} is not a torch device ({exc})") from None
+    return (default_device() if device is None else parse_device(device, "--device")).type
 
 
 def resolve(config: BuildConfig) -> BuildPlan:

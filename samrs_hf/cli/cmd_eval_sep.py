@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from ..common.devices import check_device, default_device
 from ..common.options import option
 
 
@@ -31,28 +32,13 @@ DESCRIPTION = (
 OPTIONS = EvalSepArgs
 
 
-def _device(spec: str | None):
-    import torch
-
-    if spec is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError as exc:
-        raise ValueError(f"--device {spec}: not a device ({str(exc).splitlines()[0]})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {spec}: CUDA is not available on this machine (torch {torch.__version__}); "
-                         f"use --device cpu")
-    return device
-
-
 def run(args: EvalSepArgs) -> int:
     from ..sep.data import load_subsets, parse_dataset_args
     from ..sep.evaluation import evaluate, format_table, json_safe
     from ..sep.modeling_sep import load_sep
 
     specs = parse_dataset_args(args.dataset)
-    device = _device(args.device)  # before minutes of loading: a typo or a missing GPU is one line
+    device = default_device() if args.device is None else check_device(args.device, "--device")  # before minutes of loading: a typo or a missing GPU is one line
     model = load_sep(args.model, heads=specs)
     data, names = load_subsets(specs, args.split)
     for subset, n in names.items():

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from ..common.devices import check_device  # noqa: F401  (the SAM options' device check)
+
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flex", "triton")
 """``--attn`` choices: ``eager`` is transformers' own SAM layers (the reference); ``sdpa``, ``flex`` and
 ``triton`` are :mod:`samrs_hf.sam.attention`'s layers."""
@@ -77,25 +79,6 @@ def slow_dtype_warning(dtype: str, device_type: str) -> str | None:
         return ("--dtype bfloat16 on a CPU without native bf16 (no avx512_bf16/amx_bf16): torch emulates it, so "
                 "labeling will be slower than with --dtype float32 (or --dtype auto)")
     return None
-
-
-def check_device(device: Any):
-    """``device`` as a torch.device this machine has; a clear ValueError instead of torch's assertion
-    deep in ``.to`` otherwise."""
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device {device!r} is not a torch device ({exc})") from None
-    if dev.type == "cpu":
-        return dev
-    try:  # any backend (cuda, mps, xpu...): its own reason, e.g. "Torch not compiled with CUDA enabled"
-        torch.empty(0, device=dev)
-    except (RuntimeError, AssertionError) as exc:
-        reason = str(exc).strip().split(". ")[0].splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"device {str(device)!r} is not available: {reason}") from None
-    return dev
 
 
 def default_attn_implementation(device: Any) -> str:
