@@ -50,7 +50,7 @@ def test_notebook_executes(path, tmp_path, demo, monkeypatch):
     source = "".join(c.source for c in nb.cells if c.cell_type == "code")
     if "demo_hub()" in source:
         assert str(demo.resolve() / "hub") in printed and "has no demo dataset" not in printed
-    if "samrs_hf.plot(" in source:  # the figure is shown, not printed as <Figure size ...>
+    if "samrs_hf.plot(" in source or "plt.subplots(" in source:  # shown, not printed as <Figure size ...>
         figures = [o.get("data", {}) for o in outputs if "<Figure size" in str(o.get("data", {}).get("text/plain"))]
         assert figures and all("image/png" in data for data in figures)
     assert (demo / "hub" / "README.md").is_file()
