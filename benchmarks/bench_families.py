@@ -18,10 +18,10 @@ import time
 import numpy as np
 import torch
 
+from samrs_hf.sam.reference.edgetam import SIZES as EDGETAM_SIZES
 from samrs_hf.sam.reference.families import (
     build_reference, import_reference, reference_predict, reference_predictor,
 )
-from samrs_hf.sam.reference.edgetam import SIZES as EDGETAM_SIZES
 from samrs_hf.sam.reference.segment_anything import SHAPES, mask_ious, random_boxes, textured_image
 
 SAM2_SIZES = {"tiny": "sam2.1_hiera_t", "hiera_t": "sam2.1_hiera_t", "hiera_s": "sam2.1_hiera_s",

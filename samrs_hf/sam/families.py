@@ -56,7 +56,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
                         "facebook/sam2.1-hiera-small", "facebook/sam2.1-hiera-tiny")),
     Family("sam3", "SAM 3 (tracker)", ("sam3_tracker", "sam3"), "Sam3TrackerModel", True, True,
            pixel_mean=(0.5, 0.5, 0.5), pixel_std=(0.5, 0.5, 0.5), reference="sam3", checkpoints=("facebook/sam3",)),
-    Family("edgetam", "EdgeTAM", ("edgetam",), "EdgeTamModel", True, True, reference="sam2 (EdgeTAM fork)",
+    Family("edgetam", "EdgeTAM", ("edgetam",), "EdgeTamModel", True, True, reference="edgetam-dimos (sam2 fork)",
            checkpoints=("yonigozlan/EdgeTAM-hf",)),
 )}
 _ALIASES = {"samhq": "sam_hq", "hq": "sam_hq", "sam2.1": "sam2", "sam21": "sam2", "sam3_tracker": "sam3",
