@@ -4,9 +4,11 @@ SAMRS ran SAM), same random weights, same images and boxes.
 
 Reference models come from each package's own builder (:mod:`family_reference`): HQ-SAM in SAM's
 ViT shapes (``--model-size tiny|vit_b|vit_l|vit_h``), SAM 2.1 in its Hiera variants (``--model-size
-tiny|hiera_t|hiera_s|hiera_b+|hiera_l``). SAM 3's tracker and EdgeTAM have no reference here (sam3
-needs timm/einops and CUDA-only kernels for its builders; EdgeTAM's reference is a sam2 fork not on the
-registry): ours runs alone on ``tiny-random-sam3`` (EdgeTAM needs timm for its RepViT trunk).
+tiny|hiera_t|hiera_s|hiera_b+|hiera_l``), EdgeTAM by its fork's ``configs/edgetam.yaml`` (``--model-size
+edgetam``, the released layout, or ``tiny``: neck/decoder at 32 channels), run in a child process
+where the fork's ``sam2`` is first on the path (:mod:`samrs_hf.sam.reference.edgetam`: timm and
+``SAMRS_EDGETAM_REFERENCE``); ours loads the checkpoint it saves. SAM 3's tracker has no reference here
+(sam3 needs timm/einops and CUDA-only kernels for its builders): ours runs alone on ``tiny-random-sam3``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+from samrs_hf.sam.reference.edgetam import SIZES as EDGETAM_SIZES
 from samrs_hf.sam.reference.families import (
     build_reference, import_reference, reference_predict, reference_predictor,
 )
@@ -59,6 +62,46 @@ def _our_model(family: str, reference):
     return family_model_from_checkpoint({"model": reference.state_dict()}, get_family(family))
 
 
+def _edgetam(args, size: str, images, prompts, results: dict):
+    """EdgeTAM: the fork's predictor loop timed in its child process (warm-up first), ours on the
+    checkpoint it saved; (our model, reference masks or None)."""
+    import tempfile
+
+    from samrs_hf.common.safe_load import load_checkpoint
+    from samrs_hf.sam.families import get_family
+    from samrs_hf.sam.family_checkpoint import family_model_from_checkpoint
+    from samrs_hf.sam.reference.edgetam import missing_reference, run_reference
+
+    if missing_reference():
+        raise SystemExit(missing_reference())
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/edgetam.pt"
+        run = run_reference(path, images, [[p] for p in prompts], size=size, warmup=True)
+        model = family_model_from_checkpoint(load_checkpoint(path), get_family("edgetam"))
+    if args.skip_reference:
+        return model, None
+    results["ref_images_per_s"] = args.images / run.seconds
+    print(f"reference edgetam predictor fp32, 20 boxes/call: {results['ref_images_per_s']:.3f} images/s")
+    return model, [r[0][0] for r in run.results]
+
+
+def _reference_rate(args, family: str, reference, device, images, prompts, results: dict):
+    """The reference predictor loop timed here (after a warm-up); its masks, or None."""
+    if reference is None:
+        print(f"reference: none for {family} here (see the module doc)")
+        return None
+    if args.skip_reference:
+        return None
+    predictor = reference_predictor(family, reference.to(device))
+    reference_predict(family, predictor, images[0], prompts[0][:20])  # warm-up
+    t = time.perf_counter()
+    ref_masks = [reference_predict(family, predictor, im, p)[0] for im, p in zip(images, prompts)]
+    results["ref_images_per_s"] = args.images / (time.perf_counter() - t)
+    print(f"reference {family} predictor fp32, 20 boxes/call: {results['ref_images_per_s']:.3f} images/s")
+    reference.to("cpu")
+    return ref_masks
+
+
 def run_family(args) -> dict:
     """Rates (images/s) of the reference loop and of ours, and the masks' agreement."""
     from samrs_hf.sam.engine import SamLabeler
@@ -68,12 +111,10 @@ def run_family(args) -> dict:
     family = get_family(args.family).name
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
-    size = args.model_size or ("hiera_t" if family == "sam2" else "vit_b" if family == "sam_hq" else "tiny")
-    known = {"sam_hq": SHAPES, "sam2": SAM2_SIZES}.get(family, ("tiny",))
+    size = args.model_size or {"sam2": "hiera_t", "sam_hq": "vit_b", "edgetam": "edgetam"}.get(family, "tiny")
+    known = {"sam_hq": SHAPES, "sam2": SAM2_SIZES, "edgetam": EDGETAM_SIZES}.get(family, ("tiny",))
     if size not in known:
         raise SystemExit(f"--model-size {size} is no {family} size here ({', '.join(sorted(known))})")
-    reference = _reference_model(family, size)
-    model = _our_model(family, reference)
     images = [textured_image(args.size, args.size, seed=i) for i in range(args.images)]
     boxes = [random_boxes(args.size, args.size, args.boxes, seed=i) for i in range(args.images)]
     prompts = [PromptBatch(boxes=b, points=None, point_labels=None, masks=None, box_kind="H-Box") for b in boxes]
@@ -82,17 +123,12 @@ def run_family(args) -> dict:
           f"{args.images} images {args.size}x{args.size}, {args.boxes} boxes each; ours {args.dtype}")
     results: dict = {"family": family, "model_size": size, "device": str(device), "images": args.images,
                      "boxes": args.boxes}
-    ref_masks = None
-    if reference is not None and not args.skip_reference:
-        predictor = reference_predictor(family, reference.to(device))
-        reference_predict(family, predictor, images[0], prompts[0][:20])  # warm-up
-        t = time.perf_counter()
-        ref_masks = [reference_predict(family, predictor, im, p)[0] for im, p in zip(images, prompts)]
-        results["ref_images_per_s"] = args.images / (time.perf_counter() - t)
-        print(f"reference {family} predictor fp32, 20 boxes/call: {results['ref_images_per_s']:.3f} images/s")
-        reference.to("cpu")
-    elif reference is None:
-        print(f"reference: none for {family} here (see the module doc)")
+    if family == "edgetam":  # the reference runs on the CPU in its own process
+        model, ref_masks = _edgetam(args, size, images, prompts, results)
+    else:
+        reference = _reference_model(family, size)
+        model = _our_model(family, reference)
+        ref_masks = _reference_rate(args, family, reference, device, images, prompts, results)
     labeler = SamLabeler(model, device=device, dtype=dtype, image_batch_size=args.image_batch_size,
                          max_masks_per_chunk=args.chunk, compile=args.compile)
     labeler.label(images[:1], prompts[:1])  # warm-up

@@ -51,7 +51,7 @@ def test_plain_tiny_random_stays_sam():
     assert info.family == "sam" and info.to_dict()["family"] == "sam"
 
 
-@pytest.mark.parametrize("spec", ["tiny-random-sam5", "tiny-random-edgetam"])
+@pytest.mark.parametrize("spec", ["tiny-random-sam5"])  # tiny-random-edgetam: tests/test_edgetam.py
 def test_unknown_or_untiny_family_is_a_clear_error(spec):
     with pytest.raises(ModelLoadError, match=spec):
         load_sam(spec)

@@ -56,7 +56,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
                         "facebook/sam2.1-hiera-small", "facebook/sam2.1-hiera-tiny")),
     Family("sam3", "SAM 3 (tracker)", ("sam3_tracker", "sam3"), "Sam3TrackerModel", True, True,
            pixel_mean=(0.5, 0.5, 0.5), pixel_std=(0.5, 0.5, 0.5), reference="sam3", checkpoints=("facebook/sam3",)),
-    Family("edgetam", "EdgeTAM", ("edgetam",), "EdgeTamModel", True, True, reference="sam2 (EdgeTAM fork)",
+    Family("edgetam", "EdgeTAM", ("edgetam",), "EdgeTamModel", True, True, reference="edgetam-dimos (sam2 fork)",
            checkpoints=("yonigozlan/EdgeTAM-hf",)),
 )}
 _ALIASES = {"samhq": "sam_hq", "hq": "sam_hq", "sam2.1": "sam2", "sam21": "sam2", "sam3_tracker": "sam3",
@@ -91,7 +91,7 @@ def family_of_state_dict(state_dict: dict, where: str = "checkpoint") -> Family:
 
     segment-anything / HQ-SAM: ``image_encoder.blocks.*`` (HQ-SAM adds ``mask_decoder.hf_token``);
     sam2: ``image_encoder.trunk.*`` with ``sam_mask_decoder.*`` (EdgeTAM's trunk is a timm RepViT,
-    ``image_encoder.trunk.body.*``).
+    ``image_encoder.trunk.body.*``, and its memory perceiver ``spatial_perceiver.*``).
     """
     if isinstance(state_dict, dict) and isinstance(state_dict.get("model"), dict):
         state_dict = state_dict["model"]
@@ -99,7 +99,7 @@ def family_of_state_dict(state_dict: dict, where: str = "checkpoint") -> Family:
     if any(k.startswith("mask_decoder.hf_token") for k in keys):
         return FAMILIES["sam_hq"]
     if any(k.startswith("sam_mask_decoder.") for k in keys):
-        if any(k.startswith("image_encoder.trunk.body.") for k in keys):
+        if any(k.startswith(("image_encoder.trunk.body.", "spatial_perceiver.")) for k in keys):
             return FAMILIES["edgetam"]
         return FAMILIES["sam2"]
     if any(k.startswith(("detector.", "tracker.")) for k in keys):

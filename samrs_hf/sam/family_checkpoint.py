@@ -3,7 +3,8 @@
 HQ-SAM (``segment-anything-hq``, ``sam_hq_vit_*.pth``) is SAM's layout plus the HQ decoder's
 tensors, so SAM's converter (:mod:`.checkpoint`) does the shared part and the renames below the rest;
 the config comes from the tensor shapes. SAM 2.1 (``sam2``, ``sam2.1_hiera_*.pt``) is converted by
-:mod:`.sam2_checkpoint`. Every form is read through ``common.safe_load`` by the caller.
+:mod:`.sam2_checkpoint`, EdgeTAM (``edgetam.pt``) by :mod:`.edgetam_checkpoint`. Every form is read
+through ``common.safe_load`` by the caller.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def convert_family_checkpoint(state_dict: dict, family: Family) -> tuple[Any, di
         from .sam2_checkpoint import convert_sam2_checkpoint
 
         return convert_sam2_checkpoint(state_dict)
+    if family.name == "edgetam":
+        from .edgetam_checkpoint import convert_edgetam_checkpoint
+
+        return convert_edgetam_checkpoint(state_dict)
     raise ValueError(f"{family.title} reference checkpoints are not converted here; pass its Hub id or a "
                      f"save_pretrained folder ({', '.join(family.checkpoints)})")
 

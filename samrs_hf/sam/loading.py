@@ -75,6 +75,8 @@ def _summarize_family_config(config) -> dict[str, Any]:
                "vision": plain(vision), "mask_decoder": plain(config.mask_decoder_config)}
     if backbone is not None:
         summary["backbone"] = {"model_type": backbone.model_type, **plain(backbone)}
+        if getattr(backbone, "model_args", None):  # a timm trunk (EdgeTAM): the arguments timm builds it with
+            summary["backbone"]["model_args"] = dict(backbone.model_args)
     return summary
 
 

@@ -1,10 +1,11 @@
 """``sam2`` checkpoints (``sam2.1_hiera_*.pt``: ``{"model": state_dict}``) -> transformers ``Sam2Model``.
 
 The image predictor needs the Hiera trunk, the FPN neck, the prompt encoder, the mask decoder and
-``no_mem_embed``; the video tracker's tensors (memory attention/encoder, object pointers) are left
-out. Widths, depths and stages come from the tensor shapes; the head counts, windows and global
+``no_mem_embed``; the video tracker's tensors (:data:`VIDEO_ONLY`, each with why) are left out.
+Widths, depths and stages come from the tensor shapes; the head counts, windows and global
 blocks are not visible in shapes and come from the released variant with the same widths and stages
-(:data:`HIERA_VARIANTS`), or from ``hiera`` for other layouts.
+(:data:`HIERA_VARIANTS`), or from ``hiera`` for other layouts. The neck/prompt/decoder config and
+the renames are shared with the SAM 2 forks (EdgeTAM, :mod:`.edgetam_checkpoint`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,17 @@ HIERA_VARIANTS: dict[tuple[int, ...], dict[str, Any]] = {
     (2, 3, 16, 3): dict(num_heads=2, window_spec=(8, 4, 14, 7), global_att_blocks=(12, 16, 20)),
     (2, 6, 36, 4): dict(num_heads=2, window_spec=(8, 4, 16, 8), global_att_blocks=(23, 33, 43)),
 }
-_VIDEO_ONLY = ("memory_attention.", "memory_encoder.", "maskmem_", "obj_ptr", "mask_downsample.", "no_mem_pos_enc",
-               "no_obj_ptr", "no_obj_embed_spatial")
+# The video tracker's tensors, which an image predictor never reads: prefix -> why it is left out.
+VIDEO_ONLY: dict[str, str] = {
+    "memory_attention.": "memory attention: conditions a frame on the memory bank of past frames (video)",
+    "memory_encoder.": "memory encoder: turns a frame's predicted mask into a memory (video)",
+    "maskmem_": "temporal position encodings of the memories (video)",
+    "obj_ptr": "object-pointer projections carried between frames (video)",
+    "mask_downsample.": "downsamples an input mask for the memory encoder (video)",
+    "no_mem_pos_enc": "position encoding of the empty memory (video)",
+    "no_obj_ptr": "the pointer of a frame without the object (video)",
+    "no_obj_embed_spatial": "memory embedding of a frame without the object (video)",
+}
 _RULES: tuple[tuple[str, str], ...] = (
     (r"^no_mem_embed$", "no_memory_embedding"),
     (r"^image_encoder\.trunk\.", "vision_encoder.backbone."),
@@ -72,6 +82,25 @@ def _rename(key: str, depths: dict[str, int]) -> str:
     return key
 
 
+def sam2_head_configs(sd: dict) -> dict[str, Any]:
+    """The parts of a SAM 2-lineage config that every family of it shares, from the tensor shapes: the
+    FPN neck's widths (``vision``), the prompt encoder and the mask decoder (8 heads, every released
+    SAM 2 / EdgeTAM; not visible in shapes)."""
+    convs = sorted({int(k.split(".")[3]) for k in sd if k.startswith("image_encoder.neck.convs.")})
+    neck = [int(sd[f"image_encoder.neck.convs.{i}.conv.weight"].shape[1]) for i in convs]
+    d_model = int(sd["image_encoder.neck.convs.0.conv.weight"].shape[0])
+    mask_chans = int(sd["sam_prompt_encoder.mask_downscaling.3.weight"].shape[0])
+    dec_mlp = int(sd["sam_mask_decoder.transformer.layers.0.mlp.layers.0.weight"].shape[0])
+    inner = int(sd["sam_mask_decoder.transformer.layers.0.cross_attn_token_to_image.q_proj.weight"].shape[0])
+    iou_hidden = int(sd["sam_mask_decoder.iou_prediction_head.layers.0.weight"].shape[0])
+    return dict(
+        vision=dict(backbone_channel_list=neck, fpn_hidden_size=d_model),
+        prompt_encoder_config=dict(hidden_size=d_model, mask_input_channels=mask_chans),
+        mask_decoder_config=dict(hidden_size=d_model, mlp_dim=dec_mlp, num_attention_heads=8,
+                                 attention_downsample_rate=max(1, d_model // inner), iou_head_hidden_dim=iou_hidden),
+    )
+
+
 def sam2_config(sd: dict, hiera: dict | None = None):
     """Sam2Config from a sam2 state dict's shapes (``hiera``: num_heads, window_spec,
     global_att_blocks where the layout is no released variant)."""
@@ -84,37 +113,29 @@ def sam2_config(sd: dict, hiera: dict | None = None):
         raise ValueError(f"Hiera trunk with stages {stages} is no released SAM 2.1 variant; "
                          f"its heads, windows and global blocks are not in the tensors")
     heads = [spec["num_heads"] * 2**i for i in range(len(stages))]
-    neck = [int(sd[f"image_encoder.neck.convs.{i}.conv.weight"].shape[1]) for i in range(len(dims))]
-    d_model = int(sd["image_encoder.neck.convs.0.conv.weight"].shape[0])
-    mask_chans = int(sd["sam_prompt_encoder.mask_downscaling.3.weight"].shape[0])
-    dec_mlp = int(sd["sam_mask_decoder.transformer.layers.0.mlp.layers.0.weight"].shape[0])
-    inner = int(sd["sam_mask_decoder.transformer.layers.0.cross_attn_token_to_image.q_proj.weight"].shape[0])
-    iou_hidden = int(sd["sam_mask_decoder.iou_prediction_head.layers.0.weight"].shape[0])
     backbone = dict(model_type="sam2_hiera_det_model", hidden_size=embed, num_attention_heads=spec["num_heads"],
                     blocks_per_stage=stages, embed_dim_per_stage=dims, num_attention_heads_per_stage=heads,
                     window_size_per_stage=list(spec["window_spec"]),
                     global_attention_blocks=list(spec["global_att_blocks"]),
                     window_positional_embedding_background_size=list(sd["image_encoder.trunk.pos_embed"].shape[-2:]))
-    return Sam2Config(
-        vision_config=dict(backbone_config=backbone, backbone_channel_list=neck, fpn_hidden_size=d_model),
-        prompt_encoder_config=dict(hidden_size=d_model, mask_input_channels=mask_chans),
-        mask_decoder_config=dict(hidden_size=d_model, mlp_dim=dec_mlp, num_attention_heads=8,
-                                 attention_downsample_rate=max(1, d_model // inner), iou_head_hidden_dim=iou_hidden),
-    )
+    heads_cfg = sam2_head_configs(sd)
+    return Sam2Config(vision_config=dict(backbone_config=backbone, **heads_cfg.pop("vision")), **heads_cfg)
 
 
-def convert_sam2_checkpoint(state_dict: dict, hiera: dict | None = None) -> tuple[Any, dict]:
-    """sam2 state dict -> (Sam2Config, Sam2Model state dict). The decoder's 8 heads (every released
-    SAM 2) are not visible in shapes."""
-    sd = state_dict["model"] if isinstance(state_dict.get("model"), dict) else state_dict
-    config = sam2_config(sd, hiera)
+def convert_sam2_tensors(sd: dict, dropped: dict[str, str] = VIDEO_ONLY, trunk: tuple[str, str] = ("", "")) -> dict:
+    """A SAM 2-lineage state dict renamed to transformers' (``Sam2Model``, ``EdgeTamModel``, ...):
+    tensors under a ``dropped`` prefix are left out; ``trunk`` = (prefix, new prefix) moves a trunk
+    whose own names transformers keeps (EdgeTAM's timm RepViT) without the rules below."""
     depths: dict[str, int] = {}
     for key in sd:
         if (m := _MLP.match(key)):
             depths[m.group(1)] = max(depths.get(m.group(1), 0), int(m.group(2)) + 1)
     out, points = {}, {}
     for key, value in sd.items():
-        if key.startswith(_VIDEO_ONLY):
+        if key.startswith(tuple(dropped)):
+            continue
+        if trunk[0] and key.startswith(trunk[0]):
+            out[trunk[1] + key[len(trunk[0]):]] = value
             continue
         if (m := re.match(r"^sam_prompt_encoder\.point_embeddings\.(\d+)\.weight$", key)):
             points[int(m.group(1))] = value
@@ -124,4 +145,10 @@ def convert_sam2_checkpoint(state_dict: dict, hiera: dict | None = None) -> tupl
 
     out["prompt_encoder.point_embed.weight"] = torch.cat([points[i] for i in sorted(points)])
     out["shared_image_embedding.positional_embedding"] = out["prompt_encoder.shared_embedding.positional_embedding"]
-    return config, out
+    return out
+
+
+def convert_sam2_checkpoint(state_dict: dict, hiera: dict | None = None) -> tuple[Any, dict]:
+    """sam2 state dict -> (Sam2Config, Sam2Model state dict)."""
+    sd = state_dict["model"] if isinstance(state_dict.get("model"), dict) else state_dict
+    return sam2_config(sd, hiera), convert_sam2_tensors(sd)

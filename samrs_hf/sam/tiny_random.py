@@ -5,7 +5,7 @@ say so. Each keeps its family's geometry (input size, embedding grid, low-res ma
 from __future__ import annotations
 
 TINY_RANDOM = "tiny-random"
-TINY_FAMILIES = ("sam", "sam_hq", "sam2", "sam3")
+TINY_FAMILIES = ("sam", "sam_hq", "sam2", "sam3", "edgetam")  # edgetam: where timm is installed
 RANDOM_MARK = "samrs_random_weights"  # config attribute: survives save_pretrained, so copies stay flagged
 
 def tiny_random_config():
@@ -25,7 +25,7 @@ def tiny_random_config():
 
 
 def _tiny_family_config(family: str):
-    """Small configs of the other generations (EdgeTAM's RepViT trunk comes from timm: not here)."""
+    """Small configs of the other generations (EdgeTAM's RepViT trunk is a timm model: only with timm)."""
     import transformers
 
     decoder = dict(hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32)
@@ -47,6 +47,16 @@ def _tiny_family_config(family: str):
                    num_attention_heads=2, window_size=24, global_attn_indexes=[1])
         return transformers.Sam3TrackerConfig(vision_config=dict(backbone_config=vit, fpn_hidden_size=32),
                                               prompt_encoder_config=dict(hidden_size=32), mask_decoder_config=decoder)
+    if family == "edgetam":  # timm's repvit_m1 narrowed to one block per stage
+        from .edgetam_checkpoint import require_timm
+
+        require_timm()
+        repvit = dict(model_type="timm_wrapper", architecture="repvit_m1", num_classes=0,
+                      model_args=dict(in_chans=3, features_only=True, out_indices=[0, 1, 2, 3],
+                                      embed_dim=[8, 16, 32, 64], depth=[1, 1, 1, 1]))
+        return transformers.EdgeTamConfig(
+            vision_config=dict(backbone_config=repvit, backbone_channel_list=[64, 32, 16, 8], fpn_hidden_size=32),
+            prompt_encoder_config=dict(hidden_size=32), mask_decoder_config=decoder)
     raise ValueError(f"no tiny-random config for the {family} family (tiny-random-<family>: "
                      f"{', '.join(TINY_FAMILIES)})")
 

@@ -157,12 +157,15 @@ def reference_predictor(family: str, model):
     return pred.SAM2ImagePredictor(model)
 
 
-def reference_predict(family: str, predictor, image: np.ndarray, prompts, per_call: int = 20):
+def reference_predict(family: str, predictor, image: np.ndarray, prompts, per_call: int = 20,
+                      set_image: bool = True):
     """The reference predictor on a PromptBatch (image pixels coordinates), ``per_call`` prompts a
-    call, ``multimask_output=False``; (bool masks (N, H, W), scores (N,))."""
+    call, ``multimask_output=False``; (bool masks (N, H, W), scores (N,)). ``set_image=False``: the
+    predictor already holds ``image`` (several prompt batches per image)."""
     import torch
 
-    predictor.set_image(image)
+    if set_image:
+        predictor.set_image(image)
     masks, scores = [], []
     for start in range(0, len(prompts), per_call):
         p = prompts[start : start + per_call]
