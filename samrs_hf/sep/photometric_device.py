@@ -136,3 +136,15 @@ def normalise(x: torch.Tensor, mean, std) -> torch.Tensor:
     m = torch.as_tensor(np.asarray(mean, np.float32), device=x.device)
     s = torch.as_tensor(np.asarray(std, np.float32), device=x.device)
     return ((x / 255.0 - m) / s).permute(0, 3, 1, 2).contiguous()
+
+
+def device_batches(loader, device, mean, std):
+    """The micro-batches of a ``--augment-on device`` loader, ready for the model: uint8 crops, labels and
+    photometric rows copied to ``device`` without blocking (from pinned memory when the loader pins), then
+    the photometric changes and the normalisation there; ``pixel_values`` / ``labels`` as the CPU path
+    gives them."""
+    for batch in loader:
+        images = batch.pop("images").to(device, non_blocking=True)
+        labels = batch["labels"].to(device, non_blocking=True)
+        x = apply_photometric(images, batch.pop("photometric"))
+        yield {**batch, "pixel_values": normalise(x, mean, std), "labels": labels.long()}
