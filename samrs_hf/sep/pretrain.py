@@ -43,7 +43,7 @@ BatchRounding = Literal["floor", "largest-remainder"]
 
 
 @dataclass(kw_only=True)
-class TrainArgs(RunArgs, InputArgs):
+class TrainArgs(InputArgs, RunArgs):
     """``builders/train_sep.py``'s options (``--dataset`` repeated gives ``datasets``)."""
 
     datasets: dict[str, str] = field(metadata={
