@@ -126,8 +126,8 @@ def _crop_window(w: int, h: int, scale: float, crop_size: int, rng: np.random.Ge
 
 
 def _source_box(w: int, h: int, sw: int, sh: int, left: int, top: int, cw: int, ch: int) -> tuple:
-    """The window's box in source pixels, rounded to float32 as PIL reads a resize box: a box moved by
-    whole pixels is then exactly the same box to PIL (same sample positions and filter weights)."""
+    """The window's box in source pixels, rounded to float32 as PIL reads a resize box (the values PIL used
+    before), so that the box moved by whole pixels into a region is exactly the same box."""
     box = (left * w / sw, top * h / sh, (left + cw) * w / sw, (top + ch) * h / sh)
     return tuple(float(v) for v in np.asarray(box, dtype=np.float32))
 
@@ -157,7 +157,9 @@ def scaled_crop_array(image: np.ndarray, semantic: np.ndarray, scale: float, cro
                       rng: np.random.Generator, centre_pad: bool = False):
     """:func:`scaled_crop` of uint8 arrays (HxWx3, HxW; e.g. memory-mapped decode-cache views) that reads
     only the source region the window needs: for a scale s about (crop/s)^2 pixels, plus the resampling
-    filter's reach, which PIL then resizes with the box moved into the region (the same filter weights)."""
+    filter's reach, which PIL then resizes with the box moved into the region. The same crop as the whole
+    image gives, except that PIL (13.0) may round a resampled pixel of the smaller image by one level, or
+    take a label row or column's neighbour (tests/test_sep_input_pipeline.py bounds both)."""
     from PIL import Image
 
     h, w = semantic.shape
