@@ -69,25 +69,21 @@ def test_cached_crops_need_no_png_and_match_the_png_path(train_sets, tmp_path, m
     monkeypatch.setattr("datasets.features.image.Image.decode_example", no_decoding)
     cached = SEPTrainDataset([ds], 48, MEAN, STD, seed=3, caches=[cache])
     got = [cached[k] for k in keys(len(ds))]
-    levels = max(float((a[1] - b[1]).abs().mul(torch.tensor(STD).view(3, 1, 1)).max()) * 255
-                 for a, b in zip(expected, got))
-    assert all(torch.equal(a[2], b[2]) for a, b in zip(expected, got))
-    assert levels <= 1.0 + 1e-3  # PIL may round a rescaled pixel of the smaller region the other way
+    assert all(torch.equal(a[1], b[1]) and torch.equal(a[2], b[2]) for a, b in zip(expected, got))
 
 
-@pytest.mark.parametrize("scale", [1.0, 0.55, 1.37, 2.0])
-def test_region_read_equals_the_whole_image_crop(scale):
+@pytest.mark.parametrize("shape", [(90, 130), (300, 70), (70, 300), (40, 45)])
+@pytest.mark.parametrize("scale", [1.0, 0.55, 0.8, 1.37, 2.0])
+def test_region_read_equals_the_whole_image_crop(scale, shape):
     rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 256, (90, 130, 3), dtype=np.uint8)
-    labels = np.repeat(np.arange(130, dtype=np.uint8)[None] % 19, 90, 0)
+    pixels = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    labels = rng.integers(0, 19, shape, dtype=np.uint8)
     labels[::7] = 255
-    for seed in range(25):
-        a_img, a_lab = scaled_crop(Image.fromarray(pixels), Image.fromarray(labels, mode="L"), scale, 48,
-                                   np.random.default_rng(seed), centre_pad=True)
-        b_img, b_lab = scaled_crop_array(pixels, labels, scale, 48, np.random.default_rng(seed), centre_pad=True)
-        diff = np.abs(a_img.astype(int) - b_img.astype(int))
-        assert diff.max() <= 1 and (scale != 1.0 or diff.max() == 0)
-        assert (a_lab != b_lab).mean() <= (0 if scale == 1.0 else 0.05)  # a row/column at a sample boundary at most
+    for seed in range(30):
+        want = scaled_crop(Image.fromarray(pixels), Image.fromarray(labels, mode="L"), scale, 48,
+                           np.random.default_rng(seed), centre_pad=True)
+        got = scaled_crop_array(pixels, labels, scale, 48, np.random.default_rng(seed), centre_pad=True)
+        assert np.array_equal(want[0], got[0]) and np.array_equal(want[1], got[1])
 
 
 def test_a_changed_dataset_gets_a_new_cache_and_the_old_one_is_not_read(tmp_path):

@@ -153,13 +153,51 @@ def scaled_crop(image, semantic, scale: float, crop_size: int, rng: np.random.Ge
     return crop_or_pad(img, lab, crop_size, -dy, -dx)
 
 
+def _horizontal_first(w: int, h: int, out_w: int, out_h: int) -> bool:
+    """Pillow >= 13's choice of resampling passes: vertical first when the height shrinks by more than twice
+    what the width does (each pass rounds to 8 bits, so the order shows in the pixels)."""
+    return not (h - out_h > 0 and h - out_h > (w - out_w) * 2)
+
+
+def _same_pass_order(x: tuple, y: tuple) -> tuple:
+    """A region ``(x0, x1)``, ``(y0, y1)`` of an image (``x``/``y``: start, end, image size, output size), grown
+    where needed so that PIL resizes it in the order of passes it uses for the whole image."""
+    (x0, x1, w, out_w), (y0, y1, h, out_h) = x, y
+    whole = _horizontal_first(w, h, out_w, out_h)
+    if whole == _horizontal_first(x1 - x0, y1 - y0, out_w, out_h):
+        return (x0, x1), (y0, y1)
+    if whole:  # wider, until the height shrinks at most twice what the width does (the whole width does)
+        return _grow(x0, x1, w, out_w - (-(y1 - y0 - out_h) // 2)), (y0, y1)
+    return (x0, x1), _grow(y0, y1, h, out_h + max(0, 2 * (x1 - x0 - out_w)) + 1)  # taller: as the whole image
+
+
+def _grow(start: int, end: int, size: int, length: int) -> tuple[int, int]:
+    """``[start, end)`` widened to ``length`` (at most ``size``) inside ``[0, size)``."""
+    if end - start >= length:
+        return start, end
+    end = min(size, start + length)
+    return max(0, end - length), end
+
+
+def _nearest(start: float, end: float, size: int) -> np.ndarray:
+    """The source indices PIL's ``resize(..., NEAREST, box)`` reads along one axis: its scale-only affine
+    transform (``ImagingScaleAffine``), a double stepped from the box start, truncated."""
+    step = float(np.float32(end) - np.float32(start)) / size  # PIL subtracts the float32 box values
+    out, position = np.empty(size, dtype=np.intp), float(start) + step * 0.5
+    for i in range(size):
+        out[i] = int(position)
+        position += step
+    return out
+
+
 def scaled_crop_array(image: np.ndarray, semantic: np.ndarray, scale: float, crop_size: int,
                       rng: np.random.Generator, centre_pad: bool = False):
     """:func:`scaled_crop` of uint8 arrays (HxWx3, HxW; e.g. memory-mapped decode-cache views) that reads
     only the source region the window needs: for a scale s about (crop/s)^2 pixels, plus the resampling
-    filter's reach, which PIL then resizes with the box moved into the region. The same crop as the whole
-    image gives, except that PIL (13.0) may round a resampled pixel of the smaller image by one level, or
-    take a label row or column's neighbour (tests/test_sep_input_pipeline.py bounds both)."""
+    filter's reach, which PIL then resizes with the box moved into the region (in the order of passes it
+    takes for the whole image, :func:`_same_pass_order`); the labels are the source pixels PIL's
+    nearest-neighbour resize picks (:func:`_nearest`). The crop the whole image gives, up to float rounding
+    of the moved box at the last bit (rarely one level of a pixel)."""
     from PIL import Image
 
     h, w = semantic.shape
@@ -171,11 +209,11 @@ def scaled_crop_array(image: np.ndarray, semantic: np.ndarray, scale: float, cro
         reach = int(np.ceil(max(1.0, w / sw, h / sh))) + 2  # bilinear support grows with the reduction
         x0, y0 = max(0, int(box[0]) - reach), max(0, int(box[1]) - reach)
         x1, y1 = min(w, int(np.ceil(box[2])) + reach), min(h, int(np.ceil(box[3])) + reach)
+        (x0, x1), (y0, y1) = _same_pass_order((x0, x1, w, cw), (y0, y1, h, ch))
         moved = (box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0)
         img = np.asarray(Image.fromarray(np.ascontiguousarray(image[y0:y1, x0:x1]))
                          .resize((cw, ch), Image.BILINEAR, box=moved))
-        lab = np.asarray(Image.fromarray(np.ascontiguousarray(semantic[y0:y1, x0:x1]))
-                         .resize((cw, ch), Image.NEAREST, box=moved))
+        lab = semantic[np.ix_(_nearest(box[1], box[3], ch), _nearest(box[0], box[2], cw))]
     return crop_or_pad(img, lab, crop_size, -dy, -dx)
 
 
