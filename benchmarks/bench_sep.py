@@ -43,6 +43,33 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def worker_costs(trainer, cache_dir: str, n: int = 96) -> list[str]:
+    """Per-example time of one DataLoader worker's part (in this process), the three ways, and of the
+    device part per micro-batch of ``n``: where the full pipeline's time goes."""
+    from samrs_hf.sep.data import SEPTrainDataset, collate
+    from samrs_hf.sep.decode_cache import open_decode_cache
+    from samrs_hf.sep.photometric_device import device_batches
+
+    sets = [trainer.train_sets[s] for s in trainer.subsets]
+    caches = [open_decode_cache(cache_dir, s, trainer.train_sets[s]) for s in trainer.subsets]
+    mean, std, crop = trainer.unwrapped.config.image_mean, trainer.unwrapped.config.image_std, trainer.args.crop_size
+    keys = [(i % len(sets), (i * 7) % len(sets[i % len(sets)]), i // 8, i % 8) for i in range(n)]
+    lines = []
+    for name, kw in (("PNG decode + whole augmentation", {}), ("decode cache + whole augmentation", {"caches": caches}),
+                     ("decode cache + geometric part (--augment-on device)",
+                      {"caches": caches, "photometric_on_device": True})):
+        dataset = SEPTrainDataset(sets, crop, mean, std, **kw)
+        t = time.perf_counter()
+        items = [dataset[k] for k in keys]
+        lines.append(f"worker, {name}: {(time.perf_counter() - t) / n * 1e3:.2f} ms/example")
+    device = trainer.accelerator.device
+    t = time.perf_counter()
+    batch = next(device_batches(iter([collate(items)]), device, mean, std))
+    float(batch["pixel_values"].sum())
+    lines.append(f"device part (photometric + normalise) on {device}: {(time.perf_counter() - t) * 1e3:.1f} ms per {n}")
+    return lines
+
+
 def pipeline_rates(trainer, args) -> list[float]:
     """Steps/s of ``--rounds`` consecutive blocks of the trainer's own batches into ``train_step``."""
     batches, step, rates = iter(trainer.batches(0)), 0, []
@@ -142,6 +169,8 @@ def main(argv=None) -> int:
         rates = pipeline_rates(pipeline, args)
         full[name] = (statistics.median(rates), rates, setup)
         del pipeline
+    # after the runs, so the new pipeline's set-up time holds the cache build
+    costs = worker_costs(trainer, f"{tmp}/decode-cache", args.batch_size) if args.new_pipeline else []
 
     print(f"device: {device}; backbone {args.backbone}; batch {args.batch_size} ({sizes} per subset); "
           f"crop {args.crop}; images {size}x{size}, {args.images} per subset; forward {trainer.forward_mode}; "
@@ -153,6 +182,8 @@ def main(argv=None) -> int:
         print(f"full pipeline, {name} ({args.workers} workers): {sps:7.2f} steps/s  "
               f"(rounds: {', '.join(f'{r:.2f}' for r in rates)}; set-up {setup:.1f} s)")
         print(f"  ratio full/plain : {sps / plain_sps:7.3f}  (issue 20 target 4: >= 0.9)")
+    for line in costs:
+        print(line)
     return 0
 
 
