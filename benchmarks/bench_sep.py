@@ -75,8 +75,7 @@ def pipeline_rates(trainer, args) -> list[float]:
     batches, step, rates = iter(trainer.batches(0)), 0, []
     for _ in range(args.warmup):
         step += 1
-        losses = trainer.train_step([next(batches)], step)
-    float(losses.sum())
+        float(trainer.train_step([next(batches)], step).sum())
     for _ in range(args.rounds):
         t = time.perf_counter()
         for _ in range(args.steps):
@@ -169,6 +168,8 @@ def main(argv=None) -> int:
         rates = pipeline_rates(pipeline, args)
         full[name] = (statistics.median(rates), rates, setup)
         del pipeline
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     # after the runs, so the new pipeline's set-up time holds the cache build
     costs = worker_costs(trainer, f"{tmp}/decode-cache", args.batch_size) if args.new_pipeline else []
 
