@@ -116,6 +116,22 @@ def _window(size: int, crop: int, rng: np.random.Generator, centre_pad: bool) ->
     return 0, (crop - size) // 2 if centre_pad else 0
 
 
+def _crop_window(w: int, h: int, scale: float, crop_size: int, rng: np.random.Generator, centre_pad: bool):
+    """The crop of the image rescaled by ``scale``: (scaled size, window start, pad offset, window size)
+    per axis, as ((sw, left, dx, cw), (sh, top, dy, ch)); draws the offsets (top first)."""
+    sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
+    top, dy = _window(sh, crop_size, rng, centre_pad)
+    left, dx = _window(sw, crop_size, rng, centre_pad)
+    return (sw, left, dx, min(crop_size, sw - left)), (sh, top, dy, min(crop_size, sh - top))
+
+
+def _source_box(w: int, h: int, sw: int, sh: int, left: int, top: int, cw: int, ch: int) -> tuple:
+    """The window's box in source pixels, rounded to float32 as PIL reads a resize box (the values PIL used
+    before), so that the box moved by whole pixels into a region is exactly the same box."""
+    box = (left * w / sw, top * h / sh, (left + cw) * w / sw, (top + ch) * h / sh)
+    return tuple(float(v) for v in np.asarray(box, dtype=np.float32))
+
+
 def scaled_crop(image, semantic, scale: float, crop_size: int, rng: np.random.Generator, centre_pad: bool = False):
     """Random ``crop_size`` window of the image rescaled by ``scale``, resampling only that window.
 
@@ -126,17 +142,78 @@ def scaled_crop(image, semantic, scale: float, crop_size: int, rng: np.random.Ge
     from PIL import Image
 
     w, h = image.size
-    sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
-    top, dy = _window(sh, crop_size, rng, centre_pad)
-    left, dx = _window(sw, crop_size, rng, centre_pad)
-    cw, ch = min(crop_size, sw - left), min(crop_size, sh - top)
+    (sw, left, dx, cw), (sh, top, dy, ch) = _crop_window(w, h, scale, crop_size, rng, centre_pad)
     if scale == 1.0:
         img = np.asarray(image.convert("RGB"))[top:top + ch, left:left + cw]
         lab = np.asarray(semantic)[top:top + ch, left:left + cw]
     else:
-        box = (left * w / sw, top * h / sh, (left + cw) * w / sw, (top + ch) * h / sh)
+        box = _source_box(w, h, sw, sh, left, top, cw, ch)
         img = np.asarray(image.convert("RGB").resize((cw, ch), Image.BILINEAR, box=box))
         lab = np.asarray(semantic.resize((cw, ch), Image.NEAREST, box=box))
+    return crop_or_pad(img, lab, crop_size, -dy, -dx)
+
+
+def _horizontal_first(w: int, h: int, out_w: int, out_h: int) -> bool:
+    """Pillow >= 13's choice of resampling passes: vertical first when the height shrinks by more than twice
+    what the width does (each pass rounds to 8 bits, so the order shows in the pixels)."""
+    return not (h - out_h > 0 and h - out_h > (w - out_w) * 2)
+
+
+def _same_pass_order(x: tuple, y: tuple) -> tuple:
+    """A region ``(x0, x1)``, ``(y0, y1)`` of an image (``x``/``y``: start, end, image size, output size), grown
+    where needed so that PIL resizes it in the order of passes it uses for the whole image."""
+    (x0, x1, w, out_w), (y0, y1, h, out_h) = x, y
+    whole = _horizontal_first(w, h, out_w, out_h)
+    if whole == _horizontal_first(x1 - x0, y1 - y0, out_w, out_h):
+        return (x0, x1), (y0, y1)
+    if whole:  # wider, until the height shrinks at most twice what the width does (the whole width does)
+        return _grow(x0, x1, w, out_w - (-(y1 - y0 - out_h) // 2)), (y0, y1)
+    return (x0, x1), _grow(y0, y1, h, out_h + max(0, 2 * (x1 - x0 - out_w)) + 1)  # taller: as the whole image
+
+
+def _grow(start: int, end: int, size: int, length: int) -> tuple[int, int]:
+    """``[start, end)`` widened to ``length`` (at most ``size``) inside ``[0, size)``."""
+    if end - start >= length:
+        return start, end
+    end = min(size, start + length)
+    return max(0, end - length), end
+
+
+def _nearest(start: float, end: float, size: int) -> np.ndarray:
+    """The source indices PIL's ``resize(..., NEAREST, box)`` reads along one axis: its scale-only affine
+    transform (``ImagingScaleAffine``), a double stepped from the box start, truncated."""
+    step = float(np.float32(end) - np.float32(start)) / size  # PIL subtracts the float32 box values
+    out, position = np.empty(size, dtype=np.intp), float(start) + step * 0.5
+    for i in range(size):
+        out[i] = int(position)
+        position += step
+    return out
+
+
+def scaled_crop_array(image: np.ndarray, semantic: np.ndarray, scale: float, crop_size: int,
+                      rng: np.random.Generator, centre_pad: bool = False):
+    """:func:`scaled_crop` of uint8 arrays (HxWx3, HxW; e.g. memory-mapped decode-cache views) that reads
+    only the source region the window needs: for a scale s about (crop/s)^2 pixels, plus the resampling
+    filter's reach, which PIL then resizes with the box moved into the region (in the order of passes it
+    takes for the whole image, :func:`_same_pass_order`); the labels are the source pixels PIL's
+    nearest-neighbour resize picks (:func:`_nearest`). The crop the whole image gives, up to float rounding
+    of the moved box at the last bit (rarely one level of a pixel)."""
+    from PIL import Image
+
+    h, w = semantic.shape
+    (sw, left, dx, cw), (sh, top, dy, ch) = _crop_window(w, h, scale, crop_size, rng, centre_pad)
+    if scale == 1.0:
+        img, lab = image[top:top + ch, left:left + cw], semantic[top:top + ch, left:left + cw]
+    else:
+        box = _source_box(w, h, sw, sh, left, top, cw, ch)
+        reach = int(np.ceil(max(1.0, w / sw, h / sh))) + 2  # bilinear support grows with the reduction
+        x0, y0 = max(0, int(box[0]) - reach), max(0, int(box[1]) - reach)
+        x1, y1 = min(w, int(np.ceil(box[2])) + reach), min(h, int(np.ceil(box[3])) + reach)
+        (x0, x1), (y0, y1) = _same_pass_order((x0, x1, w, cw), (y0, y1, h, ch))
+        moved = (box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0)
+        img = np.asarray(Image.fromarray(np.ascontiguousarray(image[y0:y1, x0:x1]))
+                         .resize((cw, ch), Image.BILINEAR, box=moved))
+        lab = semantic[np.ix_(_nearest(box[1], box[3], ch), _nearest(box[0], box[2], cw))]
     return crop_or_pad(img, lab, crop_size, -dy, -dx)
 
 
@@ -153,16 +230,25 @@ def crop_or_pad(image: np.ndarray, labels: np.ndarray, size: int, top: int, left
     return out_img, out_lab
 
 
-def augment(image, semantic, crop_size: int, rng: np.random.Generator):
-    """The authors' training transform (module docstring). ``image``/``semantic`` are PIL images; returns
-    HxWx3 float32 in [0, 1] and HxW int64 labels."""
+def geometric(image, semantic, crop_size: int, rng: np.random.Generator):
+    """The plan of the authors' transform and its uint8 geometric part (scale, pad + crop, flips, rot90):
+    ``(plan, HxWx3 uint8, HxW uint8 labels)``. ``image``/``semantic`` are PIL images or uint8 arrays
+    (:func:`scaled_crop_array`); both draw the same numbers in the same order."""
     plan = draw_plan(rng)
-    img, lab = scaled_crop(image, semantic, plan.scale, crop_size, rng, centre_pad=True)
+    crop = scaled_crop if hasattr(image, "convert") else scaled_crop_array
+    img, lab = crop(image, semantic, plan.scale, crop_size, rng, centre_pad=True)
     if plan.hflip:
         img, lab = img[:, ::-1], lab[:, ::-1]
     if plan.vflip:
         img, lab = img[::-1], lab[::-1]
     img, lab = np.rot90(img, plan.rot90), np.rot90(lab, plan.rot90)
+    return plan, np.ascontiguousarray(img), np.ascontiguousarray(lab)
+
+
+def augment(image, semantic, crop_size: int, rng: np.random.Generator):
+    """The authors' training transform (module docstring). ``image``/``semantic`` are PIL images (or uint8
+    arrays); returns HxWx3 float32 in [0, 1] and HxW int64 labels."""
+    plan, img, lab = geometric(image, semantic, crop_size, rng)
     img = photometric(img, plan.photometric, plan.factors)
     return (np.ascontiguousarray(img, dtype=np.float32) / 255.0,
             np.ascontiguousarray(lab, dtype=np.int64))

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from ..sources.classes import get_class_table
-from .augmentation import augment, center_crop, crop_or_pad, scaled_crop  # noqa: F401 - their old home
+from .augmentation import augment, center_crop, crop_or_pad, geometric, scaled_crop  # noqa: F401 - their old home
+from .photometric_device import pack_plan
 
 # -- proportional sampling ------------------------------------------------------------------------
 BATCH_ROUNDINGS = ("floor", "largest-remainder")
@@ -110,11 +111,22 @@ def to_tensor(x: np.ndarray, mean, std) -> torch.Tensor:
 
 
 class SEPTrainDataset(torch.utils.data.Dataset):
-    """Decodes and augments one example per sampler key (runs in DataLoader workers)."""
+    """Decodes and augments one example per sampler key (runs in DataLoader workers).
 
-    def __init__(self, subsets: list, crop_size: int, mean, std, seed: int = 0):
+    ``caches`` (one :class:`.decode_cache.DecodeCache` per subset) replaces decoding the PNGs by reading the
+    crop's region of the decoded arrays. ``photometric_on_device`` stops after the uint8 geometric part and
+    hands over ``(subset, uint8 crop, uint8 labels, photometric row)`` for
+    :func:`.photometric_device.device_batches`; the random draws are the same either way.
+    """
+
+    caches = None
+    photometric_on_device = False
+
+    def __init__(self, subsets: list, crop_size: int, mean, std, seed: int = 0, caches: list | None = None,
+                 photometric_on_device: bool = False):
         self.subsets = [ds.select_columns(["image", "semantic"]) for ds in subsets]
         self.crop_size, self.mean, self.std, self.seed = crop_size, mean, std, seed
+        self.caches, self.photometric_on_device = caches, photometric_on_device
 
     def row(self, subset: int, index) -> dict:
         """The decoded image and semantic map a key names (the streaming twin gets the row itself)."""
@@ -122,18 +134,27 @@ class SEPTrainDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, key):
         subset, index, chunk, slot = key
-        row = self.row(subset, index)
+        if self.caches is not None:
+            image, semantic = self.caches[subset].arrays(index)
+        else:
+            row = self.row(subset, index)
+            image, semantic = row["image"], row["semantic"]
         rng = np.random.default_rng([self.seed, chunk, slot, 7919])
-        img, lab = augment(row["image"], row["semantic"], self.crop_size, rng)
+        if self.photometric_on_device:
+            plan, img, lab = geometric(image, semantic, self.crop_size, rng)
+            return subset, torch.from_numpy(img), torch.from_numpy(lab), torch.from_numpy(pack_plan(plan))
+        img, lab = augment(image, semantic, self.crop_size, rng)
         return subset, to_tensor(img, self.mean, self.std), torch.from_numpy(lab)
 
 
 def collate(items) -> dict:
-    """Stack a micro-batch; ``subset_sizes`` counts its examples per subset (keys arrive grouped)."""
-    subsets = [s for s, _, _ in items]
+    """Stack a micro-batch; ``subset_sizes`` counts its examples per subset (keys arrive grouped). Items of
+    ``photometric_on_device`` give ``images`` (uint8, N x H x W x 3), uint8 ``labels`` and ``photometric``."""
+    subsets = [item[0] for item in items]
     sizes = [subsets.count(i) for i in sorted(set(subsets))]
-    return {"pixel_values": torch.stack([x for _, x, _ in items]),
-            "labels": torch.stack([y for _, _, y in items]), "subset_sizes": sizes}
+    columns = list(zip(*items))[1:]
+    names = ("images", "labels", "photometric") if len(columns) == 3 else ("pixel_values", "labels")
+    return {**{name: torch.stack(column) for name, column in zip(names, columns)}, "subset_sizes": sizes}
 
 
 class CenterCropDataset(torch.utils.data.Dataset):

@@ -84,6 +84,11 @@ class RunArgs:
     gradient_accumulation_steps: int = field(default=1, metadata={
         "help": "micro-batches per optimizer step and process"})
     num_workers: int = field(default=4, metadata={"help": "DataLoader workers (decode + augment)"})
+    pin_memory: bool = field(default=True, metadata={
+        "help": "hand the batches over in page-locked memory, so the copy to a CUDA device runs without blocking "
+                "(off on other devices; --no-pin-memory: never)"})
+    prefetch_factor: int = field(default=4, metadata={
+        "help": "micro-batches each DataLoader worker prepares ahead (with --num-workers > 0)"})
     seed: int = field(default=0, metadata={"help": "seeds weights, sampling and augmentation"})
     cpu: bool = field(default=False, metadata={"help": "force CPU"})
     overwrite: bool = field(default=False, metadata={
@@ -92,11 +97,42 @@ class RunArgs:
                 "a folder is refused"})
 
     def __post_init__(self):
-        check_at_least(self, 1, "max_steps", "gradient_accumulation_steps")
+        check_at_least(self, 1, "max_steps", "gradient_accumulation_steps", "prefetch_factor")
         check_at_least(self, 0, "lr", "weight_decay", "min_lr", "num_workers")
         if self.mixed_precision not in get_args(MixedPrecision):
             raise ValueError(f"--mixed-precision must be one of {get_args(MixedPrecision)}, "
                              f"got {self.mixed_precision!r}")
+
+
+AugmentOn = Literal["workers", "device"]
+
+
+@dataclass(kw_only=True)
+class InputArgs:
+    """How SEP pre-training reads and augments its data (part of ``TrainArgs``; checked by
+    :meth:`check_input`)."""
+
+    streaming: bool = field(default=False, metadata={
+        "help": "read the datasets with load_dataset(..., streaming=True): no local Arrow copy; the per-subset "
+                "batch sizes come from the split sizes in the dataset info; validation holds the first "
+                "--eval-max-samples (default 500) rows per subset in memory"})
+    shuffle_buffer: int = field(default=1000, metadata={"help": "--streaming: shuffle buffer (rows per subset)"})
+    decode_cache: str | None = field(default=None, metadata={
+        "metavar": "DIR", "help": "decode each training image and semantic map once into uint8 arrays under DIR "
+                                  "(per subset, named by the dataset's fingerprint; 4 bytes per pixel), which "
+                                  "the workers then read a crop's region of instead of decoding PNGs; "
+                                  "map-style datasets only (not with --streaming)"})
+    augment_on: AugmentOn = field(default="workers", metadata={
+        "help": "workers: the whole augmentation in the DataLoader workers; device: the workers do the uint8 "
+                "scale/crop/flips/rot90, the training device the photometric changes and the normalisation "
+                "(same random draws)"})
+
+    def check_input(self):
+        check_at_least(self, 1, "shuffle_buffer")
+        if self.augment_on not in get_args(AugmentOn):
+            raise ValueError(f"--augment-on must be one of {get_args(AugmentOn)}, got {self.augment_on!r}")
+        if self.decode_cache and self.streaming:
+            raise ValueError("--decode-cache caches map-style datasets and does not apply to --streaming: drop one")
 
 
 def parse_args(args_class, argv=None, description: str | None = None):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,10 +27,12 @@ from . import checkpoints as ckpt
 from .card import model_card, push_folder
 from .configuration_sep import SEPConfig, backbone_family, resolve_backbone, table8_defaults
 from .data import BATCH_ROUNDINGS, SEPTrainDataset, collate, load_subsets, parse_dataset_args, proportional_sizes
+from .decode_cache import open_decode_cache
 from .evaluation import json_safe
 from .modeling_sep import SEPForSemanticSegmentation, load_backbone_weights
-from .options import AppendString, RunArgs, check_at_least, parse_eval_schedule
+from .options import AppendString, InputArgs, RunArgs, check_at_least, parse_eval_schedule
 from .param_groups import param_groups, rule_of
+from .photometric_device import device_batches
 from .streaming import StreamingSEPDataset, load_streaming, open_streams, streaming_loader
 from .training import (NonFiniteLossError, build_optimizer, log_due, micro_batch_size, optimizer_step,
                        proportional_loader, resolve_hparams, run_steps)
@@ -40,7 +43,7 @@ BatchRounding = Literal["floor", "largest-remainder"]
 
 
 @dataclass(kw_only=True)
-class TrainArgs(RunArgs):
+class TrainArgs(InputArgs, RunArgs):
     """``builders/train_sep.py``'s options (``--dataset`` repeated gives ``datasets``)."""
 
     datasets: dict[str, str] = field(metadata={
@@ -75,18 +78,14 @@ class TrainArgs(RunArgs):
     report_to: str = field(default="none", metadata={"help": "Accelerate tracker: tensorboard, wandb, all, none"})
     push_to_hub: str | None = field(default=None, metadata={
         "metavar": "REPO", "help": "upload the final model folder to this Hub repo"})
-    streaming: bool = field(default=False, metadata={
-        "help": "read the datasets with load_dataset(..., streaming=True): no local Arrow copy; the per-subset "
-                "batch sizes come from the split sizes in the dataset info; validation holds the first "
-                "--eval-max-samples (default 500) rows per subset in memory"})
-    shuffle_buffer: int = field(default=1000, metadata={"help": "--streaming: shuffle buffer (rows per subset)"})
 
     def __post_init__(self):
         super().__post_init__()
+        self.check_input()
         if not isinstance(self.datasets, dict):  # the --dataset strings
             self.datasets = parse_dataset_args(self.datasets)
         check_at_least(self, 1, "batch_size", "crop_size", "hidden_size", "eval_crop_size", "eval_batch_size",
-                       "eval_max_samples", "shuffle_buffer")
+                       "eval_max_samples")
         check_at_least(self, 0, "checkpoint_every", "keep_checkpoints", "log_every", "max_grad_norm")
         self.eval_every = str(self.eval_every)
         parse_eval_schedule(self.eval_every)
@@ -135,6 +134,7 @@ class SEPTrainer:
         self.best = ckpt.read_best(self.output_dir, self.start_step) if args.resume else None
 
     def _load_data(self):
+        self.caches = None
         if self.args.streaming:
             self.train_sets, self.class_names, self.lengths, self.val_sets = load_streaming(
                 self.args.datasets, self.args.eval_max_samples)
@@ -150,6 +150,10 @@ class SEPTrainer:
                     logger.warning("%s: no validation scores: %s", subset, exc)
         self.subsets = list(self.train_sets)
         self.lengths = [len(self.train_sets[s]) for s in self.subsets]
+        if self.args.decode_cache:  # the main process decodes, the others then read its cache
+            with self.accelerator.main_process_first():
+                self.caches = [open_decode_cache(self.args.decode_cache, s, self.train_sets[s], os.cpu_count() or 1,
+                                                 self.accelerator.is_main_process) for s in self.subsets]
 
     def _build_model(self):
         """The SEP model (seeded) and Table 8's defaults for its backbone; returns the backbone's weights."""
@@ -239,14 +243,19 @@ class SEPTrainer:
     def batches(self, start_step: int):
         """Micro-batches from optimizer step ``start_step`` on, for this process."""
         a, config, acc = self.args, self.unwrapped.config, self.accelerator
+        on_device = a.augment_on == "device"
         if a.streaming:
             streams = open_streams(self.train_sets, a.seed, a.shuffle_buffer, acc.process_index, acc.num_processes)
-            dataset = StreamingSEPDataset(a.crop_size, config.image_mean, config.image_std, seed=a.seed)
-            return streaming_loader(streams, self.sizes, dataset, a, acc, collate, start_step)
-        dataset = SEPTrainDataset([self.train_sets[s] for s in self.subsets], a.crop_size, config.image_mean,
-                                  config.image_std, seed=a.seed)
-        return proportional_loader(dataset, self.lengths, self.micro_batch, a, self.accelerator, collate,
-                                   start_step, rounding=a.batch_rounding)
+            dataset = StreamingSEPDataset(a.crop_size, config.image_mean, config.image_std, seed=a.seed,
+                                          photometric_on_device=on_device)
+            loader = streaming_loader(streams, self.sizes, dataset, a, acc, collate, start_step)
+        else:
+            dataset = SEPTrainDataset([self.train_sets[s] for s in self.subsets], a.crop_size, config.image_mean,
+                                      config.image_std, seed=a.seed, caches=self.caches,
+                                      photometric_on_device=on_device)
+            loader = proportional_loader(dataset, self.lengths, self.micro_batch, a, acc, collate, start_step,
+                                         rounding=a.batch_rounding)
+        return device_batches(loader, acc.device, config.image_mean, config.image_std) if on_device else loader
 
     @property
     def unwrapped(self) -> SEPForSemanticSegmentation:

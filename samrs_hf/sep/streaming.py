@@ -17,6 +17,7 @@ import logging
 import torch
 
 from .data import SEPTrainDataset
+from .training import loader_options
 
 logger = logging.getLogger(__name__)
 COLUMNS = ["image", "semantic"]
@@ -103,8 +104,9 @@ class StreamingBatchSampler:
 class StreamingSEPDataset(SEPTrainDataset):
     """Decodes and augments the rows the sampler hands over (runs in DataLoader workers)."""
 
-    def __init__(self, crop_size: int, mean, std, seed: int = 0):
+    def __init__(self, crop_size: int, mean, std, seed: int = 0, photometric_on_device: bool = False):
         self.crop_size, self.mean, self.std, self.seed = crop_size, mean, std, seed
+        self.photometric_on_device = photometric_on_device
 
     def row(self, subset: int, key) -> dict:
         from datasets import Image
@@ -119,8 +121,7 @@ def streaming_loader(streams: list, sizes: list[int], dataset, args, accelerator
     sampler = StreamingBatchSampler(streams, sizes, start_step=start_step * g, num_steps=(args.max_steps - start_step) * g,
                                     num_replicas=accelerator.num_processes, rank=accelerator.process_index)
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn,
-                                       num_workers=args.num_workers, pin_memory=torch.cuda.is_available(),
-                                       persistent_workers=False, prefetch_factor=4 if args.num_workers else None)
+                                       **loader_options(args, accelerator))
 
 
 def load_streaming(specs: dict[str, str], val_rows: int | None) -> tuple[dict, dict, list[int], dict]:

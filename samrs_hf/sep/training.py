@@ -61,8 +61,14 @@ def proportional_loader(dataset, lengths: list[int], micro_batch: int, args, acc
         lengths, micro_batch, seed=args.seed, start_step=start_step * g, num_steps=(args.max_steps - start_step) * g,
         num_replicas=accelerator.num_processes, rank=accelerator.process_index, rounding=rounding)
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn,
-                                       num_workers=args.num_workers, pin_memory=torch.cuda.is_available(),
-                                       persistent_workers=False, prefetch_factor=4 if args.num_workers else None)
+                                       **loader_options(args, accelerator))
+
+
+def loader_options(args, accelerator) -> dict:
+    """The DataLoader settings of ``--num-workers``, ``--pin-memory`` (only when the device is CUDA) and
+    ``--prefetch-factor``. Workers need not persist: a training loader makes one pass over its sampler."""
+    return {"num_workers": args.num_workers, "pin_memory": bool(args.pin_memory and accelerator.device.type == "cuda"),
+            "prefetch_factor": args.prefetch_factor if args.num_workers else None}
 
 
 def optimizer_step(accelerator, model, optimizer, scheduler, micro_batches, loss_fn: Callable, step: int,
