@@ -28,7 +28,7 @@ from ..common.files import atomic_write
 from ..common.prefetch import prefetch_map
 
 logger = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 FILES = ("images.u8", "semantic.u8", "index.npy", "meta.json")
 META = "meta.json"
 
@@ -38,10 +38,26 @@ class DecodeCacheError(SamrsError, ValueError):
     image's size); the message names the dataset and the row."""
 
 
+def dataset_identity(ds) -> list:
+    """What ``ds``'s rows are, by public ``datasets`` APIs: its Arrow cache files (``load_dataset`` names
+    them by a hash of the data files and their modification times) with their sizes and times, or, for an
+    in-memory dataset, a hash of its table."""
+    if not ds.cache_files:
+        from datasets.fingerprint import Hasher
+
+        return [Hasher.hash(ds.data)]
+    identity = []
+    for entry in ds.cache_files:
+        stat = Path(entry["filename"]).stat()
+        identity.append([entry["filename"], stat.st_size, stat.st_mtime_ns])
+    return identity
+
+
 def cache_key(ds) -> str:
-    """What the cache of ``ds`` is valid for: its ``datasets`` fingerprint (a hash of its data files and the
-    operations applied), row count and the cache layout version."""
-    text = json.dumps({"fingerprint": ds._fingerprint, "rows": len(ds), "version": CACHE_VERSION})
+    """What the cache of ``ds`` is valid for: its data (:func:`dataset_identity`), row count and columns,
+    and the cache layout version."""
+    text = json.dumps({"data": dataset_identity(ds), "rows": len(ds), "columns": ds.column_names,
+                       "version": CACHE_VERSION})
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -155,7 +171,7 @@ def _build(folder: Path, key: str, subset: str, ds, workers: int, progress: bool
     buffer = _npy_bytes(index)
     atomic_write(folder / "index.npy", buffer)
     meta = {"samrs": "decode-cache", "version": CACHE_VERSION, "key": key, "subset": subset, "rows": len(ds),
-            "fingerprint": ds._fingerprint}
+            "data": dataset_identity(ds)}
     atomic_write(folder / META, json.dumps(meta, indent=2).encode())
     return DecodeCache(folder, index, decoded=len(ds))
 
