@@ -86,21 +86,29 @@ def sam2_config(sd: dict, hiera: dict | None = None):
     heads = [spec["num_heads"] * 2**i for i in range(len(stages))]
     neck = [int(sd[f"image_encoder.neck.convs.{i}.conv.weight"].shape[1]) for i in range(len(dims))]
     d_model = int(sd["image_encoder.neck.convs.0.conv.weight"].shape[0])
-    mask_chans = int(sd["sam_prompt_encoder.mask_downscaling.3.weight"].shape[0])
-    dec_mlp = int(sd["sam_mask_decoder.transformer.layers.0.mlp.layers.0.weight"].shape[0])
-    inner = int(sd["sam_mask_decoder.transformer.layers.0.cross_attn_token_to_image.q_proj.weight"].shape[0])
-    iou_hidden = int(sd["sam_mask_decoder.iou_prediction_head.layers.0.weight"].shape[0])
     backbone = dict(model_type="sam2_hiera_det_model", hidden_size=embed, num_attention_heads=spec["num_heads"],
                     blocks_per_stage=stages, embed_dim_per_stage=dims, num_attention_heads_per_stage=heads,
                     window_size_per_stage=list(spec["window_spec"]),
                     global_attention_blocks=list(spec["global_att_blocks"]),
                     window_positional_embedding_background_size=list(sd["image_encoder.trunk.pos_embed"].shape[-2:]))
+    prompt_encoder, mask_decoder = sam_heads_config(sd)
     return Sam2Config(
         vision_config=dict(backbone_config=backbone, backbone_channel_list=neck, fpn_hidden_size=d_model),
-        prompt_encoder_config=dict(hidden_size=d_model, mask_input_channels=mask_chans),
-        mask_decoder_config=dict(hidden_size=d_model, mlp_dim=dec_mlp, num_attention_heads=8,
-                                 attention_downsample_rate=max(1, d_model // inner), iou_head_hidden_dim=iou_hidden),
+        prompt_encoder_config=prompt_encoder, mask_decoder_config=mask_decoder,
     )
+
+
+def sam_heads_config(sd: dict) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(prompt encoder, mask decoder) config fields from the SAM 2 heads' tensors (``sam_prompt_encoder.*``,
+    ``sam_mask_decoder.*``: sam2's names, which sam3's tracker keeps)."""
+    d_model = int(sd["sam_mask_decoder.iou_token.weight"].shape[1])
+    mask_chans = int(sd["sam_prompt_encoder.mask_downscaling.3.weight"].shape[0])
+    dec_mlp = int(sd["sam_mask_decoder.transformer.layers.0.mlp.layers.0.weight"].shape[0])
+    inner = int(sd["sam_mask_decoder.transformer.layers.0.cross_attn_token_to_image.q_proj.weight"].shape[0])
+    iou_hidden = int(sd["sam_mask_decoder.iou_prediction_head.layers.0.weight"].shape[0])
+    return (dict(hidden_size=d_model, mask_input_channels=mask_chans),
+            dict(hidden_size=d_model, mlp_dim=dec_mlp, num_attention_heads=8,
+                 attention_downsample_rate=max(1, d_model // inner), iou_head_hidden_dim=iou_hidden))
 
 
 def convert_sam2_checkpoint(state_dict: dict, hiera: dict | None = None) -> tuple[Any, dict]:
@@ -108,20 +116,25 @@ def convert_sam2_checkpoint(state_dict: dict, hiera: dict | None = None) -> tupl
     SAM 2) are not visible in shapes."""
     sd = state_dict["model"] if isinstance(state_dict.get("model"), dict) else state_dict
     config = sam2_config(sd, hiera)
+    return config, rename_sam2_tensors({k: v for k, v in sd.items() if not k.startswith(_VIDEO_ONLY)})
+
+
+def rename_sam2_tensors(sd: dict) -> dict:
+    """sam2-named tensors (trunk, neck, ``no_mem_embed``, SAM heads) -> transformers' names; the
+    prompt encoder's point embeddings become one table, and the image-wide positional table is the
+    prompt encoder's, as in the reference."""
+    import torch
+
     depths: dict[str, int] = {}
     for key in sd:
         if (m := _MLP.match(key)):
             depths[m.group(1)] = max(depths.get(m.group(1), 0), int(m.group(2)) + 1)
     out, points = {}, {}
     for key, value in sd.items():
-        if key.startswith(_VIDEO_ONLY):
-            continue
         if (m := re.match(r"^sam_prompt_encoder\.point_embeddings\.(\d+)\.weight$", key)):
             points[int(m.group(1))] = value
             continue
         out[_rename(key, depths)] = value
-    import torch
-
     out["prompt_encoder.point_embed.weight"] = torch.cat([points[i] for i in sorted(points)])
     out["shared_image_embedding.positional_embedding"] = out["prompt_encoder.shared_embedding.positional_embedding"]
-    return config, out
+    return out

@@ -19,7 +19,7 @@ import numpy as np
 
 from .segment_anything import _torchvision_stub
 
-REFERENCE_PACKAGES = {"sam_hq": "segment_anything_hq", "sam2": "sam2"}
+REFERENCE_PACKAGES = {"sam_hq": "segment_anything_hq", "sam2": "sam2", "sam3": "sam3"}
 
 
 def _sam2_transforms(tv: dict) -> None:
@@ -150,6 +150,10 @@ def build_reference_sam2(seed: int = 0):
 
 
 def reference_predictor(family: str, model):
+    if family == "sam3":
+        from .sam3 import Sam3InteractivePredictor
+
+        return Sam3InteractivePredictor(model)
     if family == "sam_hq":
         _, pred = import_reference("sam_hq", "predictor")
         return pred.SamPredictor(model)
@@ -193,4 +197,8 @@ def build_reference(family: str, seed: int = 0):
         return build_reference_sam_hq(seed)
     if family == "sam2":
         return build_reference_sam2(seed)
+    if family == "sam3":
+        from .sam3 import build_reference_sam3
+
+        return build_reference_sam3(seed)
     raise ValueError(f"no reference builder for {family!r} (known: {', '.join(REFERENCE_PACKAGES)})")
