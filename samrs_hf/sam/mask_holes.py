@@ -33,7 +33,7 @@ def small_component_mask(region: torch.Tensor, max_area: int) -> torch.Tensor:
     keep = region.view(n, -1)
     index = torch.arange(1, size, device=region.device).expand(n, -1)
     parent = torch.cat([torch.zeros(n, 1, dtype=torch.long, device=region.device), index * keep], dim=1)
-    labels = parent[:, 1:]
+    labels = parent[:, 1:].clone()
     for _ in range(h * w):
         # float32 holds every label exactly up to 2**24 pixels (SAM 3's low-res masks have 288**2)
         seen = _neighbour_max(labels.view(n, 1, h, w).float()).view(n, -1).long() * keep

@@ -83,6 +83,12 @@ def sam3_tracker_config(sd: dict):
     is discarded by the reference, ``scalp=1``)."""
     from transformers import Sam3TrackerConfig
 
+    needed = (TRUNK + "patch_embed.proj.weight", TRUNK + "pos_embed", TRUNK + "blocks.0.mlp.fc1.weight",
+              TRACKER_NECK + "0.conv_1x1.weight", "tracker.sam_mask_decoder.iou_token.weight",
+              "tracker.sam_prompt_encoder.mask_downscaling.3.weight", "tracker.no_mem_embed")
+    absent = [k for k in needed if k not in sd]
+    if absent:
+        raise ValueError(f"not a SAM 3 checkpoint with the interactive tracker (sam3.pt): no {', '.join(absent[:3])}")
     vit = _trunk_layout(sd)
     vit["num_hidden_layers"] = vit["global_attn_indexes"][-1] + 1
     heads = {_sam2_name(k): v for k, v in sd.items() if k.startswith("tracker.sam_")}

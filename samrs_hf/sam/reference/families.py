@@ -191,6 +191,19 @@ def reference_predict(family: str, predictor, image: np.ndarray, prompts, per_ca
     return np.concatenate(masks), np.concatenate(scores)
 
 
+def save_reference_checkpoint(family: str, model, path) -> None:
+    """The reference model's weights as its package's released checkpoint file: ``{"model": state_dict}``
+    (SAM 3: ``sam3.pt``'s ``detector.*`` / ``tracker.*`` names, checked by sam3's own loader)."""
+    import torch
+
+    if family == "sam3":
+        from .sam3 import save_released_checkpoint
+
+        save_released_checkpoint(model, path)
+    else:
+        torch.save({"model": model.state_dict()}, path)
+
+
 def build_reference(family: str, seed: int = 0):
     """The family's small random reference model (its package's own builder)."""
     if family == "sam_hq":

@@ -28,6 +28,10 @@ import io
 
 import numpy as np
 
+# module -> pip name: what sam3 (installed --no-deps) imports on this path, and scikit-image, with
+# which its predictor fills small holes on the CPU (without it sam3 warns and skips the filling)
+SAM3_NEEDS = {"sam3": "sam3", "timm": "timm", "torchvision": "torchvision", "einops": "einops", "ftfy": "ftfy",
+              "regex": "regex", "iopath": "iopath", "skimage": "scikit-image"}
 SAM3_VIT = dict(img_size=1008, pretrain_img_size=336, patch_size=14, embed_dim=128, depth=2, num_heads=2,
                 mlp_ratio=4.625, norm_layer="LayerNorm", drop_path_rate=0.0, qkv_bias=True, use_abs_pos=True,
                 tile_abs_pos=True, global_att_blocks=(1,), rel_pos_blocks=(), use_rope=True, use_interp_rope=True,
