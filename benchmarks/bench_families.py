@@ -4,9 +4,10 @@ SAMRS ran SAM), same random weights, same images and boxes.
 
 Reference models come from each package's own builder (:mod:`family_reference`): HQ-SAM in SAM's
 ViT shapes (``--model-size tiny|vit_b|vit_l|vit_h``), SAM 2.1 in its Hiera variants (``--model-size
-tiny|hiera_t|hiera_s|hiera_b+|hiera_l``). SAM 3's tracker and EdgeTAM have no reference here (sam3
-needs timm/einops and CUDA-only kernels for its builders; EdgeTAM's reference is a sam2 fork not on the
-registry): ours runs alone on ``tiny-random-sam3`` (EdgeTAM needs timm for its RepViT trunk).
+tiny|hiera_t|hiera_s|hiera_b+|hiera_l``), SAM 3's image model with its interactive predictor from
+sam3's builder functions (``--model-size tiny``: a 2-block ViT; ``full``: the released ViT, no text
+encoder; :mod:`samrs_hf.sam.reference.sam3`), ours converted from its ``sam3.pt``-layout weights.
+EdgeTAM has no reference here (its reference is a sam2 fork not on the registry): ours runs alone.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from samrs_hf.sam.reference.families import (
     build_reference, import_reference, reference_predict, reference_predictor,
 )
+from samrs_hf.sam.reference.sam3 import build_reference_sam3, released_state_dict
 from samrs_hf.sam.reference.segment_anything import SHAPES, mask_ious, random_boxes, textured_image
 
 SAM2_SIZES = {"tiny": "sam2.1_hiera_t", "hiera_t": "sam2.1_hiera_t", "hiera_s": "sam2.1_hiera_s",
@@ -46,6 +48,8 @@ def _reference_model(family: str, size: str):
             initialize_config_module("sam2", version_base="1.2")
         torch.manual_seed(0)
         return build.build_sam2(f"configs/sam2.1/{SAM2_SIZES[size]}.yaml", None, device="cpu")
+    if family == "sam3":
+        return build_reference("sam3") if size == "tiny" else build_reference_sam3(0, size).eval()
     return None
 
 
@@ -56,7 +60,8 @@ def _our_model(family: str, reference):
 
     if reference is None:
         return load_sam(f"tiny-random-{family}")[0]
-    return family_model_from_checkpoint({"model": reference.state_dict()}, get_family(family))
+    state = released_state_dict(reference) if family == "sam3" else reference.state_dict()
+    return family_model_from_checkpoint({"model": state}, get_family(family))
 
 
 def run_family(args) -> dict:
@@ -69,7 +74,7 @@ def run_family(args) -> dict:
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     size = args.model_size or ("hiera_t" if family == "sam2" else "vit_b" if family == "sam_hq" else "tiny")
-    known = {"sam_hq": SHAPES, "sam2": SAM2_SIZES}.get(family, ("tiny",))
+    known = {"sam_hq": SHAPES, "sam2": SAM2_SIZES, "sam3": ("tiny", "full")}.get(family, ("tiny",))
     if size not in known:
         raise SystemExit(f"--model-size {size} is no {family} size here ({', '.join(sorted(known))})")
     reference = _reference_model(family, size)

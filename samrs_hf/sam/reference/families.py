@@ -213,5 +213,7 @@ def build_reference(family: str, seed: int = 0):
     if family == "sam3":
         from .sam3 import build_reference_sam3
 
-        return build_reference_sam3(seed)
+        model = build_reference_sam3(seed)
+        _randomize(model, seed)
+        return model
     raise ValueError(f"no reference builder for {family!r} (known: {', '.join(REFERENCE_PACKAGES)})")

@@ -24,6 +24,7 @@ without CUDA those tensors are made on the CPU (:class:`_CudaTablesOnCpu`), the 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 
 import numpy as np
@@ -55,23 +56,22 @@ def _cuda_tables_on_cpu():
     return _CudaTablesOnCpu()
 
 
-def build_reference_sam3(seed: int = 0):
-    """The small SAM 3 image model with instance interactivity (see the module docstring), random."""
+def build_reference_sam3(seed: int = 0, size: str = "tiny"):
+    """The SAM 3 image model with instance interactivity (see the module docstring), at sam3's random
+    init: ``size`` "tiny" (the small ViT) or "full" (the builder's own ``_create_vit_backbone``, the
+    released shapes; still no text encoder, which box/point prompts never run)."""
     import torch
 
-    from .families import _randomize, import_reference
-
-    _, mb, vitdet, task = import_reference("sam3", "model_builder", "model.vitdet", "model.sam1_task_predictor")
+    mb, vitdet, task = import_sam3("model_builder", "model.vitdet", "model.sam1_task_predictor")
     torch.manual_seed(seed)
     with _cuda_tables_on_cpu():
-        trunk = vitdet.ViT(**SAM3_VIT)
+        trunk = vitdet.ViT(**SAM3_VIT) if size == "tiny" else mb._create_vit_backbone()
         neck = mb._create_vit_neck(mb._create_position_encoding(precompute_resolution=1008), trunk,
                                    enable_inst_interactivity=True)
         tracker = mb.build_tracker(apply_temporal_disambiguation=False)
         model = mb._create_sam3_model(mb._create_vl_backbone(neck, None), mb._create_sam3_transformer(),
                                       mb._create_geometry_encoder(), None, mb._create_dot_product_scoring(),
                                       task.SAM3InteractiveImagePredictor(tracker), True)
-    _randomize(model, seed)
     return model.eval()
 
 
@@ -88,7 +88,7 @@ def save_released_checkpoint(model, path) -> None:
     which must find every tensor (it reports missing ones on stdout)."""
     import torch
 
-    _, mb = import_sam3("model_builder")
+    (mb,) = import_sam3("model_builder")
     torch.save({"model": released_state_dict(model)}, path)
     report = io.StringIO()
     with contextlib.redirect_stdout(report):
@@ -97,10 +97,9 @@ def save_released_checkpoint(model, path) -> None:
         raise RuntimeError(f"sam3's loader does not read {path} back: {report.getvalue().strip()}")
 
 
-def import_sam3(*modules: str):
-    from .families import import_reference
-
-    return import_reference("sam3", *modules)
+def import_sam3(*modules: str) -> list:
+    """sam3's submodules; ImportError if sam3 (or timm/torchvision, which it needs for real) is missing."""
+    return [importlib.import_module(f"sam3.{m}") for m in modules]
 
 
 class Sam3InteractivePredictor:
@@ -108,7 +107,7 @@ class Sam3InteractivePredictor:
     calls of SAM 2's predictor, so the reference loop treats both alike."""
 
     def __init__(self, model):
-        _, processor = import_sam3("model.sam3_image_processor")
+        (processor,) = import_sam3("model.sam3_image_processor")
         self.model = model
         self.processor = processor.Sam3Processor(model, device="cpu" if next(model.parameters()).device.type == "cpu"
                                                  else "cuda")
