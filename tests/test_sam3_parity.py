@@ -84,12 +84,13 @@ def test_the_tracker_reads_the_1x_level_with_no_mem_embed_whatever_the_neck_carr
     ``no_mem_embed`` must go on the 1x level the decoder reads, with or without it."""
     import transformers
 
-    four = tiny_random_model(0, "sam3")
-    config = four.config.to_dict()
-    config["vision_config"]["scale_factors"] = [4.0, 2.0, 1.0]
-    three = transformers.Sam3TrackerModel(transformers.Sam3TrackerConfig(**config))
-    missing, unexpected = three.load_state_dict(four.state_dict(), strict=False)
-    assert not missing and all(".fpn_layers.3." in k for k in unexpected)
+    three = tiny_random_model(0, "sam3")
+    assert three.config.vision_config.scale_factors == [4.0, 2.0, 1.0]
+    config = three.config.to_dict()
+    config["vision_config"]["scale_factors"] = [4.0, 2.0, 1.0, 0.5]
+    four = transformers.Sam3TrackerModel(transformers.Sam3TrackerConfig(**config))
+    missing, unexpected = four.load_state_dict(three.state_dict(), strict=False)
+    assert not unexpected and missing and all(".fpn_layers.3." in k for k in missing)
     image = textured_image(120, 160, seed=3)
     a, b = _decode(four, image), _decode(three, image)
     np.testing.assert_array_equal(a.masks, b.masks)
