@@ -30,7 +30,7 @@ from samrs_hf.sam.reference.segment_anything import (  # noqa: E402
 )
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-FAMILY_SIZES = ("hiera_t", "hiera_s", "hiera_b+", "hiera_l", "full")  # SAM 2.1's (bench_families.SAM2_SIZES), SAM 3's full
+FAMILY_SIZES = ("hiera_t", "hiera_s", "hiera_b+", "hiera_l", "full")  # SAM 2.1's (bench_families), SAM 3's
 KNOWN_PEAKS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 TFLOP/s
 
 

@@ -163,3 +163,11 @@ def test_blocks_past_the_last_global_one_are_left_out(released):
     assert config.vision_config.backbone_config.num_hidden_layers == 2
     assert not any(".layers.2." in k for k in converted)
     assert TRUNK + "blocks.2.mlp.fc1.weight" in dropped
+
+
+def test_a_trunk_tensor_of_no_known_role_is_an_error_not_a_silent_drop(released):
+    from samrs_hf.sam.sam3_checkpoint import TRUNK, convert_sam3_checkpoint
+
+    odd = {**released, TRUNK + "ln_post.weight": torch.ones(128)}  # the reference would apply it
+    with pytest.raises(ValueError, match="ln_post.weight: a ViT tensor the SAM 3 converter does not know"):
+        convert_sam3_checkpoint(odd)

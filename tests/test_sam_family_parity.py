@@ -1,7 +1,7 @@
 """Parity of each SAM generation with its reference predictor: the same random weights (made by the
 reference package's own builder, SAM 3's from its builder functions with a small ViT, saved as its
-released checkpoint and loaded through ``load_sam``, so the conversion is part of what is checked), CPU fp32, per-mask IoU >= 0.99 for H-Box, CP and a mask
-prompt, on a square and a non-square image. Skips, naming the package, where it is not installed
+released checkpoint and loaded through ``load_sam``, so the conversion is part of what is checked),
+CPU fp32, per-mask IoU >= 0.99 for H-Box, CP and a mask prompt, on a square and a non-square image. Skips, naming the package, where it is not installed
 (``pip install .[generations]``)."""
 
 import importlib.util

@@ -3,7 +3,8 @@
 HQ-SAM (``segment-anything-hq``, ``sam_hq_vit_*.pth``) is SAM's layout plus the HQ decoder's
 tensors, so SAM's converter (:mod:`.checkpoint`) does the shared part and the renames below the rest;
 the config comes from the tensor shapes. SAM 2.1 (``sam2``, ``sam2.1_hiera_*.pt``) is converted by
-:mod:`.sam2_checkpoint`, SAM 3 (``sam3``, ``sam3.pt``) by :mod:`.sam3_checkpoint`. Every form is read through ``common.safe_load`` by the caller.
+:mod:`.sam2_checkpoint`, SAM 3 (``sam3``, ``sam3.pt``) by :mod:`.sam3_checkpoint`. Every form is
+read through ``common.safe_load`` by the caller.
 """
 
 from __future__ import annotations

@@ -102,11 +102,13 @@ def sam3_tracker_config(sd: dict):
 
 
 def _trunk_tensor(key: str, value, out: dict, layers: int) -> bool:
-    """Rename one trunk tensor into ``out``; False when the reference never reads it."""
+    """Rename one trunk tensor into ``out``; False when the reference never reads it, ValueError for a
+    tensor of no known role (an ``ln_post``, say, which the reference would apply)."""
     rest = key[len(TRUNK):]
     if rest == "pos_embed":
-        side = math.isqrt(value.shape[1])
-        out["vision_encoder.backbone.embeddings.position_embeddings"] = value if side * side == value.shape[1] else value[:, 1:]
+        side = math.isqrt(value.shape[1])  # a class-token row first where the count is no square
+        value = value if side * side == value.shape[1] else value[:, 1:]
+        out["vision_encoder.backbone.embeddings.position_embeddings"] = value
         return True
     if rest == "patch_embed.proj.weight":
         out["vision_encoder.backbone.embeddings.patch_embeddings.projection.weight"] = value
@@ -115,8 +117,10 @@ def _trunk_tensor(key: str, value, out: dict, layers: int) -> bool:
         out["vision_encoder.backbone.layer_norm." + rest[7:]] = value
         return True
     m = re.match(r"^blocks\.(\d+)\.(.*)$", rest)
-    if not m or int(m.group(1)) >= layers or m.group(2) == "attn.freqs_cis":
+    if m and (int(m.group(1)) >= layers or m.group(2) == "attn.freqs_cis"):
         return False  # blocks past the last global one; RoPE tables are recomputed from the config
+    if not m:
+        raise ValueError(f"{key}: a ViT tensor the SAM 3 converter does not know")
     prefix, part = f"vision_encoder.backbone.layers.{m.group(1)}.", m.group(2)
     if part.startswith("attn.qkv."):
         for name, chunk in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
@@ -127,7 +131,7 @@ def _trunk_tensor(key: str, value, out: dict, layers: int) -> bool:
         if part.startswith(old):
             out[prefix + new + part[len(old):]] = value
             return True
-    return False
+    raise ValueError(f"{key}: a ViT tensor the SAM 3 converter does not know")
 
 
 def convert_sam3_checkpoint(state_dict: dict) -> tuple[Any, dict, dict[str, str]]:
@@ -141,13 +145,15 @@ def convert_sam3_checkpoint(state_dict: dict) -> tuple[Any, dict, dict[str, str]
             continue
         m = re.match(r"^" + re.escape(TRACKER_NECK) + r"(\d+)\.(.*)$", key)
         if m and int(m.group(1)) < len(config.vision_config.scale_factors):
-            part = next(new + m.group(2)[len(old):] for old, new in _NECK_PARTS if m.group(2).startswith(old))
+            part = next((new + m.group(2)[len(old):] for old, new in _NECK_PARTS if m.group(2).startswith(old)), None)
+            if part is None:
+                raise ValueError(f"{key}: a neck tensor the SAM 3 converter does not know")
             out[f"vision_encoder.neck.fpn_layers.{m.group(1)}.{part}"] = value
             continue
-        if key.startswith(("tracker.sam_prompt_encoder.", "tracker.sam_mask_decoder.")) or key == "tracker.no_mem_embed":
+        if key.startswith(("tracker.sam_prompt_encoder.", "tracker.sam_mask_decoder.", "tracker.no_mem_embed")):
             heads[_sam2_name(key)] = value
             continue
-        dropped[key] = ("the trunk past its last global block, or its RoPE table (recomputed)" if key.startswith(TRUNK)
+        dropped[key] = ("the trunk past its last global block, or a RoPE table (recomputed)" if key.startswith(TRUNK)
                         else "the tracker neck's 0.5x level (discarded by the reference)" if m
                         else next((why for p, why in DROPPED.items() if key.startswith(p)), "not SAM 3"))
     out.update(rename_sam2_tensors(heads))

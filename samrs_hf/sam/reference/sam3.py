@@ -12,13 +12,14 @@ encoder (``_create_vl_backbone``; only ``forward_image`` runs), the DETR transfo
 encoder and scoring (their tensors go into the checkpoint for the converter to leave out), no
 segmentation head (the builder's ``enable_segmentation=False``), and the tracker (``build_tracker``)
 wrapped in ``SAM3InteractiveImagePredictor``. The input stays 1008 (the predictor hard-codes its
-288/144/72 feature grids).
+288/144/72 feature grids). ``families.build_reference("sam3")`` then perturbs its position tables, norms
+and ``no_mem_embed`` as it does the other families' references.
 
-Predictions go the way sam3's README runs interactive prompts: ``Sam3Processor.set_image`` (uint8
+Predictions take the image model's own path for box/point prompts: ``Sam3Processor.set_image`` (uint8
 resize to 1008, antialiased) then ``model.predict_inst(...)``, which fills low-res holes of up to 256
 pixels (scikit-image labels them on the CPU; without it sam3 warns and skips the filling, so the parity
 test needs it). sam3's builders make a few position tables on ``"cuda"`` at construction; on a machine
-without CUDA those tensors are made on the CPU (:class:`_CudaTablesOnCpu`), the same values.
+without CUDA those tensors are made on the CPU (``_cuda_tables_on_cpu``), the same values.
 """
 
 from __future__ import annotations
