@@ -155,7 +155,12 @@ class Sam3Ops(Sam2Ops):
     of up to :data:`SAM3_MAX_HOLE_AREA` pixels filled before the resize to the image."""
 
     def to_input(self, x: torch.Tensor, new_size: tuple[int, int]) -> torch.Tensor:
-        x = F.interpolate(x, new_size, mode="bilinear", align_corners=False, antialias=True)
+        """torchvision's v2 ``Resize`` of a uint8 image: native uint8 on the CPU, float then rounded
+        elsewhere."""
+        if x.device.type == "cpu":
+            x = F.interpolate(x, new_size, mode="bilinear", align_corners=False, antialias=True)
+        else:
+            x = F.interpolate(x.float(), new_size, mode="bilinear", align_corners=False, antialias=True).round_()
         return (x.float() / 255.0 - self.mean) / self.std
 
     def postprocess(self, low_res: torch.Tensor, orig, inp) -> torch.Tensor:
