@@ -7,8 +7,10 @@ ViT shapes (``--model-size tiny|vit_b|vit_l|vit_h``), SAM 2.1 in its Hiera varia
 tiny|hiera_t|hiera_s|hiera_b+|hiera_l``), EdgeTAM by its fork's ``configs/edgetam.yaml`` (``--model-size
 edgetam``, the released layout, or ``tiny``: neck/decoder at 32 channels), run in a child process
 where the fork's ``sam2`` is first on the path (:mod:`samrs_hf.sam.reference.edgetam`: timm and
-``SAMRS_EDGETAM_REFERENCE``); ours loads the checkpoint it saves. SAM 3's tracker has no reference here
-(sam3 needs timm/einops and CUDA-only kernels for its builders): ours runs alone on ``tiny-random-sam3``.
+``SAMRS_EDGETAM_REFERENCE``); ours loads the checkpoint it saves. SAM 3's image model with its interactive
+predictor comes from sam3's builder functions (``--model-size tiny``: a 2-block ViT; ``full``: the
+released ViT, no text encoder; :mod:`samrs_hf.sam.reference.sam3`), ours converted from its
+``sam3.pt``-layout weights.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from samrs_hf.sam.reference.edgetam import SIZES as EDGETAM_SIZES
 from samrs_hf.sam.reference.families import (
     build_reference, import_reference, reference_predict, reference_predictor,
 )
+from samrs_hf.sam.reference.sam3 import build_reference_sam3, released_state_dict
 from samrs_hf.sam.reference.segment_anything import SHAPES, mask_ious, random_boxes, textured_image
 
 SAM2_SIZES = {"tiny": "sam2.1_hiera_t", "hiera_t": "sam2.1_hiera_t", "hiera_s": "sam2.1_hiera_s",
@@ -49,6 +52,8 @@ def _reference_model(family: str, size: str):
             initialize_config_module("sam2", version_base="1.2")
         torch.manual_seed(0)
         return build.build_sam2(f"configs/sam2.1/{SAM2_SIZES[size]}.yaml", None, device="cpu")
+    if family == "sam3":
+        return build_reference("sam3") if size == "tiny" else build_reference_sam3(0, size).eval()
     return None
 
 
@@ -59,7 +64,8 @@ def _our_model(family: str, reference):
 
     if reference is None:
         return load_sam(f"tiny-random-{family}")[0]
-    return family_model_from_checkpoint({"model": reference.state_dict()}, get_family(family))
+    state = released_state_dict(reference) if family == "sam3" else reference.state_dict()
+    return family_model_from_checkpoint({"model": state}, get_family(family))
 
 
 def _edgetam(args, size: str, images, prompts, results: dict):
@@ -112,7 +118,7 @@ def run_family(args) -> dict:
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     size = args.model_size or {"sam2": "hiera_t", "sam_hq": "vit_b", "edgetam": "edgetam"}.get(family, "tiny")
-    known = {"sam_hq": SHAPES, "sam2": SAM2_SIZES, "edgetam": EDGETAM_SIZES}.get(family, ("tiny",))
+    known = {"sam_hq": SHAPES, "sam2": SAM2_SIZES, "edgetam": EDGETAM_SIZES, "sam3": ("tiny", "full")}.get(family, ("tiny",))
     if size not in known:
         raise SystemExit(f"--model-size {size} is no {family} size here ({', '.join(sorted(known))})")
     images = [textured_image(args.size, args.size, seed=i) for i in range(args.images)]

@@ -30,7 +30,7 @@ from samrs_hf.sam.reference.segment_anything import (  # noqa: E402
 )
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-FAMILY_SIZES = ("hiera_t", "hiera_s", "hiera_b+", "hiera_l", "edgetam")  # SAM 2.1's, EdgeTAM's (bench_families)
+FAMILY_SIZES = ("hiera_t", "hiera_s", "hiera_b+", "hiera_l", "edgetam", "full")  # SAM 2.1's, EdgeTAM's, SAM 3's (bench_families)
 KNOWN_PEAKS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 TFLOP/s
 
 
@@ -285,7 +285,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--family", default="sam", help="sam (default), sam_hq, sam2, sam3 or edgetam (bench_families)")
     p.add_argument("--model-size", choices=[*sorted(SHAPES), *FAMILY_SIZES], default=None,
                    help="SAM / HQ-SAM: tiny, vit_b (default), vit_l, vit_h; SAM 2.1: tiny, hiera_t (default), "
-                        "hiera_s, hiera_b+, hiera_l; EdgeTAM: tiny, edgetam (default, the released layout)")
+                        "hiera_s, hiera_b+, hiera_l; EdgeTAM: tiny, edgetam (default, the released layout); SAM 3: tiny (default), full")
     p.add_argument("--images", type=int, default=4)
     p.add_argument("--boxes", type=int, default=150, help="boxes per image (150 ~ a DOTA car park tile)")
     p.add_argument("--size", type=int, default=1024, help="image side in pixels")

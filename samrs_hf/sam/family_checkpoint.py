@@ -3,8 +3,8 @@
 HQ-SAM (``segment-anything-hq``, ``sam_hq_vit_*.pth``) is SAM's layout plus the HQ decoder's
 tensors, so SAM's converter (:mod:`.checkpoint`) does the shared part and the renames below the rest;
 the config comes from the tensor shapes. SAM 2.1 (``sam2``, ``sam2.1_hiera_*.pt``) is converted by
-:mod:`.sam2_checkpoint`, EdgeTAM (``edgetam.pt``) by :mod:`.edgetam_checkpoint`. Every form is read
-through ``common.safe_load`` by the caller.
+:mod:`.sam2_checkpoint`, EdgeTAM (``edgetam.pt``) by :mod:`.edgetam_checkpoint`, SAM 3 (``sam3``, ``sam3.pt``)
+by :mod:`.sam3_checkpoint`. Every form is read through ``common.safe_load`` by the caller.
 """
 
 from __future__ import annotations
@@ -68,6 +68,12 @@ def convert_family_checkpoint(state_dict: dict, family: Family) -> tuple[Any, di
         from .edgetam_checkpoint import convert_edgetam_checkpoint
 
         return convert_edgetam_checkpoint(state_dict)
+    if family.name == "sam3":
+        from .sam3_checkpoint import convert_sam3_checkpoint, log_dropped
+
+        config, converted, dropped = convert_sam3_checkpoint(state_dict)
+        log_dropped(dropped)
+        return config, converted
     raise ValueError(f"{family.title} reference checkpoints are not converted here; pass its Hub id or a "
                      f"save_pretrained folder ({', '.join(family.checkpoints)})")
 
@@ -75,11 +81,13 @@ def convert_family_checkpoint(state_dict: dict, family: Family) -> tuple[Any, di
 def family_model_from_checkpoint(state_dict: dict, family: Family, attn: str = "sdpa"):
     """The family's transformers model with a reference checkpoint's weights (assigned, no random
     init). ValueError when tensors are missing, left over or of the wrong shape."""
-    import torch
+    from transformers.initialization import no_init_weights
 
     config, converted = convert_family_checkpoint(state_dict, family)
     config._attn_implementation = attn
-    with torch.device("meta"):
+    # Parameters allocated but not initialised (the checkpoint's are assigned over them), not on the
+    # meta device: tables computed in __init__ as non-persistent buffers (SAM 3's RoPE) must be real.
+    with no_init_weights():
         model = family.model_cls()(config)
     try:
         missing, unexpected = model.load_state_dict(converted, strict=False, assign=True)

@@ -9,11 +9,12 @@ Each mirrors its family's reference predictor with ``multimask_output=False``:
 * **HQ-SAM** (segment-anything-hq ``SamPredictor``, ``hq_token_only=False``): as SAM; the decoder also
   reads the first global ViT block's features and returns SAM's single mask logits plus the HQ
   token's (:mod:`.hq_decoder`: transformers' own forward departs from the reference).
-* **SAM 2.1 / SAM 3 tracker / EdgeTAM** (``SAM2ImagePredictor`` / ``SAM3InteractiveImagePredictor``):
+* **SAM 2.1 / SAM 3 tracker / EdgeTAM** (``SAM2ImagePredictor`` / sam3's ``predict_inst``):
   image stretched to the square input (bilinear, antialiased, on 0..1 pixels), the encoder's two
   high-resolution levels feed the decoder, the single mask falls back to the best of the three
   multimask outputs when unstable (the decoder's ``dynamic_multimask_via_stability``), and the
-  256x256 logits are resized straight to the image.
+  256x256 logits are resized straight to the image. SAM 3 resizes the image in uint8 and fills small
+  holes of its 288x288 logits first (:class:`Sam3Ops`).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ import torch.nn.functional as F
 from .families import Family, family_of
 from .fast_decoder import SharedImageDecoder
 from .hq_decoder import hq_decode
+from .mask_holes import fill_small_holes
 from .resize import ResizeLongestSide
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)  # segment-anything's constants (ImageNet's, on 0..255 pixels)
 PIXEL_STD = (58.395, 57.12, 57.375)
+SAM3_MAX_HOLE_AREA = 256  # SAM3InteractiveImagePredictor's max_hole_area (low-res pixels)
 
 
 class SamOps:
@@ -121,7 +124,9 @@ class Sam2Ops(SamOps):
     def encode(self, encoder, batch: torch.Tensor):
         """Sam2Model.get_image_embeddings, through the (maybe compiled) vision encoder."""
         b = batch.shape[0]
-        levels = list(encoder(batch).fpn_hidden_states)
+        # SAM 3's neck may carry a 0.5x level the tracker never reads (the reference's scalp=1):
+        # no_mem_embed goes on the lowest level the decoder uses, as the reference adds it
+        levels = list(encoder(batch).fpn_hidden_states)[: len(self.sizes)]
         levels[0] = self.model.mask_decoder.conv_s0(levels[0])
         levels[1] = self.model.mask_decoder.conv_s1(levels[1])
         levels[-1] = levels[-1] + self.model.no_memory_embedding.view(1, -1, 1, 1).to(levels[-1].dtype)
@@ -144,6 +149,25 @@ class Sam2Ops(SamOps):
         return F.interpolate(low_res, orig, mode="bilinear", align_corners=False)
 
 
+class Sam3Ops(Sam2Ops):
+    """SAM 3's tracker as sam3 runs box/point prompts (``Sam3Processor.set_image`` + ``predict_inst``):
+    the image resized to 1008 in uint8 (antialiased, rounded, then scaled to 0..1), and low-res holes
+    of up to :data:`SAM3_MAX_HOLE_AREA` pixels filled before the resize to the image."""
+
+    def to_input(self, x: torch.Tensor, new_size: tuple[int, int]) -> torch.Tensor:
+        """torchvision's v2 ``Resize`` of a uint8 image: native uint8 on the CPU, float then rounded
+        elsewhere."""
+        if x.device.type == "cpu":
+            x = F.interpolate(x, new_size, mode="bilinear", align_corners=False, antialias=True)
+        else:
+            x = F.interpolate(x.float(), new_size, mode="bilinear", align_corners=False, antialias=True).round_()
+        return (x.float() / 255.0 - self.mean) / self.std
+
+    def postprocess(self, low_res: torch.Tensor, orig, inp) -> torch.Tensor:
+        return super().postprocess(fill_small_holes(low_res, SAM3_MAX_HOLE_AREA), orig, inp)
+
+
 def ops_for(model, device, dtype) -> SamOps:
     family = family_of(model)
-    return (Sam2Ops if family.square_input else SamOps)(model, family, device, dtype)
+    cls = Sam3Ops if family.name == "sam3" else Sam2Ops if family.square_input else SamOps
+    return cls(model, family, device, dtype)

@@ -82,23 +82,29 @@ def _rename(key: str, depths: dict[str, int]) -> str:
     return key
 
 
+def sam_heads_config(sd: dict) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(prompt encoder, mask decoder) config fields from the SAM 2 heads' tensors (``sam_prompt_encoder.*``,
+    ``sam_mask_decoder.*``: sam2's names, which EdgeTAM and SAM 3's tracker keep); 8 decoder heads, every
+    released model's, not visible in shapes."""
+    q_proj = sd["sam_mask_decoder.transformer.layers.0.cross_attn_token_to_image.q_proj.weight"]
+    inner, d_model = int(q_proj.shape[0]), int(q_proj.shape[1])
+    mask_chans = int(sd["sam_prompt_encoder.mask_downscaling.3.weight"].shape[0])
+    dec_mlp = int(sd["sam_mask_decoder.transformer.layers.0.mlp.layers.0.weight"].shape[0])
+    iou_hidden = int(sd["sam_mask_decoder.iou_prediction_head.layers.0.weight"].shape[0])
+    return (dict(hidden_size=d_model, mask_input_channels=mask_chans),
+            dict(hidden_size=d_model, mlp_dim=dec_mlp, num_attention_heads=8,
+                 attention_downsample_rate=max(1, d_model // inner), iou_head_hidden_dim=iou_hidden))
+
+
 def sam2_head_configs(sd: dict) -> dict[str, Any]:
-    """The parts of a SAM 2-lineage config that every family of it shares, from the tensor shapes: the
-    FPN neck's widths (``vision``), the prompt encoder and the mask decoder (8 heads, every released
-    SAM 2 / EdgeTAM; not visible in shapes)."""
+    """The parts of a SAM 2-lineage config that SAM 2.1 and EdgeTAM share, from the tensor shapes: the
+    FPN neck's widths (``vision``), the prompt encoder and the mask decoder."""
     convs = sorted({int(k.split(".")[3]) for k in sd if k.startswith("image_encoder.neck.convs.")})
     neck = [int(sd[f"image_encoder.neck.convs.{i}.conv.weight"].shape[1]) for i in convs]
     d_model = int(sd["image_encoder.neck.convs.0.conv.weight"].shape[0])
-    mask_chans = int(sd["sam_prompt_encoder.mask_downscaling.3.weight"].shape[0])
-    dec_mlp = int(sd["sam_mask_decoder.transformer.layers.0.mlp.layers.0.weight"].shape[0])
-    inner = int(sd["sam_mask_decoder.transformer.layers.0.cross_attn_token_to_image.q_proj.weight"].shape[0])
-    iou_hidden = int(sd["sam_mask_decoder.iou_prediction_head.layers.0.weight"].shape[0])
-    return dict(
-        vision=dict(backbone_channel_list=neck, fpn_hidden_size=d_model),
-        prompt_encoder_config=dict(hidden_size=d_model, mask_input_channels=mask_chans),
-        mask_decoder_config=dict(hidden_size=d_model, mlp_dim=dec_mlp, num_attention_heads=8,
-                                 attention_downsample_rate=max(1, d_model // inner), iou_head_hidden_dim=iou_hidden),
-    )
+    prompt_encoder, mask_decoder = sam_heads_config(sd)
+    return dict(vision=dict(backbone_channel_list=neck, fpn_hidden_size=d_model),
+                prompt_encoder_config=prompt_encoder, mask_decoder_config=mask_decoder)
 
 
 def sam2_config(sd: dict, hiera: dict | None = None):
@@ -126,23 +132,27 @@ def convert_sam2_tensors(sd: dict, dropped: dict[str, str] = VIDEO_ONLY, trunk: 
     """A SAM 2-lineage state dict renamed to transformers' (``Sam2Model``, ``EdgeTamModel``, ...):
     tensors under a ``dropped`` prefix are left out; ``trunk`` = (prefix, new prefix) moves a trunk
     whose own names transformers keeps (EdgeTAM's timm RepViT) without the rules below."""
+    kept = {k: v for k, v in sd.items() if not k.startswith(tuple(dropped))}
+    moved = {trunk[1] + k[len(trunk[0]):]: v for k, v in kept.items() if trunk[0] and k.startswith(trunk[0])}
+    return {**moved, **rename_sam2_tensors({k: v for k, v in kept.items() if not (trunk[0] and k.startswith(trunk[0]))})}
+
+
+def rename_sam2_tensors(sd: dict) -> dict:
+    """sam2-named tensors (trunk, neck, ``no_mem_embed``, SAM heads) -> transformers' names; the
+    prompt encoder's point embeddings become one table, and the image-wide positional table is the
+    prompt encoder's, as in the reference (SAM 2.1, EdgeTAM and SAM 3's tracker name them alike)."""
+    import torch
+
     depths: dict[str, int] = {}
     for key in sd:
         if (m := _MLP.match(key)):
             depths[m.group(1)] = max(depths.get(m.group(1), 0), int(m.group(2)) + 1)
     out, points = {}, {}
     for key, value in sd.items():
-        if key.startswith(tuple(dropped)):
-            continue
-        if trunk[0] and key.startswith(trunk[0]):
-            out[trunk[1] + key[len(trunk[0]):]] = value
-            continue
         if (m := re.match(r"^sam_prompt_encoder\.point_embeddings\.(\d+)\.weight$", key)):
             points[int(m.group(1))] = value
             continue
         out[_rename(key, depths)] = value
-    import torch
-
     out["prompt_encoder.point_embed.weight"] = torch.cat([points[i] for i in sorted(points)])
     out["shared_image_embedding.positional_embedding"] = out["prompt_encoder.shared_embedding.positional_embedding"]
     return out

@@ -45,7 +45,10 @@ def _tiny_family_config(family: str):
     if family == "sam3":
         vit = dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                    num_attention_heads=2, window_size=24, global_attn_indexes=[1])
-        return transformers.Sam3TrackerConfig(vision_config=dict(backbone_config=vit, fpn_hidden_size=32),
+        # the tracker's three levels (4x, 2x, 1x), as sam3.pt converts: transformers' default neck adds a
+        # 0.5x level that SAM 3 discards, and its own forward would put no_mem_embed on it
+        return transformers.Sam3TrackerConfig(vision_config=dict(backbone_config=vit, fpn_hidden_size=32,
+                                                                 scale_factors=[4.0, 2.0, 1.0]),
                                               prompt_encoder_config=dict(hidden_size=32), mask_decoder_config=decoder)
     if family == "edgetam":  # timm's repvit_m1 narrowed to one block per stage
         from .edgetam_checkpoint import require_timm

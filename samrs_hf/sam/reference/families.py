@@ -19,7 +19,7 @@ import numpy as np
 
 from .segment_anything import _torchvision_stub
 
-REFERENCE_PACKAGES = {"sam_hq": "segment_anything_hq", "sam2": "sam2"}
+REFERENCE_PACKAGES = {"sam_hq": "segment_anything_hq", "sam2": "sam2", "sam3": "sam3"}
 
 
 def _sam2_transforms(tv: dict) -> None:
@@ -150,6 +150,10 @@ def build_reference_sam2(seed: int = 0):
 
 
 def reference_predictor(family: str, model):
+    if family == "sam3":
+        from .sam3 import Sam3InteractivePredictor
+
+        return Sam3InteractivePredictor(model)
     if family == "sam_hq":
         _, pred = import_reference("sam_hq", "predictor")
         return pred.SamPredictor(model)
@@ -190,10 +194,29 @@ def reference_predict(family: str, predictor, image: np.ndarray, prompts, per_ca
     return np.concatenate(masks), np.concatenate(scores)
 
 
+def save_reference_checkpoint(family: str, model, path) -> None:
+    """The reference model's weights as its package's released checkpoint file: ``{"model": state_dict}``
+    (SAM 3: ``sam3.pt``'s ``detector.*`` / ``tracker.*`` names, checked by sam3's own loader)."""
+    import torch
+
+    if family == "sam3":
+        from .sam3 import save_released_checkpoint
+
+        save_released_checkpoint(model, path)
+    else:
+        torch.save({"model": model.state_dict()}, path)
+
+
 def build_reference(family: str, seed: int = 0):
     """The family's small random reference model (its package's own builder)."""
     if family == "sam_hq":
         return build_reference_sam_hq(seed)
     if family == "sam2":
         return build_reference_sam2(seed)
+    if family == "sam3":
+        from .sam3 import build_reference_sam3
+
+        model = build_reference_sam3(seed)
+        _randomize(model, seed)
+        return model
     raise ValueError(f"no reference builder for {family!r} (known: {', '.join(REFERENCE_PACKAGES)})")
