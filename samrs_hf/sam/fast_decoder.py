@@ -7,13 +7,15 @@ sets. Without a mask prompt the dense embedding is the same ``no_mask_embed`` fo
 the image tokens stay identical until the first block's image->token attention updates them: this
 forward projects the first block's token->image keys/values and image->token queries once per image
 and broadcasts them (the token->image attention then runs all N prompts' queries as one sequence
-against the one image), and adds the positional encoding once per block instead of twice. The
+against the one image), and adds the positional encoding once per block instead of twice. After
+that the image tokens differ per prompt, but each prompt has only ~7 tokens: the later attentions
+(and the first block's image->token values and output) never project the (HW x C) image tokens,
+the few token vectors are carried into the image's C-wide space instead (:mod:`.decoder_attention`),
+and the final attention runs only for the two tokens read out (IoU and the single mask). The
 upscaling runs channels-last: ConvTranspose2d(k=2, s=2) is a per-pixel linear map, so the image
 tokens feed it without a (N, C, h, w) transposed copy, its LayerNorm is one fused ``layer_norm``, and
 the mask is the hypernetwork's dot product per sub-pixel, shuffled into place at the end (one
-channel, not 32). The token->image attentions drop the key bias (a per-query constant under the
-softmax) and add the value bias to their small output (the weights sum to 1) instead of to the
-(HW x internal) projections. After the shared projections the prompts run in small groups on CPU, so
+channel, not 32). After the shared projections the prompts run in small groups on CPU, so
 each prompt's 4 MB image-side tensors stay in cache from one op to the next (the decoder is
 memory-bound there; about 1.9x over one pass on a 35-prompt chunk). Same arithmetic as transformers'
 forward up to float summation order (tests/test_decoder_fast.py: low-res logits within 1e-5 in fp32).
@@ -24,43 +26,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """(..., L, H*d) -> (..., H, L, d)."""
-    return x.unflatten(-1, (heads, -1)).transpose(-3, -2)
-
-
-def _merge(x: torch.Tensor) -> torch.Tensor:
-    """(..., H, L, d) -> (..., L, H*d)."""
-    return x.transpose(-3, -2).flatten(-2)
-
-
-def _attend(attn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """SamAttention's forward on projected inputs (..., L, internal): heads, softmax(qk*s)v, out_proj."""
-    h = attn.num_attention_heads
-    out = F.scaled_dot_product_attention(_heads(q, h), _heads(k, h), _heads(v, h), scale=attn.scaling)
-    return attn.out_proj(_merge(out))
-
-
-def _attend_image(attn, query: torch.Tensor, keyed: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    """Token->image attention without the two biases on the image side, exactly: the key bias adds
-    a per-query constant under the softmax, and the value bias comes out unchanged (the weights sum
-    to 1), so it is added to the small (tokens) output instead of the (HW x internal) values."""
-    h = attn.num_attention_heads
-    k, v = F.linear(keyed, attn.k_proj.weight), F.linear(image, attn.v_proj.weight)
-    out = F.scaled_dot_product_attention(_heads(attn.q_proj(query), h), _heads(k, h), _heads(v, h),
-                                         scale=attn.scaling)
-    return attn.out_proj(_merge(out) + attn.v_proj.bias)
+from .decoder_attention import attend, heads, image_to_token, image_to_token_shared, merge, token_to_image
 
 
 def _self_attention(layer, queries, point_embeddings, first: bool):
     """The block's token self-attention (small: N x T tokens) and its norm."""
     a = layer.self_attn
     if first:  # skip_first_layer_pe: the tokens replace themselves
-        queries = _attend(a, a.q_proj(queries), a.k_proj(queries), a.v_proj(queries))
+        queries = attend(a, a.q_proj(queries), a.k_proj(queries), a.v_proj(queries))
     else:
         query = queries + point_embeddings
-        queries = queries + _attend(a, a.q_proj(query), a.k_proj(query), a.v_proj(queries))
+        queries = queries + attend(a, a.q_proj(query), a.k_proj(query), a.v_proj(queries))
     return layer.layer_norm1(queries)
 
 
@@ -71,11 +47,12 @@ def _tokens_mlp(layer, queries, attn_out):
 
 def _image_side(layer, image, image_pe):
     """The first block's projections of the image tokens (1, HW, C) shared by every prompt: the
-    token->image keys and values, the image->token queries."""
+    token->image keys and values (heads, (1, H, HW, d)), the image->token queries ((H, HW, d))."""
     keyed = image + image_pe
     a, b = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
-    k, v = F.linear(keyed, a.k_proj.weight), F.linear(image, a.v_proj.weight)  # biases: see _attend_image
-    return k, v, _heads(b.q_proj(keyed), b.num_attention_heads)
+    h = a.num_attention_heads
+    k, v = F.linear(keyed, a.k_proj.weight), F.linear(image, a.v_proj.weight)  # biases: decoder_attention
+    return heads(k, h), heads(v, h), heads(b.q_proj(keyed), b.num_attention_heads)[0].contiguous()
 
 
 def _shared_first_block(layer, queries, point_embeddings, image, projected):
@@ -86,29 +63,24 @@ def _shared_first_block(layer, queries, point_embeddings, image, projected):
     k, v, q_image = projected
     queries = _self_attention(layer, queries, point_embeddings, first=layer.skip_first_layer_pe)
     a = layer.cross_attn_token_to_image  # all N*T queries as one sequence against the one image
-    q = _heads(a.q_proj(queries + point_embeddings).reshape(1, n * t, -1), a.num_attention_heads)
-    out = F.scaled_dot_product_attention(q, _heads(k, a.num_attention_heads), _heads(v, a.num_attention_heads),
-                                         scale=a.scaling)
-    queries = _tokens_mlp(layer, queries, a.out_proj(_merge(out) + a.v_proj.bias).reshape(n, t, -1))
-    b = layer.cross_attn_image_to_token  # the one query projection, broadcast over the prompts
-    k = _heads(b.k_proj(queries + point_embeddings), b.num_attention_heads)  # (N, H, T, d)
-    v = _heads(b.v_proj(queries), b.num_attention_heads)
-    out = F.scaled_dot_product_attention(q_image.expand(n, -1, -1, -1), k, v, scale=b.scaling)
-    keys = layer.layer_norm4(image + b.out_proj(_merge(out)))
-    return queries, keys
+    q = heads(a.q_proj(queries + point_embeddings).reshape(1, n * t, -1), a.num_attention_heads)
+    out = F.scaled_dot_product_attention(q, k, v, scale=a.scaling)
+    queries = _tokens_mlp(layer, queries, a.out_proj(merge(out) + a.v_proj.bias).reshape(n, t, -1))
+    b = layer.cross_attn_image_to_token  # the queries projected once, the output on the token side
+    keys = image_to_token_shared(b, q_image, image, queries + point_embeddings, queries)
+    return queries, layer.layer_norm4(keys)
 
 
 def _block(layer, queries, keys, point_embeddings, image_pe):
-    """A later two-way block on per-prompt image tokens ``keys`` (N, HW, C); the positional
-    encoding broadcasts from one image and is added once, not once per attention."""
+    """A later two-way block on per-prompt image tokens ``keys`` (N, HW, C), whose projections the
+    few tokens replace (:mod:`.decoder_attention`); the positional encoding broadcasts from one image
+    and is added once, not once per attention."""
     queries = _self_attention(layer, queries, point_embeddings, first=layer.skip_first_layer_pe)
     keyed = keys + image_pe
-    attn_out = _attend_image(layer.cross_attn_token_to_image, queries + point_embeddings, keyed, keys)
+    attn_out = token_to_image(layer.cross_attn_token_to_image, queries + point_embeddings, keyed, keys)
     queries = _tokens_mlp(layer, queries, attn_out)
-    b = layer.cross_attn_image_to_token
-    query = queries + point_embeddings
-    keys = layer.layer_norm4(keys + _attend(b, b.q_proj(keyed), b.k_proj(query), b.v_proj(queries)))
-    return queries, keys
+    keys = image_to_token(layer.cross_attn_image_to_token, keyed, keys, queries + point_embeddings, queries)
+    return queries, layer.layer_norm4(keys)
 
 
 class SharedImageDecoder:
@@ -142,8 +114,11 @@ class SharedImageDecoder:
         queries, keys = _shared_first_block(tr.layers[0], point_embeddings, point_embeddings, image, projected)
         for layer in tr.layers[1:]:
             queries, keys = _block(layer, queries, keys, point_embeddings, pe)
+        # the final attention for the two tokens read out (IoU, single mask): queries attend independently
+        used = slice(0, 2)
         f = tr.final_attn_token_to_image
-        queries = tr.layer_norm_final_attn(queries + _attend_image(f, queries + point_embeddings, keys + pe, keys))
+        attn_out = token_to_image(f, (queries + point_embeddings)[:, used], keys + pe, keys)
+        queries = tr.layer_norm_final_attn(queries[:, used] + attn_out)
         iou = d.iou_prediction_head(queries[:, 0])[:, 0]
         hyper = d.output_hypernetworks_mlps[0](queries[:, 1])  # the single-mask token: (N, C/8)
         return self._upscaled_mask(keys, hyper, *hw), iou
