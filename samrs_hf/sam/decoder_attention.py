@@ -49,8 +49,8 @@ def _per_head(linear, count: int) -> torch.Tensor:
     return linear.weight.unflatten(0, (count, -1))
 
 
-def _softmax(scores: torch.Tensor) -> torch.Tensor:
-    return scores.softmax(-1, dtype=torch.float32).to(scores.dtype)
+def _softmax(scores: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    return scores.softmax(dim, dtype=torch.float32).to(scores.dtype)
 
 
 def token_to_image(attn, query: torch.Tensor, keyed: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
@@ -83,10 +83,10 @@ def image_to_token(attn, keyed: torch.Tensor, residual: torch.Tensor, token_keys
     n, t, c = tokens.shape
     k = heads(attn.k_proj(token_keys), h) * attn.scaling  # (N, H, T, d)
     m = torch.matmul(k, _per_head(attn.q_proj, h)).reshape(n, h * t, c)  # W_q,hᵀ k_h per column
-    key_bias = torch.matmul(k, attn.q_proj.bias.unflatten(0, (h, -1, 1))).reshape(n, 1, h * t)
-    scores = torch.baddbmm(key_bias, keyed, m.transpose(1, 2))  # (N, HW, H*T)
-    p = _softmax(scores.view(n, -1, h, t)).view(n, -1, h * t)
-    return torch.baddbmm(residual, p, token_values(attn, tokens, h))
+    key_bias = torch.matmul(k, attn.q_proj.bias.unflatten(0, (h, -1, 1))).reshape(n, h * t, 1)
+    scores = torch.baddbmm(key_bias, m, keyed.transpose(1, 2))  # (N, H*T, HW): the softmax over T
+    p = _softmax(scores.view(n, h, t, -1), dim=2).view(n, h * t, -1)  # runs along contiguous HW rows
+    return torch.baddbmm(residual, p.transpose(1, 2), token_values(attn, tokens, h))
 
 
 def image_to_token_shared(attn, q_image: torch.Tensor, residual: torch.Tensor, token_keys: torch.Tensor,
@@ -96,6 +96,6 @@ def image_to_token_shared(attn, q_image: torch.Tensor, residual: torch.Tensor, t
     h = attn.num_attention_heads
     n, t, _ = tokens.shape
     k = heads(attn.k_proj(token_keys), h) * attn.scaling  # (N, H, T, d)
-    scores = torch.matmul(q_image, k.permute(1, 3, 0, 2).flatten(2))  # (H, HW, N*T)
-    p = _softmax(scores.unflatten(2, (n, t))).permute(2, 1, 0, 3).reshape(n, -1, h * t)  # (N, HW, H*T)
-    return torch.baddbmm(residual, p, token_values(attn, tokens, h))
+    scores = torch.matmul(k.transpose(0, 1).flatten(1, 2), q_image.transpose(1, 2))  # (H, N*T, HW)
+    p = _softmax(scores.view(h, n, t, -1), dim=2).transpose(0, 1).reshape(n, h * t, -1)
+    return torch.baddbmm(residual, p.transpose(1, 2), token_values(attn, tokens, h))
