@@ -98,7 +98,8 @@ def main(args) -> dict:
         print(f"{name}: {t:.2f} s/image (calls: {', '.join(f'{x:.2f}' for x in times[name])})")
     ious = mask_ious(outs["shared, masks out"].masks, outs["transformers, masks out"].masks)
     diff = (outs["shared, low-res logits only"] - outs["transformers, low-res logits only"]).abs().max().item()
-    print(f"shared vs transformers: masks out {results['transformers, masks out'] / results['shared, masks out']:.2f}x, "
+    masks_ratio = results["transformers, masks out"] / results["shared, masks out"]
+    print(f"shared vs transformers: masks out {masks_ratio:.2f}x, "
           f"low-res {results['transformers, low-res logits only'] / results['shared, low-res logits only']:.2f}x; "
           f"mask IoU min {min(ious):.5f}; low-res logits max |diff| {diff:.2e}")
     return results

@@ -7,8 +7,8 @@ internal space. Per head h, with weights W_q,h, W_k,h, W_v,h (d x C) and W_o,h (
 
 * token->image (T queries q against the image tokens x, keyed as x + pe):
   scores_h = q_h ((x + pe) W_k,hᵀ + b_k,h)ᵀ = (q_h W_k,h)(x + pe)ᵀ + q_h·b_k,h — the key-bias term is
-  one constant per query row, which the softmax drops; output_h = P_h (x W_v,hᵀ + b_v,h) = (P_h x) W_v,hᵀ + b_v,h, as
-  the weights of a row sum to 1. Two (H*T x C) x (C x HW) products replace two (HW x C) x (C x I)
+  one constant per query row, which the softmax drops; output_h = P_h (x W_v,hᵀ + b_v,h) =
+  (P_h x) W_v,hᵀ + b_v,h, as the weights of a row sum to 1. Two (H*T x C) x (C x HW) products replace two (HW x C) x (C x I)
   projections (I = 128 internal channels, H*T = 56 for a box prompt).
 * image->token (HW queries from x + pe against the T token keys k and values v):
   scores_h = (x + pe)(W_q,hᵀ k_hᵀ) + b_q,h·k_h — the query-bias term varies with the key, so it stays,

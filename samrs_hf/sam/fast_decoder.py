@@ -83,45 +83,60 @@ def _block(layer, queries, keys, point_embeddings, image_pe):
     return queries, layer.layer_norm4(keys)
 
 
+def default_group(decoder) -> int:
+    """Prompts run together after the shared projections: 2 on CPU, so each prompt's (HW x C)
+    tensors stay in cache from one op to the next; elsewhere all of a chunk (0)."""
+    return 2 if decoder.iou_token.weight.device.type == "cpu" else 0
+
+
+def shared_two_way(transformer, image_embeddings, image_pe, dense, tokens, sparse, used: list[int], finish,
+                   group: int = 0):
+    """The two-way transformer for N prompts of one image sharing ``dense`` (1, C, h, w): the output
+    ``tokens`` (K, C) plus each prompt's ``sparse`` (N, 1, T', C) as queries. Per group of prompts,
+    ``finish(queries, keys)`` gets the tokens listed in ``used`` after the final attention (N', U, C)
+    and the image tokens (N', HW, C), and returns a tuple of tensors; returns those, concatenated."""
+    image = (image_embeddings + dense).flatten(2).transpose(1, 2)  # (1, HW, C)
+    pe = image_pe.flatten(2).transpose(1, 2).to(image.dtype)
+    projected = _image_side(transformer.layers[0], image, pe)
+    n = sparse.shape[0]
+    step = group or n
+    parts = []
+    for i in range(0, n, step):
+        part = sparse[i : i + step, 0].to(tokens.dtype)
+        point_embeddings = torch.cat([tokens.expand(len(part), -1, -1), part], dim=1)
+        queries, keys = _shared_first_block(transformer.layers[0], point_embeddings, point_embeddings, image,
+                                            projected)
+        for layer in transformer.layers[1:]:
+            queries, keys = _block(layer, queries, keys, point_embeddings, pe)
+        # the final attention only for the tokens read out: queries attend independently
+        f = transformer.final_attn_token_to_image
+        attn_out = token_to_image(f, (queries + point_embeddings)[:, used], keys + pe, keys)
+        parts.append(finish(transformer.layer_norm_final_attn(queries[:, used] + attn_out), keys))
+    return tuple(torch.cat(outs) for outs in zip(*parts))
+
+
 class SharedImageDecoder:
     """``SamMaskDecoder.forward(multimask_output=False)`` for N prompts of one image whose dense
     prompt embedding is the same for all (no mask prompt). Holds transformers' modules, not copies."""
 
     def __init__(self, decoder, group: int | None = None):
-        """``group``: prompts run together after the shared projections; small groups keep each
-        prompt's (HW x C) tensors in the CPU's cache (default: 2 on CPU, all of a chunk elsewhere)."""
+        """``group``: prompts run together after the shared projections (:func:`default_group`)."""
         self.decoder = decoder
-        self.group = group if group is not None else (2 if decoder.iou_token.weight.device.type == "cpu" else 0)
+        self.group = group if group is not None else default_group(decoder)
 
     def __call__(self, image_embeddings, image_pe, sparse, dense):
         """``image_embeddings``, ``image_pe`` and ``dense``: (1, C, h, w); ``sparse``: (N, 1, T', C).
         Returns (N, 1, 4h, 4w) low-res logits and (N,) predicted IoU."""
-        tr = self.decoder.transformer
-        image = (image_embeddings + dense).flatten(2).transpose(1, 2)  # (1, HW, C)
-        pe = image_pe.flatten(2).transpose(1, 2).to(image.dtype)
-        projected = _image_side(tr.layers[0], image, pe)
-        n = sparse.shape[0]
-        step = self.group or n
-        parts = [self._prompts(image, pe, projected, sparse[i : i + step], image_embeddings.shape[-2:])
-                 for i in range(0, n, step)]
-        return torch.cat([m for m, _ in parts]), torch.cat([s for _, s in parts])
-
-    def _prompts(self, image, pe, projected, sparse, hw):
         d = self.decoder
-        tr = d.transformer
+        hw = image_embeddings.shape[-2:]
         tokens = torch.cat([d.iou_token.weight, d.mask_tokens.weight], dim=0)
-        point_embeddings = torch.cat([tokens.expand(len(sparse), -1, -1), sparse[:, 0].to(tokens.dtype)], dim=1)
-        queries, keys = _shared_first_block(tr.layers[0], point_embeddings, point_embeddings, image, projected)
-        for layer in tr.layers[1:]:
-            queries, keys = _block(layer, queries, keys, point_embeddings, pe)
-        # the final attention for the two tokens read out (IoU, single mask): queries attend independently
-        used = slice(0, 2)
-        f = tr.final_attn_token_to_image
-        attn_out = token_to_image(f, (queries + point_embeddings)[:, used], keys + pe, keys)
-        queries = tr.layer_norm_final_attn(queries[:, used] + attn_out)
-        iou = d.iou_prediction_head(queries[:, 0])[:, 0]
-        hyper = d.output_hypernetworks_mlps[0](queries[:, 1])  # the single-mask token: (N, C/8)
-        return self._upscaled_mask(keys, hyper, *hw), iou
+
+        def finish(queries, keys):  # queries: the IoU token and the single-mask token
+            hyper = d.output_hypernetworks_mlps[0](queries[:, 1])  # (N, C/8)
+            return self._upscaled_mask(keys, hyper, *hw), d.iou_prediction_head(queries[:, 0])[:, 0]
+
+        return shared_two_way(d.transformer, image_embeddings, image_pe, dense, tokens, sparse, [0, 1], finish,
+                              self.group)
 
     def _upscaled_mask(self, keys, hyper, h: int, w: int) -> torch.Tensor:
         """upscale_conv1 -> LayerNorm -> GELU -> upscale_conv2 -> GELU -> hypernetwork dot product,
