@@ -3,6 +3,7 @@ against transformers' SamAttention, in fp32 and bf16; the shared-image decoder i
 decoder sharing the image side across prompts against its own per-prompt forward."""
 
 import copy
+import threading
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from transformers import SamMaskDecoderConfig
 from transformers.models.sam.modeling_sam import SamAttention
 
 import samrs_hf.sam.hq_decoder as hq_decoder
+from samrs_hf.sam.cpu_workers import map_in_workers
 from samrs_hf.sam.decoder_attention import heads, image_to_token, image_to_token_shared, token_to_image
 from samrs_hf.sam.engine import SamLabeler
 from samrs_hf.sam.fast_decoder import SharedImageDecoder
@@ -140,3 +142,23 @@ def test_hq_sam_decoder_shares_the_image_side_with_the_same_logits(monkeypatch):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-5, msg=name)
         torch.testing.assert_close(got_iou, want_iou, rtol=0, atol=1e-5, msg=name)
         assert want.std() > 1e-3, name
+
+
+def test_cpu_workers_keep_the_order_the_grad_mode_and_the_callers_threads():
+    threads = torch.get_num_threads()
+    both = threading.Barrier(2, timeout=30)  # the two shares' first items meet: they run at once
+
+    def probe(i):
+        if threads > 1 and i in (0, 4):
+            both.wait()
+        return i, torch.get_num_threads(), torch.is_grad_enabled(), threading.get_ident()
+
+    with torch.no_grad():
+        seen = map_in_workers(probe, list(range(7)))
+    assert [s[0] for s in seen] == list(range(7))
+    assert not any(s[2] for s in seen)
+    assert torch.get_num_threads() == threads  # the caller's intra-op threads are untouched
+    if threads == 2:  # one single-threaded worker per intra-op thread, none of them the caller
+        assert {s[1] for s in seen} == {1}
+        assert len({s[3] for s in seen}) == 2 and threading.get_ident() not in {s[3] for s in seen}
+    assert torch.is_grad_enabled() and map_in_workers(probe, [1, 2])[0][2]

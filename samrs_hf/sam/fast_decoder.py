@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .cpu_workers import map_in_workers
 from .decoder_attention import attend, heads, image_to_token, image_to_token_shared, merge, token_to_image
 
 
@@ -94,14 +95,15 @@ def shared_two_way(transformer, image_embeddings, image_pe, dense, tokens, spars
     """The two-way transformer for N prompts of one image sharing ``dense`` (1, C, h, w): the output
     ``tokens`` (K, C) plus each prompt's ``sparse`` (N, 1, T', C) as queries. Per group of prompts,
     ``finish(queries, keys)`` gets the tokens listed in ``used`` after the final attention (N', U, C)
-    and the image tokens (N', HW, C), and returns a tuple of tensors; returns those, concatenated."""
+    and the image tokens (N', HW, C), and returns a tuple of tensors; returns those, concatenated.
+    On CPU with ``group`` the groups run in single-threaded workers (:mod:`.cpu_workers`)."""
     image = (image_embeddings + dense).flatten(2).transpose(1, 2)  # (1, HW, C)
     pe = image_pe.flatten(2).transpose(1, 2).to(image.dtype)
     projected = _image_side(transformer.layers[0], image, pe)
     n = sparse.shape[0]
     step = group or n
-    parts = []
-    for i in range(0, n, step):
+
+    def run(i):
         part = sparse[i : i + step, 0].to(tokens.dtype)
         point_embeddings = torch.cat([tokens.expand(len(part), -1, -1), part], dim=1)
         queries, keys = _shared_first_block(transformer.layers[0], point_embeddings, point_embeddings, image,
@@ -111,7 +113,11 @@ def shared_two_way(transformer, image_embeddings, image_pe, dense, tokens, spars
         # the final attention only for the tokens read out: queries attend independently
         f = transformer.final_attn_token_to_image
         attn_out = token_to_image(f, (queries + point_embeddings)[:, used], keys + pe, keys)
-        parts.append(finish(transformer.layer_norm_final_attn(queries[:, used] + attn_out), keys))
+        return finish(transformer.layer_norm_final_attn(queries[:, used] + attn_out), keys)
+
+    starts = list(range(0, n, step))
+    # CPU groups (small ops) run in single-threaded workers: robust to a shared CPU (.cpu_workers)
+    parts = map_in_workers(run, starts) if group and image.device.type == "cpu" else [run(i) for i in starts]
     return tuple(torch.cat(outs) for outs in zip(*parts))
 
 
