@@ -6,7 +6,8 @@ transformers' ``SamMaskDecoder`` forward, interleaved calls in one process, the 
     PYTHONPATH=. python benchmarks/bench_decoder.py --boxes 150 --dtype float32 --reps 2
 
 Prints seconds per image for masks out and RLE out (what `samrs build` asks for), the low-res
-decoder call alone, and the mask IoU of the two paths.
+decoder call alone, and the mask IoU of the two paths; ``--two-thread-ops`` also times the shared
+decoder's CPU groups on torch's intra-op threads (what a shared CPU slows down, sam.cpu_workers).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from samrs_hf.sam import fast_decoder
+from samrs_hf.sam.cpu_workers import map_in_workers
 from samrs_hf.sam.reference.segment_anything import build_reference_sam, mask_ious, random_boxes, textured_image
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -74,8 +77,10 @@ def main(args) -> dict:
     times: dict[str, list[float]] = {}
     outs: dict[str, object] = {}
 
-    def call(name, use_shared, **kw):
+    def call(name, use_shared, two_thread_ops=False, **kw):
         labeler.ops.shared_decoder = shared if use_shared else None
+        if two_thread_ops:  # each op on torch's intra-op threads, as before sam.cpu_workers
+            fast_decoder.map_in_workers = lambda fn, items: [fn(x) for x in items]
         try:
             if kw.get("low_res"):
                 t, out = _timed(lambda: _low_res(labeler, emb, prompts, use_shared))
@@ -83,6 +88,7 @@ def main(args) -> dict:
                 t, out = _timed(lambda: labeler.decode(emb, 0, prompts, **kw))
         finally:
             labeler.ops.shared_decoder = shared
+            fast_decoder.map_in_workers = map_in_workers
         times.setdefault(name, []).append(t)
         outs[name] = out
 
@@ -93,6 +99,8 @@ def main(args) -> dict:
             call(f"{side}, masks out", use_shared)
             call(f"{side}, RLE out", use_shared, output="rle", labels=np.zeros(args.boxes, np.int64))
             call(f"{side}, low-res logits only", use_shared, low_res=True)
+        if args.two_thread_ops:
+            call("shared, two-thread ops, low-res logits only", True, two_thread_ops=True, low_res=True)
     results = {name: statistics.median(ts) for name, ts in times.items()}
     for name, t in results.items():
         print(f"{name}: {t:.2f} s/image (calls: {', '.join(f'{x:.2f}' for x in times[name])})")
@@ -112,6 +120,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     p.add_argument("--reps", type=int, default=2, help="interleaved calls of each kind")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--two-thread-ops", action="store_true",
+                   help="also the shared decoder with its CPU prompt groups on torch's intra-op threads instead of "
+                        "single-threaded workers (sam.cpu_workers)")
     return p
 
 
