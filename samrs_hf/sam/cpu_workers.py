@@ -11,6 +11,7 @@ the CPU. Unloaded, they are ~1.3x slower than two threads per op on that VM.
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,6 +19,7 @@ import torch
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 _LOCK = threading.Lock()
+os.register_at_fork(after_in_child=_POOLS.clear)  # a forked child has none of the parent's threads
 
 
 def _single_threaded() -> None:
