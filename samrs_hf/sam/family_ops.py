@@ -69,7 +69,7 @@ class SamOps:
         """(N, 1, 256, 256) low-res logits and (N,) predicted IoU, one mask per prompt.
         ``shared_dense``: ``dense`` is the same for every prompt (no mask prompt)."""
         if self.hq:
-            return hq_decode(self.model.mask_decoder, emb, self.image_pe, sparse, dense, features[0])
+            return hq_decode(self.model.mask_decoder, emb, self.image_pe, sparse, dense, features[0], shared_dense)
         if shared_dense and sparse is not None and self.shared_decoder is not None:
             return self.shared_decoder(emb, self.image_pe, sparse, dense[:1])
         n = dense.shape[0]

@@ -7,13 +7,15 @@ sets. Without a mask prompt the dense embedding is the same ``no_mask_embed`` fo
 the image tokens stay identical until the first block's image->token attention updates them: this
 forward projects the first block's token->image keys/values and image->token queries once per image
 and broadcasts them (the token->image attention then runs all N prompts' queries as one sequence
-against the one image), and adds the positional encoding once per block instead of twice. The
+against the one image), and adds the positional encoding once per block instead of twice. After
+that the image tokens differ per prompt, but each prompt has only ~7 tokens: the later attentions
+(and the first block's image->token values and output) never project the (HW x C) image tokens,
+the few token vectors are carried into the image's C-wide space instead (:mod:`.decoder_attention`),
+and the final attention runs only for the two tokens read out (IoU and the single mask). The
 upscaling runs channels-last: ConvTranspose2d(k=2, s=2) is a per-pixel linear map, so the image
 tokens feed it without a (N, C, h, w) transposed copy, its LayerNorm is one fused ``layer_norm``, and
 the mask is the hypernetwork's dot product per sub-pixel, shuffled into place at the end (one
-channel, not 32). The token->image attentions drop the key bias (a per-query constant under the
-softmax) and add the value bias to their small output (the weights sum to 1) instead of to the
-(HW x internal) projections. After the shared projections the prompts run in small groups on CPU, so
+channel, not 32). After the shared projections the prompts run in small groups on CPU, so
 each prompt's 4 MB image-side tensors stay in cache from one op to the next (the decoder is
 memory-bound there; about 1.9x over one pass on a 35-prompt chunk). Same arithmetic as transformers'
 forward up to float summation order (tests/test_decoder_fast.py: low-res logits within 1e-5 in fp32).
@@ -24,43 +26,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """(..., L, H*d) -> (..., H, L, d)."""
-    return x.unflatten(-1, (heads, -1)).transpose(-3, -2)
-
-
-def _merge(x: torch.Tensor) -> torch.Tensor:
-    """(..., H, L, d) -> (..., L, H*d)."""
-    return x.transpose(-3, -2).flatten(-2)
-
-
-def _attend(attn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """SamAttention's forward on projected inputs (..., L, internal): heads, softmax(qk*s)v, out_proj."""
-    h = attn.num_attention_heads
-    out = F.scaled_dot_product_attention(_heads(q, h), _heads(k, h), _heads(v, h), scale=attn.scaling)
-    return attn.out_proj(_merge(out))
-
-
-def _attend_image(attn, query: torch.Tensor, keyed: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    """Token->image attention without the two biases on the image side, exactly: the key bias adds
-    a per-query constant under the softmax, and the value bias comes out unchanged (the weights sum
-    to 1), so it is added to the small (tokens) output instead of the (HW x internal) values."""
-    h = attn.num_attention_heads
-    k, v = F.linear(keyed, attn.k_proj.weight), F.linear(image, attn.v_proj.weight)
-    out = F.scaled_dot_product_attention(_heads(attn.q_proj(query), h), _heads(k, h), _heads(v, h),
-                                         scale=attn.scaling)
-    return attn.out_proj(_merge(out) + attn.v_proj.bias)
+from .cpu_workers import map_in_workers
+from .decoder_attention import attend, heads, image_to_token, image_to_token_shared, merge, token_to_image
 
 
 def _self_attention(layer, queries, point_embeddings, first: bool):
     """The block's token self-attention (small: N x T tokens) and its norm."""
     a = layer.self_attn
     if first:  # skip_first_layer_pe: the tokens replace themselves
-        queries = _attend(a, a.q_proj(queries), a.k_proj(queries), a.v_proj(queries))
+        queries = attend(a, a.q_proj(queries), a.k_proj(queries), a.v_proj(queries))
     else:
         query = queries + point_embeddings
-        queries = queries + _attend(a, a.q_proj(query), a.k_proj(query), a.v_proj(queries))
+        queries = queries + attend(a, a.q_proj(query), a.k_proj(query), a.v_proj(queries))
     return layer.layer_norm1(queries)
 
 
@@ -71,11 +48,12 @@ def _tokens_mlp(layer, queries, attn_out):
 
 def _image_side(layer, image, image_pe):
     """The first block's projections of the image tokens (1, HW, C) shared by every prompt: the
-    token->image keys and values, the image->token queries."""
+    token->image keys and values (heads, (1, H, HW, d)), the image->token queries ((H, HW, d))."""
     keyed = image + image_pe
     a, b = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
-    k, v = F.linear(keyed, a.k_proj.weight), F.linear(image, a.v_proj.weight)  # biases: see _attend_image
-    return k, v, _heads(b.q_proj(keyed), b.num_attention_heads)
+    h = a.num_attention_heads
+    k, v = F.linear(keyed, a.k_proj.weight), F.linear(image, a.v_proj.weight)  # biases: decoder_attention
+    return heads(k, h), heads(v, h), heads(b.q_proj(keyed), b.num_attention_heads)[0].contiguous()
 
 
 def _shared_first_block(layer, queries, point_embeddings, image, projected):
@@ -86,29 +64,61 @@ def _shared_first_block(layer, queries, point_embeddings, image, projected):
     k, v, q_image = projected
     queries = _self_attention(layer, queries, point_embeddings, first=layer.skip_first_layer_pe)
     a = layer.cross_attn_token_to_image  # all N*T queries as one sequence against the one image
-    q = _heads(a.q_proj(queries + point_embeddings).reshape(1, n * t, -1), a.num_attention_heads)
-    out = F.scaled_dot_product_attention(q, _heads(k, a.num_attention_heads), _heads(v, a.num_attention_heads),
-                                         scale=a.scaling)
-    queries = _tokens_mlp(layer, queries, a.out_proj(_merge(out) + a.v_proj.bias).reshape(n, t, -1))
-    b = layer.cross_attn_image_to_token  # the one query projection, broadcast over the prompts
-    k = _heads(b.k_proj(queries + point_embeddings), b.num_attention_heads)  # (N, H, T, d)
-    v = _heads(b.v_proj(queries), b.num_attention_heads)
-    out = F.scaled_dot_product_attention(q_image.expand(n, -1, -1, -1), k, v, scale=b.scaling)
-    keys = layer.layer_norm4(image + b.out_proj(_merge(out)))
-    return queries, keys
+    q = heads(a.q_proj(queries + point_embeddings).reshape(1, n * t, -1), a.num_attention_heads)
+    out = F.scaled_dot_product_attention(q, k, v, scale=a.scaling)
+    queries = _tokens_mlp(layer, queries, a.out_proj(merge(out) + a.v_proj.bias).reshape(n, t, -1))
+    b = layer.cross_attn_image_to_token  # the queries projected once, the output on the token side
+    keys = image_to_token_shared(b, q_image, image, queries + point_embeddings, queries)
+    return queries, layer.layer_norm4(keys)
 
 
 def _block(layer, queries, keys, point_embeddings, image_pe):
-    """A later two-way block on per-prompt image tokens ``keys`` (N, HW, C); the positional
-    encoding broadcasts from one image and is added once, not once per attention."""
+    """A later two-way block on per-prompt image tokens ``keys`` (N, HW, C), whose projections the
+    few tokens replace (:mod:`.decoder_attention`); the positional encoding broadcasts from one image
+    and is added once, not once per attention."""
     queries = _self_attention(layer, queries, point_embeddings, first=layer.skip_first_layer_pe)
     keyed = keys + image_pe
-    attn_out = _attend_image(layer.cross_attn_token_to_image, queries + point_embeddings, keyed, keys)
+    attn_out = token_to_image(layer.cross_attn_token_to_image, queries + point_embeddings, keyed, keys)
     queries = _tokens_mlp(layer, queries, attn_out)
-    b = layer.cross_attn_image_to_token
-    query = queries + point_embeddings
-    keys = layer.layer_norm4(keys + _attend(b, b.q_proj(keyed), b.k_proj(query), b.v_proj(queries)))
-    return queries, keys
+    keys = image_to_token(layer.cross_attn_image_to_token, keyed, keys, queries + point_embeddings, queries)
+    return queries, layer.layer_norm4(keys)
+
+
+def default_group(decoder) -> int:
+    """Prompts run together after the shared projections: 2 on CPU, so each prompt's (HW x C)
+    tensors stay in cache from one op to the next; elsewhere all of a chunk (0)."""
+    return 2 if decoder.iou_token.weight.device.type == "cpu" else 0
+
+
+def shared_two_way(transformer, image_embeddings, image_pe, dense, tokens, sparse, used: list[int], finish,
+                   group: int = 0):
+    """The two-way transformer for N prompts of one image sharing ``dense`` (1, C, h, w): the output
+    ``tokens`` (K, C) plus each prompt's ``sparse`` (N, 1, T', C) as queries. Per group of prompts,
+    ``finish(queries, keys)`` gets the tokens listed in ``used`` after the final attention (N', U, C)
+    and the image tokens (N', HW, C), and returns a tuple of tensors; returns those, concatenated.
+    On CPU with ``group`` the groups run in single-threaded workers (:mod:`.cpu_workers`)."""
+    image = (image_embeddings + dense).flatten(2).transpose(1, 2)  # (1, HW, C)
+    pe = image_pe.flatten(2).transpose(1, 2).to(image.dtype)
+    projected = _image_side(transformer.layers[0], image, pe)
+    n = sparse.shape[0]
+    step = group or n
+
+    def run(i):
+        part = sparse[i : i + step, 0].to(tokens.dtype)
+        point_embeddings = torch.cat([tokens.expand(len(part), -1, -1), part], dim=1)
+        queries, keys = _shared_first_block(transformer.layers[0], point_embeddings, point_embeddings, image,
+                                            projected)
+        for layer in transformer.layers[1:]:
+            queries, keys = _block(layer, queries, keys, point_embeddings, pe)
+        # the final attention only for the tokens read out: queries attend independently
+        f = transformer.final_attn_token_to_image
+        attn_out = token_to_image(f, (queries + point_embeddings)[:, used], keys + pe, keys)
+        return finish(transformer.layer_norm_final_attn(queries[:, used] + attn_out), keys)
+
+    starts = list(range(0, n, step))
+    # CPU groups (small ops) run in single-threaded workers: robust to a shared CPU (.cpu_workers)
+    parts = map_in_workers(run, starts) if group and image.device.type == "cpu" else [run(i) for i in starts]
+    return tuple(torch.cat(outs) for outs in zip(*parts))
 
 
 class SharedImageDecoder:
@@ -116,37 +126,23 @@ class SharedImageDecoder:
     prompt embedding is the same for all (no mask prompt). Holds transformers' modules, not copies."""
 
     def __init__(self, decoder, group: int | None = None):
-        """``group``: prompts run together after the shared projections; small groups keep each
-        prompt's (HW x C) tensors in the CPU's cache (default: 2 on CPU, all of a chunk elsewhere)."""
+        """``group``: prompts run together after the shared projections (:func:`default_group`)."""
         self.decoder = decoder
-        self.group = group if group is not None else (2 if decoder.iou_token.weight.device.type == "cpu" else 0)
+        self.group = group if group is not None else default_group(decoder)
 
     def __call__(self, image_embeddings, image_pe, sparse, dense):
         """``image_embeddings``, ``image_pe`` and ``dense``: (1, C, h, w); ``sparse``: (N, 1, T', C).
         Returns (N, 1, 4h, 4w) low-res logits and (N,) predicted IoU."""
-        tr = self.decoder.transformer
-        image = (image_embeddings + dense).flatten(2).transpose(1, 2)  # (1, HW, C)
-        pe = image_pe.flatten(2).transpose(1, 2).to(image.dtype)
-        projected = _image_side(tr.layers[0], image, pe)
-        n = sparse.shape[0]
-        step = self.group or n
-        parts = [self._prompts(image, pe, projected, sparse[i : i + step], image_embeddings.shape[-2:])
-                 for i in range(0, n, step)]
-        return torch.cat([m for m, _ in parts]), torch.cat([s for _, s in parts])
-
-    def _prompts(self, image, pe, projected, sparse, hw):
         d = self.decoder
-        tr = d.transformer
+        hw = image_embeddings.shape[-2:]
         tokens = torch.cat([d.iou_token.weight, d.mask_tokens.weight], dim=0)
-        point_embeddings = torch.cat([tokens.expand(len(sparse), -1, -1), sparse[:, 0].to(tokens.dtype)], dim=1)
-        queries, keys = _shared_first_block(tr.layers[0], point_embeddings, point_embeddings, image, projected)
-        for layer in tr.layers[1:]:
-            queries, keys = _block(layer, queries, keys, point_embeddings, pe)
-        f = tr.final_attn_token_to_image
-        queries = tr.layer_norm_final_attn(queries + _attend_image(f, queries + point_embeddings, keys + pe, keys))
-        iou = d.iou_prediction_head(queries[:, 0])[:, 0]
-        hyper = d.output_hypernetworks_mlps[0](queries[:, 1])  # the single-mask token: (N, C/8)
-        return self._upscaled_mask(keys, hyper, *hw), iou
+
+        def finish(queries, keys):  # queries: the IoU token and the single-mask token
+            hyper = d.output_hypernetworks_mlps[0](queries[:, 1])  # (N, C/8)
+            return self._upscaled_mask(keys, hyper, *hw), d.iou_prediction_head(queries[:, 0])[:, 0]
+
+        return shared_two_way(d.transformer, image_embeddings, image_pe, dense, tokens, sparse, [0, 1], finish,
+                              self.group)
 
     def _upscaled_mask(self, keys, hyper, h: int, w: int) -> torch.Tensor:
         """upscale_conv1 -> LayerNorm -> GELU -> upscale_conv2 -> GELU -> hypernetwork dot product,
