@@ -291,5 +291,15 @@ def load_checkpoint(path):
         raise CorruptPickleError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
 
 
+def load_arrays(path):
+    """A ``.npy`` file's array, or a ``.npz`` file's arrays as a dict (read whole, file closed): numpy's
+    own format with pickled (object) arrays refused, so nothing in the file is ever called."""
+    loaded = np.load(path, allow_pickle=False)
+    if isinstance(loaded, np.ndarray):
+        return loaded
+    with loaded:
+        return {name: loaded[name] for name in loaded.files}
+
+
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

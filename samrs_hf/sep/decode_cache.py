@@ -26,6 +26,7 @@ import numpy as np
 from ..common.errors import SamrsError
 from ..common.files import atomic_write
 from ..common.prefetch import prefetch_map
+from ..common.safe_load import load_arrays
 
 logger = logging.getLogger(__name__)
 CACHE_VERSION = 2
@@ -113,7 +114,7 @@ def _read(folder: Path, key: str, rows: int) -> DecodeCache | None:
         logger.warning("%s: unreadable (%s); decoding again", folder / META, exc)
         return None
     try:
-        index = np.load(folder / "index.npy", allow_pickle=False)
+        index = load_arrays(folder / "index.npy")
         pixels = int(index[:, 1].astype(np.int64) @ index[:, 2]) if len(index) else 0
         sizes = [(folder / name).stat().st_size for name in FILES[:2]]
         ok = (meta.get("key") == key and meta.get("version") == CACHE_VERSION and meta.get("rows") == rows

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ...common.safe_load import load_arrays
+
 ENV = "SAMRS_EDGETAM_REFERENCE"
 INSTALL = (f"pip install --no-deps --target DIR edgetam-dimos && pip install timm hydra-core iopath, "
            f"then set {ENV}=DIR")
@@ -96,10 +98,10 @@ def run_reference(checkpoint: str | Path, images: list[np.ndarray], prompts: lis
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
             raise RuntimeError(f"the EdgeTAM reference failed (exit {proc.returncode}):\n{tail}")
-        with np.load(Path(tmp) / "out.npz", allow_pickle=False) as out:
-            results = [[(out[f"masks_{i}_{j}"], out[f"scores_{i}_{j}"]) for j in range(n)]
-                       for i, n in enumerate(job["counts"])]
-            return ReferenceRun(results, float(out["seconds"]))
+        out = load_arrays(Path(tmp) / "out.npz")
+        results = [[(out[f"masks_{i}_{j}"], out[f"scores_{i}_{j}"]) for j in range(n)]
+                   for i, n in enumerate(job["counts"])]
+        return ReferenceRun(results, float(out["seconds"]))
 
 
 def _build(overrides: list[str], seed: int):
@@ -149,8 +151,7 @@ def _child(jobdir: str) -> None:
     model = _build(job["overrides"], job["seed"])
     torch.save({"model": model.state_dict()}, job["checkpoint"])
     predictor = SAM2ImagePredictor(model)
-    with np.load(Path(jobdir) / "jobs.npz", allow_pickle=False) as arrays:
-        data = {k: arrays[k] for k in arrays.files}
+    data = load_arrays(Path(jobdir) / "jobs.npz")
     batches = [[PromptBatch(**{f: data.get(f"{f}_{i}_{j}") for f in _PROMPT_FIELDS}, box_kind=None) for j in range(n)]
                for i, n in enumerate(job["counts"])]
     if job["warmup"] and batches and batches[0]:
