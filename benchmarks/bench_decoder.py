@@ -28,7 +28,7 @@ from samrs_hf.sam.reference.segment_anything import build_reference_sam, mask_io
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def _labeler(dtype):
+def _labeler(dtype, device):
     from samrs_hf.sam.engine import SamLabeler
     from samrs_hf.sam.loading import load_sam
 
@@ -37,13 +37,20 @@ def _labeler(dtype):
         path = Path(folder) / "sam_tiny.pth"
         torch.save(sam.state_dict(), path)
         model = load_sam(str(path))[0]
-    return SamLabeler(model, dtype=dtype)
+    return SamLabeler(model, dtype=dtype, device=device)
 
 
 def _timed(fn):
+    _sync()
     t = time.perf_counter()
     out = fn()
+    _sync()
     return time.perf_counter() - t, out
+
+
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def _low_res(labeler, emb, prompts, shared: bool):
@@ -66,13 +73,15 @@ def main(args) -> dict:
     from samrs_hf.sam.prompts import PromptBatch
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
-    labeler = _labeler(DTYPES[args.dtype])
+    labeler = _labeler(DTYPES[args.dtype], args.device)
     shared = labeler.ops.shared_decoder
     image = textured_image(args.size, args.size, seed=0)
     prompts = PromptBatch(boxes=random_boxes(args.size, args.size, args.boxes, seed=0), points=None,
                           point_labels=None, masks=None, box_kind="H-Box")
     emb = labeler.embed([image])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dtype}, {args.boxes} boxes of one "
+    where = torch.cuda.get_device_name(args.device) if str(args.device).startswith("cuda") else \
+        f"{torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {where}, {args.dtype}, {args.boxes} boxes of one "
           f"{args.size}x{args.size} image, tiny-ViT SAM (SAM's mask decoder)")
     times: dict[str, list[float]] = {}
     outs: dict[str, object] = {}
@@ -110,7 +119,7 @@ def main(args) -> dict:
     print(f"shared vs transformers: masks out {masks_ratio:.2f}x, "
           f"low-res {results['transformers, low-res logits only'] / results['shared, low-res logits only']:.2f}x; "
           f"mask IoU min {min(ious):.5f}; low-res logits max |diff| {diff:.2e}")
-    return results
+    return {**results, "mask_iou_min": float(min(ious)), "logits_max_diff": float(diff)}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -120,6 +129,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     p.add_argument("--reps", type=int, default=2, help="interleaved calls of each kind")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda: on CUDA the shared decoder runs a "
+                   "whole chunk at once; the printed logits difference is its CUDA parity with transformers'")
     p.add_argument("--two-thread-ops", action="store_true",
                    help="also the shared decoder with its CPU prompt groups on torch's intra-op threads instead of "
                         "single-threaded workers (sam.cpu_workers)")

@@ -18,7 +18,13 @@ that would not fit the budget is skipped):
      decoder instead of the shared-image one (#20 round 3: the decoder's share of the time);
   6. CUDA fp32 parity, SamPredictor vs SamLabeler (tiny random ViT from segment-anything's builder,
      3 image sizes x H-Box/RH-Box/CP/H-Box-M; per-mask IoU >= 0.99, mean >= 0.995): triton, sdpa;
-  7. flex attention and its parity; boolean masks out; no compile.
+  7. SAM's mask decoder alone (bench_decoder.py): the shared-image decoder vs transformers', fp32
+     (its CUDA parity: logits difference, mask IoU) and bf16;
+  8. SEP's input pipeline (bench_sep.py --new-pipeline, #20 target 4): ResNet-50 shapes, batch 96,
+     224 crops of 800² images, 8 workers, the PNG path and --decode-cache + --augment-on device
+     against the bare training loop;
+  9. flex attention and its parity; boolean masks out; no compile.
+``--only KEY[,KEY]`` runs some of them (``versions`` always), so a 15-minute lease fits two calls.
 A summary of all figures is printed at the end.
 """
 
@@ -36,14 +42,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import bench_decoder  # noqa: E402
 import bench_encoder  # noqa: E402
 import bench_labeling  # noqa: E402
 import bench_relpos_attention  # noqa: E402
+import bench_sep  # noqa: E402
 from samrs_hf.sam.reference.segment_anything import (  # noqa: E402
     SHAPES, build_reference_sam, import_segment_anything, mask_ious, random_objects, reference_prompts, textured_image,
 )
 
 SUMMARY: list[str] = []
+SECTION_KEYS = ("versions", "attention", "encoder", "labeling", "sdpa", "transformers-decoder", "parity", "decoder",
+                "sep", "flex", "masks", "eager")
 
 
 def section_versions(device):
@@ -135,6 +145,33 @@ def section_flex(bench, separate):
         separate()
 
 
+def section_decoder(device, dtype: str):
+    """SAM's mask decoder alone (150 boxes, one 1024² image): the shared-image decoder against
+    transformers' forward; in fp32 the logits difference is the new decoder's CUDA parity."""
+    res = bench_decoder.main(bench_decoder.parser().parse_args(
+        ["--device", str(device), "--dtype", dtype, "--boxes", "150", "--reps", "3"]))
+    old, new = res["transformers, RLE out"], res["shared, RLE out"]
+    SUMMARY.append(f"decoder alone, {dtype}, 150 boxes, RLE out: transformers' {old * 1000:.1f} ms/image, shared "
+                   f"{new * 1000:.1f} ms/image ({old / new:.2f}x); low-res logits max |diff| "
+                   f"{res['logits_max_diff']:.1e}, mask IoU min {res['mask_iou_min']:.4f} (fp32: >= 0.99)")
+
+
+def section_sep():
+    """#20 target 4: SEP's full input pipeline against the bare training loop, ResNet-50 shapes
+    (random weights), batch 96, 224 crops of 800² images, 8 workers: the PNG path and the
+    --decode-cache + --augment-on device path (target >= 0.9x)."""
+    import tempfile
+
+    from transformers import ResNetConfig
+
+    folder = tempfile.mkdtemp(prefix="resnet50-config-")
+    ResNetConfig().save_pretrained(folder)  # transformers' defaults are ResNet-50's shapes
+    bench_sep.main(["--backbone", folder, "--batch-size", "96", "--crop", "224", "--hidden-size", "512",
+                    "--threads", "16", "--workers", "8", "--steps", "10", "--rounds", "3", "--image-size", "800",
+                    "--images", "96", "--new-pipeline"])
+    SUMMARY.append("SEP input pipeline: the ratios are printed above (bench_sep.py --new-pipeline)")
+
+
 def main():
     ap = argparse.ArgumentParser(description="GPU parity + labeling benchmark")
     ap.add_argument("--budget-s", type=float, default=540.0, help="skip sections once this much time has passed")
@@ -143,7 +180,13 @@ def main():
     ap.add_argument("--images", default="16")
     ap.add_argument("--boxes", default="150")
     ap.add_argument("--image-batch-size", default="8")
+    ap.add_argument("--only", default=None, metavar="KEY[,KEY]",
+                    help="run only these sections (keys: " + ", ".join(SECTION_KEYS) + "), e.g. two calls of "
+                         "under 10 minutes each: --only labeling,decoder,parity and --only sep,encoder")
     args = ap.parse_args()
+    only = set(args.only.split(",")) if args.only else None
+    if only and only - set(SECTION_KEYS):
+        ap.error(f"unknown section keys {sorted(only - set(SECTION_KEYS))}; known: {', '.join(SECTION_KEYS)}")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("CUDA is not available; nothing to check")
@@ -158,39 +201,44 @@ def main():
 
     # name, seconds it needs (compiling vit_h takes a minute or two), function
     sections = [
-        ("versions", 0, lambda: section_versions(device)),
-        ("attention alone, global and windowed layers (vit_h shapes)", 40, lambda: [
+        ("versions", "versions", 0, lambda: section_versions(device)),
+        ("attention", "attention alone, global and windowed layers (vit_h shapes)", 40, lambda: [
             SUMMARY.extend(bench_relpos_attention.run(
                 ["--device", args.device, "--batch", args.image_batch_size, *window]
                 + (["--grid", "16", "--head-dim", "32", "--dtype", "float32"] if size == "tiny" else [])))
             for window in ([], ["--window"])]),
-        ("encoder alone, compiled: triton, triton+unfused-gelu, sdpa (MFU, profile)", 200,
+        ("encoder", "encoder alone, compiled: triton, triton+unfused-gelu, sdpa (MFU, profile)", 200,
          lambda: SUMMARY.extend(bench_encoder.run(
              ["--model-size", size, "--device", args.device, "--batch-sizes", args.image_batch_size,
               "--attn", "triton", "triton+unfused-gelu", "sdpa", "--modes", "default", "--profile",
               "--budget-s", str(max(0.0, args.budget_s - (time.perf_counter() - start) - 300))]))),
-        ("reference loop vs ours: triton (the CUDA default), compiled, RLE out", 150,
+        ("labeling", "reference loop vs ours: triton (the CUDA default), compiled, RLE out", 150,
          bench(["--attn", "triton", "--compile", "--output", "rle"], "triton, compiled, RLE out")),
-        ("ours: sdpa attention, compiled, RLE out", 100,
+        ("sdpa", "ours: sdpa attention, compiled, RLE out", 100,
          bench(["--attn", "sdpa", "--compile", "--output", "rle", "--skip-reference"], "sdpa, compiled, RLE out")),
-        ("ours: transformers' mask decoder (not the shared-image one), compiled, RLE out", 100,
+        ("transformers-decoder", "ours: transformers' mask decoder (not the shared-image one), compiled, RLE out", 100,
          bench(["--attn", "triton", "--compile", "--output", "rle", "--skip-reference", "--decoder", "transformers"],
                "triton, compiled, RLE out, transformers' decoder")),
-        ("parity fp32 (triton)", 20, lambda: section_parity(device, "triton")),
-        ("parity fp32 (sdpa)", 20, lambda: section_parity(device, "sdpa")),
-        ("ours: flex attention, compiled, RLE out", 150,
+        ("parity", "parity fp32 (triton)", 20, lambda: section_parity(device, "triton")),
+        ("parity", "parity fp32 (sdpa)", 20, lambda: section_parity(device, "sdpa")),
+        ("decoder", "mask decoder alone, shared-image vs transformers': fp32 (CUDA parity), bf16", 60,
+         lambda: [section_decoder(device, dtype) for dtype in ("float32", "bfloat16")]),
+        ("sep", "SEP input pipeline vs the bare loop (ResNet-50, batch 96, 8 workers)", 200, section_sep),
+        ("flex", "ours: flex attention, compiled, RLE out", 150,
          lambda: section_flex(*(bench([*attn, "--compile", "--output", "rle", "--skip-reference"],
                                       "flex, compiled, RLE out")
                                 for attn in (["--attn", "flex"], ["--attn", "flex+separate-flex"])))),
-        ("parity fp32 (flex)", 40, lambda: section_parity(device, "flex")),
-        ("ours: triton, compiled, boolean masks out", 100,
+        ("flex", "parity fp32 (flex)", 40, lambda: section_parity(device, "flex")),
+        ("masks", "ours: triton, compiled, boolean masks out", 100,
          bench(["--attn", "triton", "--compile", "--output", "masks", "--skip-reference"],
                "triton, compiled, masks out")),
-        ("ours: triton, not compiled, RLE out", 30,
+        ("eager", "ours: triton, not compiled, RLE out", 30,
          bench(["--attn", "triton", "--output", "rle", "--skip-reference"], "triton, eager, RLE out")),
     ]
     status = 0
-    for name, needs, fn in sections:
+    for key, name, needs, fn in sections:
+        if only and key not in only | {"versions"}:
+            continue
         elapsed = time.perf_counter() - start
         if elapsed + needs > args.budget_s:
             msg = f"[{name}] SKIPPED: {elapsed:.0f}s elapsed, budget {args.budget_s:.0f}s"
