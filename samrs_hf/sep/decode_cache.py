@@ -1,8 +1,9 @@
 """``--decode-cache DIR``: each training image and semantic map decoded from its PNG once, into uint8 arrays
 on disk that the DataLoader workers then memory-map, reading only the region a crop needs.
 
-One folder per subset, ``DIR/<subset>-<key>/``, where the key hashes the dataset's ``datasets`` fingerprint
-(which changes with its data files), its row count and :data:`CACHE_VERSION`: a changed dataset gets a new
+One folder per subset, ``DIR/<subset>-<key>/``, where the key hashes what the dataset's rows are
+(:func:`dataset_identity`: its Arrow cache files, which change with its data files), its row count, its
+columns and :data:`CACHE_VERSION`: a changed dataset gets a new
 folder and its old cache is never read. The folder holds :data:`FILES`: ``images.u8`` (RGB pixels of every
 row, row after row), ``semantic.u8`` (the labels), ``index.npy`` ((rows, 3) int64: first pixel, height,
 width) and ``meta.json``, written last, which makes the cache complete. Each file is written under a

@@ -119,7 +119,7 @@ class InputArgs:
     shuffle_buffer: int = field(default=1000, metadata={"help": "--streaming: shuffle buffer (rows per subset)"})
     decode_cache: str | None = field(default=None, metadata={
         "metavar": "DIR", "help": "decode each training image and semantic map once into uint8 arrays under DIR "
-                                  "(per subset, named by the dataset's fingerprint; 4 bytes per pixel), which "
+                                  "(per subset, named by a hash of the dataset's Arrow files; 4 bytes per pixel), which "
                                   "the workers then read a crop's region of instead of decoding PNGs; "
                                   "map-style datasets only (not with --streaming)"})
     augment_on: AugmentOn = field(default="workers", metadata={
